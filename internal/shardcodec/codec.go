@@ -1,0 +1,303 @@
+// Package shardcodec is the gRPC codec for shard streams. It produces and
+// accepts the ordinary protobuf wire format, so any gRPC client interoperates,
+// but moves the bulk `data` field of WriteShardRequest and ReadShardResponse
+// through pooled buffers: one copy each way and no fresh memory per cell.
+// Touching fresh memory costs about 13 µs per 4 KiB page on the machines Cairn
+// is measured on, which for 1 MiB cells is most of a core at disk speed.
+//
+// Every other message goes through the standard protobuf codec.
+//
+// Ownership: a WriteShardRequest or ReadShardResponse decoded by a Codec has
+// Data in a pooled buffer; the receiver calls Codec.Release(msg.Data) once it
+// is done with the bytes (or never, which only costs the pooling).
+package shardcodec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairnfs/cairn/proto/chunkpb"
+)
+
+// Name is the codec's content subtype; "proto" because the bytes on the wire
+// are protobuf.
+const Name = "proto"
+
+// maxField bounds any single length-delimited field the codec will allocate
+// for; gRPC's own message size limit normally stops larger messages first.
+const maxField = 256 << 20
+
+// Codec implements encoding.CodecV2. Create one with New and share it between
+// a server's or client's streams; it is safe for concurrent use.
+type Codec struct {
+	pool  mem.BufferPool
+	proto encoding.CodecV2
+}
+
+var _ encoding.CodecV2 = (*Codec)(nil)
+
+// New returns a Codec with its own buffer pool.
+func New() *Codec {
+	pool, err := mem.NewBinaryTieredBufferPool(8, 12, 14, 16, 18, 20, 21, 22, 23, 24)
+	if err != nil {
+		// The exponents above are constants well inside the valid range.
+		panic(fmt.Sprintf("shardcodec: building buffer pool: %v", err))
+	}
+	return &Codec{pool: pool, proto: encoding.GetCodecV2("proto")}
+}
+
+// Name implements encoding.CodecV2.
+func (c *Codec) Name() string { return Name }
+
+// Release returns a Data buffer decoded by c to its pool. The caller must
+// not use b afterwards. Releasing nil or a buffer of another origin is
+// harmless.
+func (c *Codec) Release(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	b = b[:0]
+	c.pool.Put(&b)
+}
+
+// Marshal implements encoding.CodecV2.
+func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
+	switch m := v.(type) {
+	case *chunkpb.WriteShardRequest:
+		var head []byte
+		if m.Header != nil {
+			hb, err := proto.Marshal(m.Header)
+			if err != nil {
+				return nil, err
+			}
+			head = protowire.AppendTag(head, 1, protowire.BytesType)
+			head = protowire.AppendBytes(head, hb)
+		}
+		var tail []byte
+		if len(m.Sha256) > 0 {
+			tail = protowire.AppendTag(tail, 3, protowire.BytesType)
+			tail = protowire.AppendBytes(tail, m.Sha256)
+		}
+		return c.bulk(head, 2, m.Data, tail), nil
+	case *chunkpb.ReadShardResponse:
+		var head []byte
+		if m.ShardLength != 0 {
+			head = protowire.AppendTag(head, 1, protowire.VarintType)
+			head = protowire.AppendVarint(head, m.ShardLength)
+		}
+		if m.CellSize != 0 {
+			head = protowire.AppendTag(head, 2, protowire.VarintType)
+			head = protowire.AppendVarint(head, uint64(m.CellSize))
+		}
+		if m.Offset != 0 {
+			head = protowire.AppendTag(head, 3, protowire.VarintType)
+			head = protowire.AppendVarint(head, m.Offset)
+		}
+		var tail []byte
+		if len(m.Sha256) > 0 {
+			tail = protowire.AppendTag(tail, 5, protowire.BytesType)
+			tail = protowire.AppendBytes(tail, m.Sha256)
+		}
+		return c.bulk(head, 4, m.Data, tail), nil
+	}
+	return c.proto.Marshal(v)
+}
+
+// bulk lays out head, the bulk field num carrying data, and tail. The bulk
+// bytes are copied once into a pooled buffer that gRPC frees after sending,
+// so the caller may reuse data as soon as Marshal returns.
+func (c *Codec) bulk(head []byte, num protowire.Number, data []byte, tail []byte) mem.BufferSlice {
+	if len(data) > 0 {
+		head = protowire.AppendTag(head, num, protowire.BytesType)
+		head = protowire.AppendVarint(head, uint64(len(data)))
+	}
+	out := make(mem.BufferSlice, 0, 3)
+	if len(head) > 0 {
+		out = append(out, mem.SliceBuffer(head))
+	}
+	if len(data) > 0 {
+		out = append(out, mem.Copy(data, c.pool))
+	}
+	if len(tail) > 0 {
+		out = append(out, mem.SliceBuffer(tail))
+	}
+	return out
+}
+
+// Unmarshal implements encoding.CodecV2.
+func (c *Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	switch m := v.(type) {
+	case *chunkpb.WriteShardRequest:
+		m.Reset()
+		return c.decode(data, func(num protowire.Number, typ protowire.Type, r *fieldReader) error {
+			switch {
+			case num == 1 && typ == protowire.BytesType:
+				b, err := r.small()
+				if err != nil {
+					return err
+				}
+				if m.Header == nil {
+					m.Header = &chunkpb.WriteShardHeader{}
+				}
+				// Repeated occurrences of a message field merge, as protobuf says.
+				return proto.UnmarshalOptions{Merge: true, DiscardUnknown: true}.Unmarshal(b, m.Header)
+			case num == 2 && typ == protowire.BytesType:
+				c.Release(m.Data)
+				b, err := r.pooled(c.pool)
+				m.Data = b
+				return err
+			case num == 3 && typ == protowire.BytesType:
+				b, err := r.small()
+				m.Sha256 = b
+				return err
+			}
+			return r.skip(typ)
+		})
+	case *chunkpb.ReadShardResponse:
+		m.Reset()
+		return c.decode(data, func(num protowire.Number, typ protowire.Type, r *fieldReader) error {
+			switch {
+			case num == 1 && typ == protowire.VarintType:
+				x, err := r.varint()
+				m.ShardLength = x
+				return err
+			case num == 2 && typ == protowire.VarintType:
+				x, err := r.varint()
+				m.CellSize = uint32(x)
+				return err
+			case num == 3 && typ == protowire.VarintType:
+				x, err := r.varint()
+				m.Offset = x
+				return err
+			case num == 4 && typ == protowire.BytesType:
+				c.Release(m.Data)
+				b, err := r.pooled(c.pool)
+				m.Data = b
+				return err
+			case num == 5 && typ == protowire.BytesType:
+				b, err := r.small()
+				m.Sha256 = b
+				return err
+			}
+			return r.skip(typ)
+		})
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+func (c *Codec) decode(data mem.BufferSlice, field func(protowire.Number, protowire.Type, *fieldReader) error) error {
+	r := &fieldReader{r: data.Reader()}
+	defer r.r.Close()
+	for r.r.Remaining() > 0 {
+		tag, err := r.varint()
+		if err != nil {
+			return err
+		}
+		num, typ := protowire.DecodeTag(tag)
+		if num < protowire.MinValidNumber || num > protowire.MaxValidNumber {
+			return errMalformed("invalid field number")
+		}
+		if err := field(num, typ, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func errMalformed(what string) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, what)
+}
+
+// fieldReader reads protobuf wire values from a gRPC buffer slice.
+type fieldReader struct {
+	r *mem.Reader
+}
+
+func (f *fieldReader) varint() (uint64, error) {
+	var x uint64
+	for shift := uint(0); shift < 64; shift += 7 {
+		b, err := f.r.ReadByte()
+		if err != nil {
+			return 0, errMalformed("truncated varint")
+		}
+		x |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return x, nil
+		}
+	}
+	return 0, errMalformed("varint overflows 64 bits")
+}
+
+func (f *fieldReader) length() (int, error) {
+	n, err := f.varint()
+	if err != nil {
+		return 0, err
+	}
+	if n > uint64(f.r.Remaining()) || n > maxField {
+		return 0, errMalformed("length-delimited field runs past the end")
+	}
+	return int(n), nil
+}
+
+func (f *fieldReader) small() ([]byte, error) {
+	n, err := f.length()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(f.r, b); err != nil {
+		return nil, errMalformed("truncated field")
+	}
+	return b, nil
+}
+
+func (f *fieldReader) pooled(pool mem.BufferPool) ([]byte, error) {
+	n, err := f.length()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	p := pool.Get(n)
+	b := (*p)[:n]
+	if _, err := io.ReadFull(f.r, b); err != nil {
+		pool.Put(p)
+		return nil, errMalformed("truncated field")
+	}
+	return b, nil
+}
+
+func (f *fieldReader) skip(typ protowire.Type) error {
+	var n int
+	switch typ {
+	case protowire.VarintType:
+		_, err := f.varint()
+		return err
+	case protowire.Fixed32Type:
+		n = 4
+	case protowire.Fixed64Type:
+		n = 8
+	case protowire.BytesType:
+		var err error
+		if n, err = f.length(); err != nil {
+			return err
+		}
+	default:
+		// Groups are not used by Cairn's protocol.
+		return errMalformed(fmt.Sprintf("unsupported wire type %d", typ))
+	}
+	if d, _ := f.r.Discard(n); d != n {
+		return errMalformed("truncated field")
+	}
+	return nil
+}
+
+// ErrMalformed is matched by errors.Is for every decoding failure.
+var ErrMalformed = errors.New("shardcodec: malformed message")
