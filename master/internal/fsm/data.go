@@ -1,0 +1,600 @@
+package fsm
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairnfs/cairn/proto/fsmpb"
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+var (
+	errDangling = errors.New("dentry names a missing inode")
+	errTooDeep  = errors.New("directory tree deeper than the walk bound")
+)
+
+func (t *txn) setAttr(c *fsmpb.SetAttr) (Result, error) {
+	const op = "setattr"
+	obj := objIno(c.Inode)
+	n, err := t.inode(c.Inode)
+	if err != nil {
+		return Result{}, err
+	}
+	if n == nil {
+		return Result{}, newErr(op, obj, errNoEnt, "")
+	}
+	if c.Size != nil {
+		switch {
+		case n.Type == typeDir:
+			return Result{}, newErr(op, obj, errIsDir, "")
+		case n.Type != typeRegular:
+			return Result{}, newErr(op, obj, errInval, "size of a "+n.Type.String())
+		case *c.Size > MaxFileSize:
+			return Result{}, newErr(op, obj, syscall.EFBIG, "")
+		}
+	}
+	if c.Mode != nil {
+		n.Mode = *c.Mode & 0o7777
+	}
+	if c.Uid != nil {
+		n.Uid = *c.Uid
+	}
+	if c.Gid != nil {
+		n.Gid = *c.Gid
+	}
+	if c.AtimeUnixNano != nil {
+		n.AtimeUnixNano = *c.AtimeUnixNano
+	}
+	if c.Size != nil {
+		if err := t.setSize(c.Inode, n, *c.Size); err != nil {
+			return Result{}, err
+		}
+		// truncate(2) updates mtime whether or not the size changed.
+		n.MtimeUnixNano = t.now
+	}
+	if c.MtimeUnixNano != nil {
+		n.MtimeUnixNano = *c.MtimeUnixNano
+	}
+	t.touch(c.Inode, n)
+	return Result{Attr: attrOf(c.Inode, n)}, nil
+}
+
+// setSize changes a regular file's size; shrinking drops the bytes beyond.
+// Write phase only; the caller writes n.
+func (t *txn) setSize(ino uint64, n *fsmpb.Inode, size uint64) error {
+	if size < n.Size {
+		if err := t.trimChunks(ino, size); err != nil {
+			return err
+		}
+	}
+	st := t.meta.Stats
+	st.LogicalBytes = st.LogicalBytes - n.Size + size
+	n.Size = size
+	return nil
+}
+
+// trimChunks drops or shortens the chunk refs of ino at or beyond size, and
+// moves slices left without refs to the garbage list.
+func (t *txn) trimChunks(ino, size uint64) error {
+	lower := chunkKey(ino, size/ChunkSize)
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(chunkPrefix(ino))})
+	if err != nil {
+		return err
+	}
+	type update struct {
+		key []byte
+		cs  *fsmpb.ChunkSlices // nil: delete
+	}
+	var updates []update
+	var dropped []uint64 // slice IDs, one per dropped ref, in order
+	for ok := it.First(); ok; ok = it.Next() {
+		key := append([]byte(nil), it.Key()...)
+		var cs fsmpb.ChunkSlices
+		if err := proto.Unmarshal(it.Value(), &cs); err != nil {
+			_ = it.Close()
+			return corrupt("chunk", key, err)
+		}
+		base := u64At(key, 9) * ChunkSize
+		kept := cs.Refs[:0]
+		for _, r := range cs.Refs {
+			start := base + uint64(r.ChunkOffset)
+			switch {
+			case start >= size:
+				dropped = append(dropped, r.SliceId)
+				continue
+			case start+uint64(r.Length) > size:
+				r.Length = uint32(size - start)
+			}
+			kept = append(kept, r)
+		}
+		if len(kept) == 0 {
+			updates = append(updates, update{key: key})
+		} else {
+			cs.Refs = kept
+			updates = append(updates, update{key: key, cs: &cs})
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, u := range updates {
+		if u.cs == nil {
+			err = t.b.Delete(u.key, nil)
+		} else {
+			err = setProto(t.b, u.key, u.cs)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return t.unref(dropped)
+}
+
+// unref drops one ref per listed slice ID and moves slices whose refs reach
+// zero to the garbage list.
+func (t *txn) unref(ids []uint64) error {
+	slices := make(map[uint64]*fsmpb.Slice)
+	var order []uint64
+	for _, id := range ids {
+		s, ok := slices[id]
+		if !ok {
+			s = new(fsmpb.Slice)
+			found, err := getProto(t.b, sliceKey(id), s, "slice")
+			if err != nil {
+				return err
+			}
+			if !found {
+				return corrupt("slice", sliceKey(id), errors.New("chunk refers to a missing slice"))
+			}
+			slices[id] = s
+			order = append(order, id)
+		}
+		if s.Refs == 0 {
+			return corrupt("slice", sliceKey(id), errors.New("more chunk refs than counted"))
+		}
+		s.Refs--
+	}
+	for _, id := range order {
+		s := slices[id]
+		if s.Refs > 0 {
+			if err := setProto(t.b, sliceKey(id), s); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := t.toGarbage(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// toGarbage moves a pending or committed slice to the garbage list.
+func (t *txn) toGarbage(s *fsmpb.Slice) error {
+	st := t.meta.Stats
+	if s.Committed {
+		st.CommittedSlices--
+	} else {
+		st.PendingSlices--
+		if err := t.b.Delete(expiryKey(s.ExpiresUnixNano, s.Id), nil); err != nil {
+			return err
+		}
+	}
+	st.GarbageSlices++
+	if err := t.b.Delete(sliceKey(s.Id), nil); err != nil {
+		return err
+	}
+	return setProto(t.b, garbageKey(s.Id), s)
+}
+
+// removeInode deletes an inode with its xattrs and data. Write phase only.
+func (t *txn) removeInode(ino uint64, n *fsmpb.Inode) error {
+	if err := t.deletePrefix(xattrPrefix(ino)); err != nil {
+		return err
+	}
+	if n.Type == typeRegular {
+		if err := t.trimChunks(ino, 0); err != nil {
+			return err
+		}
+	}
+	st := t.meta.Stats
+	st.Inodes--
+	switch n.Type {
+	case typeDir:
+		st.Directories--
+	case typeRegular:
+		st.RegularFiles--
+		st.LogicalBytes -= n.Size
+	}
+	t.deleted[ino] = true
+	t.put(ino, n)
+	return nil
+}
+
+// deletePrefix deletes every key with prefix p, one by one: point
+// tombstones keep later scans fast where a range tombstone per removed
+// inode would pile up.
+func (t *txn) deletePrefix(p []byte) error {
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	var keys [][]byte
+	for ok := it.First(); ok; ok = it.Next() {
+		keys = append(keys, append([]byte(nil), it.Key()...))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := t.b.Delete(k, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *txn) setXattr(c *fsmpb.SetXattr) (Result, error) {
+	const op = "setxattr"
+	obj := objIno(c.Inode) + " " + xattrObj(c.Name)
+	if err := checkXattrName(op, obj, c.Name); err != nil {
+		return Result{}, err
+	}
+	if len(c.Value) > MaxXattrValueLen {
+		return Result{}, newErr(op, obj, syscall.E2BIG, "")
+	}
+	n, err := t.inode(c.Inode)
+	if err != nil {
+		return Result{}, err
+	}
+	if n == nil {
+		return Result{}, newErr(op, obj, errNoEnt, "")
+	}
+	key := xattrKey(c.Inode, c.Name)
+	had, err := exists(t.b, key)
+	if err != nil {
+		return Result{}, err
+	}
+	switch c.Flag {
+	case masterpb.SetXattrRequest_FLAG_ANY:
+	case masterpb.SetXattrRequest_FLAG_CREATE:
+		if had {
+			return Result{}, newErr(op, obj, errExist, "")
+		}
+	case masterpb.SetXattrRequest_FLAG_REPLACE:
+		if !had {
+			return Result{}, newErr(op, obj, syscall.ENODATA, "")
+		}
+	default:
+		return Result{}, newErr(op, obj, errInval, "unknown flag")
+	}
+	t.touch(c.Inode, n)
+	return Result{}, t.b.Set(key, c.Value, nil)
+}
+
+func (t *txn) removeXattr(c *fsmpb.RemoveXattr) (Result, error) {
+	const op = "removexattr"
+	obj := objIno(c.Inode) + " " + xattrObj(c.Name)
+	if err := checkXattrName(op, obj, c.Name); err != nil {
+		return Result{}, err
+	}
+	n, err := t.inode(c.Inode)
+	if err != nil {
+		return Result{}, err
+	}
+	if n == nil {
+		return Result{}, newErr(op, obj, errNoEnt, "")
+	}
+	key := xattrKey(c.Inode, c.Name)
+	had, err := exists(t.b, key)
+	if err != nil {
+		return Result{}, err
+	}
+	if !had {
+		return Result{}, newErr(op, obj, syscall.ENODATA, "")
+	}
+	t.touch(c.Inode, n)
+	return Result{}, t.b.Delete(key, nil)
+}
+
+func xattrObj(name string) string { return "xattr " + strconv.Quote(name) }
+
+func checkXattrName(op, obj, name string) error {
+	switch {
+	case name == "":
+		return newErr(op, obj, errInval, "empty xattr name")
+	case len(name) > MaxXattrNameLen:
+		return newErr(op, obj, syscall.ERANGE, "xattr name too long")
+	}
+	return nil
+}
+
+func (t *txn) setLayout(c *fsmpb.SetLayout) (Result, error) {
+	const op = "setlayout"
+	obj := objIno(c.Inode)
+	if c.Layout != nil && layoutWidth(c.Layout) == 0 {
+		return Result{}, newErr(op, obj, errInval, "invalid layout")
+	}
+	n, err := t.dir(op, obj, c.Inode)
+	if err != nil {
+		return Result{}, err
+	}
+	n.Layout = cloneLayout(c.Layout)
+	t.touch(c.Inode, n)
+	return Result{Attr: attrOf(c.Inode, n)}, nil
+}
+
+// regular returns regular file ino for op, or ENOENT/EISDIR/EINVAL.
+func (t *txn) regular(op, obj string, ino uint64) (*fsmpb.Inode, error) {
+	n, err := t.inode(ino)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case n == nil:
+		return nil, newErr(op, obj, errNoEnt, "no inode "+objIno(ino))
+	case n.Type == typeDir:
+		return nil, newErr(op, obj, errIsDir, "")
+	case n.Type != typeRegular:
+		return nil, newErr(op, obj, errInval, "not a regular file")
+	}
+	return n, nil
+}
+
+func (t *txn) allocateSlice(c *fsmpb.AllocateSlice) (Result, error) {
+	const op = "allocate"
+	obj := objIno(c.Inode)
+	if c.Length == 0 || c.Length > MaxSliceLength {
+		return Result{}, newErr(op, obj, errInval, "bad slice length")
+	}
+	w := layoutWidth(c.Layout)
+	if w == 0 {
+		return Result{}, newErr(op, obj, errInval, "invalid layout")
+	}
+	if err := checkShards(op, obj, c.Shards, w, true); err != nil {
+		return Result{}, err
+	}
+	if c.ExpiresUnixNano <= t.now {
+		return Result{}, newErr(op, obj, errInval, "expiry not after the command's time")
+	}
+	if _, err := t.regular(op, obj, c.Inode); err != nil {
+		return Result{}, err
+	}
+	id := t.meta.NextSlice
+	t.meta.NextSlice++
+	s := &fsmpb.Slice{
+		Id:              id,
+		Inode:           c.Inode,
+		Length:          c.Length,
+		Layout:          cloneLayout(c.Layout),
+		Shards:          stripTokens(c.Shards),
+		ExpiresUnixNano: c.ExpiresUnixNano,
+	}
+	t.meta.Stats.PendingSlices++
+	if err := setProto(t.b, sliceKey(id), s); err != nil {
+		return Result{}, err
+	}
+	if err := t.b.Set(expiryKey(c.ExpiresUnixNano, id), nil, nil); err != nil {
+		return Result{}, err
+	}
+	return Result{SliceID: id}, nil
+}
+
+// pending returns pending slice id for op, or ENOENT (not allocated,
+// expired or collected) / EEXIST (already committed).
+func (t *txn) pending(op, obj string, id uint64) (*fsmpb.Slice, error) {
+	s := new(fsmpb.Slice)
+	ok, err := getProto(t.b, sliceKey(id), s, "slice")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, newErr(op, obj, errNoEnt, objSlice(id)+" not allocated, or expired")
+	}
+	if s.Committed {
+		return nil, newErr(op, obj, errExist, objSlice(id)+" already committed")
+	}
+	return s, nil
+}
+
+func (t *txn) replaceShard(c *fsmpb.ReplaceShard) (Result, error) {
+	const op = "replaceshard"
+	obj := objSlice(c.SliceId)
+	s, err := t.pending(op, obj, c.SliceId)
+	if err != nil {
+		return Result{}, err
+	}
+	if c.Shard == nil || int64(c.Shard.Index) >= int64(layoutWidth(s.Layout)) {
+		return Result{}, newErr(op, obj, errInval, "bad shard index")
+	}
+	loc := stripTokens([]*masterpb.ShardLocation{c.Shard})[0]
+	replaced := false
+	for i, sh := range s.Shards {
+		if sh.Index == loc.Index {
+			s.Shards[i] = loc
+			replaced = true
+		}
+	}
+	if !replaced {
+		s.Shards = append(s.Shards, loc)
+	}
+	return Result{SliceID: c.SliceId}, setProto(t.b, sliceKey(c.SliceId), s)
+}
+
+func (t *txn) commitSlice(c *fsmpb.CommitSlice) (Result, error) {
+	const op = "commit"
+	obj := objIno(c.Inode) + " " + objSlice(c.SliceId)
+	s, err := t.pending(op, obj, c.SliceId)
+	if err != nil {
+		return Result{}, err
+	}
+	if s.Inode != c.Inode {
+		return Result{}, newErr(op, obj, errInval, "slice allocated for inode "+objIno(s.Inode))
+	}
+	n, err := t.regular(op, obj, c.Inode)
+	if err != nil {
+		return Result{}, err
+	}
+	switch {
+	case c.Length == 0 || c.Length > s.Length:
+		return Result{}, newErr(op, obj, errInval, "length 0 or beyond the allocation")
+	case c.Offset > MaxFileSize || c.Offset+c.Length > MaxFileSize:
+		return Result{}, newErr(op, obj, syscall.EFBIG, "")
+	}
+	if len(c.Shards) > 0 {
+		if err := checkShards(op, obj, c.Shards, layoutWidth(s.Layout), false); err != nil {
+			return Result{}, err
+		}
+	}
+
+	// Write phase: one ref per chunk covered.
+	end := c.Offset + c.Length
+	refs := uint32(0)
+	for idx := c.Offset / ChunkSize; idx*ChunkSize < end; idx++ {
+		base := idx * ChunkSize
+		from, to := max(c.Offset, base), min(end, base+ChunkSize)
+		key := chunkKey(c.Inode, idx)
+		var cs fsmpb.ChunkSlices
+		if _, err := getProto(t.b, key, &cs, "chunk"); err != nil {
+			return Result{}, err
+		}
+		cs.Refs = append(cs.Refs, &fsmpb.ChunkRef{
+			SliceId:     c.SliceId,
+			ChunkOffset: uint32(from - base),
+			SliceOffset: from - c.Offset,
+			Length:      uint32(to - from),
+		})
+		if err := setProto(t.b, key, &cs); err != nil {
+			return Result{}, err
+		}
+		refs++
+	}
+	if err := t.b.Delete(expiryKey(s.ExpiresUnixNano, s.Id), nil); err != nil {
+		return Result{}, err
+	}
+	s.Committed = true
+	s.Length = c.Length
+	s.ExpiresUnixNano = 0
+	s.Refs = refs
+	if len(c.Shards) > 0 {
+		s.Shards = stripTokens(c.Shards)
+	}
+	if err := setProto(t.b, sliceKey(s.Id), s); err != nil {
+		return Result{}, err
+	}
+	st := t.meta.Stats
+	st.PendingSlices--
+	st.CommittedSlices++
+	if end > n.Size {
+		if err := t.setSize(c.Inode, n, end); err != nil {
+			return Result{}, err
+		}
+	}
+	n.MtimeUnixNano = t.now
+	if c.MtimeUnixNano != 0 {
+		n.MtimeUnixNano = c.MtimeUnixNano
+	}
+	t.touch(c.Inode, n)
+	return Result{Attr: attrOf(c.Inode, n), SliceID: c.SliceId}, nil
+}
+
+func (t *txn) ackGarbage(c *fsmpb.AckGarbage) (Result, error) {
+	var gone []uint64
+	for _, id := range c.SliceIds {
+		ok, err := exists(t.b, garbageKey(id))
+		if err != nil {
+			return Result{}, err
+		}
+		if ok && !containsU64(gone, id) {
+			gone = append(gone, id)
+		}
+	}
+	for _, id := range gone {
+		if err := t.b.Delete(garbageKey(id), nil); err != nil {
+			return Result{}, err
+		}
+		t.meta.Stats.GarbageSlices--
+	}
+	return Result{}, nil
+}
+
+func containsU64(s []uint64, v uint64) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// expireSlices moves at most budget pending slices whose expiry is at or
+// before now to the garbage list: their shards may have been written.
+func (t *txn) expireSlices(now int64, budget int) error {
+	p := []byte{tExpiry}
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	var ids []uint64
+	for ok := it.First(); ok && len(ids) < budget; ok = it.Next() {
+		if unsortableTime(u64At(it.Key(), 1)) > now {
+			break
+		}
+		ids = append(ids, u64At(it.Key(), 9))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		s := new(fsmpb.Slice)
+		ok, err := getProto(t.b, sliceKey(id), s, "slice")
+		if err != nil {
+			return err
+		}
+		if !ok || s.Committed {
+			return corrupt("expiry index", sliceKey(id), errors.New("no pending slice"))
+		}
+		if err := t.toGarbage(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pruneRequests forgets at most budget request records older than
+// RequestRetention before now.
+func (t *txn) pruneRequests(now int64, budget int) error {
+	if now < math.MinInt64+int64(RequestRetention) {
+		return nil
+	}
+	cutoff := now - int64(RequestRetention)
+	p := []byte{tReqTime}
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	var keys [][]byte
+	for ok := it.First(); ok && len(keys) < budget; ok = it.Next() {
+		if len(it.Key()) < 9 || unsortableTime(u64At(it.Key(), 1)) >= cutoff {
+			break
+		}
+		keys = append(keys, append([]byte(nil), it.Key()...))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := t.b.Delete(k, nil); err != nil {
+			return err
+		}
+		if err := t.b.Delete(requestKey(k[9:]), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
