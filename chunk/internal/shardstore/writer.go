@@ -1,0 +1,470 @@
+package shardstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/errors/oserror"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/minio/sha256-simd"
+)
+
+// Writer receives one shard's cells, in order, and commits them atomically.
+// Get one from Store.Create. A Writer is meant for one goroutine (the one
+// receiving the shard's stream); its methods are nevertheless safe to call
+// concurrently with each other and with Store.Close.
+//
+// Every Writer must end with Commit or Abort; until then it holds a space
+// reservation and, for a large shard, a staging file.
+type Writer struct {
+	s        *Store
+	id       ID
+	length   uint64
+	cellSize uint32
+	ncells   uint32
+	large    bool
+	reserved uint64
+	created  time.Time
+
+	mu        sync.Mutex
+	next      uint32 // cells received
+	digest    hash.Hash
+	err       error // sticky: the Writer is finished
+	committed bool
+	info      Info
+	batch     *pebble.Batch // small shards
+	stage     *stagedTable  // large shards
+}
+
+// Create starts writing shard id of length bytes cut into cells of cellSize
+// bytes (the last cell holds the remainder). It reserves the shard's space.
+//
+// Errors: ErrInvalid for a cell size of 0 or above MaxCellSize, a length
+// above MaxShardLength, or more than 2^32-1 cells; ErrNoSpace when the shard
+// does not fit in the free space (see Usage) or the store is in its
+// disk-full state; ErrClosed; ErrFailed.
+func (s *Store) Create(id ID, length uint64, cellSize uint32) (*Writer, error) {
+	if cellSize == 0 || cellSize > MaxCellSize {
+		return nil, opErr("create", id, fmt.Errorf("%w: cell size %d (want 1 to %d)", ErrInvalid, cellSize, MaxCellSize))
+	}
+	if length > MaxShardLength {
+		return nil, opErr("create", id, fmt.Errorf("%w: length %d above %d", ErrInvalid, length, uint64(MaxShardLength)))
+	}
+	n := cells(length, cellSize)
+	if n > 1<<32-1 {
+		return nil, opErr("create", id, fmt.Errorf("%w: %d cells", ErrInvalid, n))
+	}
+	if err := s.begin(); err != nil {
+		return nil, opErr("create", id, err)
+	}
+	defer s.end()
+	w := &Writer{
+		s:        s,
+		id:       id,
+		length:   length,
+		cellSize: cellSize,
+		ncells:   uint32(n),
+		large:    length > 0 && length >= s.opts.LargeShardThreshold,
+		created:  s.opts.Now(),
+		digest:   sha256.New(),
+	}
+	// Room for the cells, their checksums and keys, metadata, and the
+	// sstable index and footer.
+	w.reserved = length + n*(32+cellKeyLen+16) + 8<<10
+
+	s.maybeRestoreBallast(false) // space may have come back by other means
+	onDisk := s.db.Metrics().DiskSpaceUsage()
+	s.mu.Lock()
+	_, free := s.spaceLocked(onDisk)
+	if w.reserved > free {
+		s.mu.Unlock()
+		if s.diskFull.Load() {
+			return nil, opErr("create", id, fmt.Errorf("%w: disk full (delete shards to free space)", ErrNoSpace))
+		}
+		return nil, opErr("create", id, fmt.Errorf("%w: need %d bytes, %d free", ErrNoSpace, w.reserved, free))
+	}
+	s.mu.reserved += w.reserved
+	s.mu.writers[w] = struct{}{}
+	s.mu.Unlock()
+
+	if w.large {
+		st, err := s.newStagedTable(id, "cells")
+		if err != nil {
+			w.finish(err)
+			return nil, opErr("create", id, err)
+		}
+		st.startPipe(32 + int(min(uint64(cellSize), length)))
+		w.stage = st
+	} else {
+		w.batch = s.db.NewBatchWithSize(int(length + n*(32+cellKeyLen+8) + 128))
+	}
+	return w, nil
+}
+
+// WriteCell appends the next cell. It checks that sha256(data) == sum
+// (ErrChecksum), that data has the cell's length: cellSize, or the remainder
+// for the last cell (ErrInvalid), and that the shard is not complete yet
+// (ErrInvalid). A rejected cell is not recorded: the Writer stays usable
+// and the caller may send the cell again. Storage errors (ErrNoSpace, I/O)
+// finish the Writer. data may be reused when WriteCell returns.
+func (w *Writer) WriteCell(data []byte, sum [32]byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return opErr("write", w.id, w.err)
+	}
+	if err := w.s.begin(); err != nil {
+		return opErr("write", w.id, err)
+	}
+	defer w.s.end()
+	c := w.next
+	if c >= w.ncells {
+		return opErr("write", w.id, fmt.Errorf("%w: cell %d of a shard of %d cells", ErrInvalid, c, w.ncells))
+	}
+	if want := cellLen(w.length, w.cellSize, c); uint32(len(data)) != want || uint64(len(data)) != uint64(want) {
+		return opErr("write", w.id, fmt.Errorf("%w: cell %d has %d bytes, want %d", ErrInvalid, c, len(data), want))
+	}
+	if sha256.Sum256(data) != sum {
+		return opErr("write", w.id, fmt.Errorf("%w in cell %d", ErrChecksum, c))
+	}
+	if w.large {
+		if err := w.stage.add(cellKey(tagLarge, w.id, c), sum, data); err != nil {
+			err = fmt.Errorf("stage cell %d: %w", c, classify(err))
+			w.finish(err)
+			return opErr("write", w.id, err)
+		}
+	} else {
+		var kb [cellKeyLen]byte
+		op := w.batch.SetDeferred(cellKeyLen, 32+len(data))
+		copy(op.Key, appendCellKey(kb[:0], tagSmall, w.id, c))
+		copy(op.Value, sum[:])
+		copy(op.Value[32:], data)
+		if err := op.Finish(); err != nil {
+			err = fmt.Errorf("batch cell %d: %w", c, err)
+			w.finish(err)
+			return opErr("write", w.id, err)
+		}
+	}
+	w.digest.Write(sum[:])
+	w.next++
+	return nil
+}
+
+// Commit makes the shard durable (synced) and visible, atomically: after a
+// crash the shard is either whole or absent. It requires every cell
+// (ErrInvalid otherwise; the Writer stays usable). If the shard already
+// exists, Commit succeeds when it is identical (same length, cell size and
+// per-cell checksums) and returns the stored Info; otherwise it fails with
+// ErrExists. Of concurrent Commits of one ID, one writes and the others see
+// its result. Any other failure (ErrNoSpace, ErrFailed, I/O) leaves nothing
+// of the shard visible. Commit after a successful Commit returns the same
+// Info.
+func (w *Writer) Commit() (Info, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.committed {
+		return w.info, nil
+	}
+	if w.err != nil {
+		return Info{}, opErr("commit", w.id, w.err)
+	}
+	if err := w.s.begin(); err != nil {
+		return Info{}, opErr("commit", w.id, err)
+	}
+	defer w.s.end()
+	if w.next != w.ncells {
+		return Info{}, opErr("commit", w.id, fmt.Errorf("%w: %d of %d cells written", ErrInvalid, w.next, w.ncells))
+	}
+	m := meta{large: w.large, length: w.length, cellSize: w.cellSize, created: w.created}
+	w.digest.Sum(m.digest[:0])
+
+	info, err := w.commit(&m)
+	if err != nil {
+		w.finish(err)
+		return Info{}, opErr("commit", w.id, err)
+	}
+	w.committed = true
+	w.info = info
+	w.finish(errCommitted)
+	return info, nil
+}
+
+// Errors of a finished Writer's later calls.
+var (
+	errCommitted = fmt.Errorf("%w: writer already committed", ErrInvalid)
+	errAborted   = fmt.Errorf("%w: writer aborted", ErrInvalid)
+)
+
+func (w *Writer) commit(m *meta) (Info, error) {
+	s := w.s
+	var metaTable *stagedTable
+	if w.large {
+		// Finish (and sync) the cells' table and write the metadata
+		// table before taking the ID lock: the slow part runs in
+		// parallel with other writers of the same ID.
+		if err := w.stage.finish(); err != nil {
+			return Info{}, fmt.Errorf("stage cells: %w", classify(err))
+		}
+		var err error
+		metaTable, err = s.newStagedTable(w.id, "meta")
+		if err != nil {
+			return Info{}, err
+		}
+		defer metaTable.remove()
+		err = metaTable.sst.Set(idKey(tagMeta, w.id), m.encode())
+		if err == nil {
+			err = metaTable.finish()
+		}
+		if err != nil {
+			return Info{}, fmt.Errorf("stage metadata: %w", classify(err))
+		}
+	}
+
+	unlock := s.lockID(w.id)
+	defer unlock()
+	old, ok, err := s.getMeta(w.id)
+	if err != nil {
+		return Info{}, err
+	}
+	if ok {
+		if old.length == m.length && old.cellSize == m.cellSize && old.digest == m.digest {
+			return old.info(w.id), nil
+		}
+		return Info{}, fmt.Errorf("%w (stored: %d bytes in cells of %d)", ErrExists, old.length, old.cellSize)
+	}
+	if w.large {
+		err = s.guard(func() error {
+			return s.db.Ingest(context.Background(), []string{w.stage.path, metaTable.path})
+		})
+	} else {
+		_ = w.batch.Set(idKey(tagMeta, w.id), m.encode(), nil)
+		// Pebble commits concurrent synced batches with one WAL sync.
+		err = s.guard(func() error { return w.batch.Commit(pebble.Sync) })
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	s.mu.Lock()
+	s.mu.shards++
+	s.mu.Unlock()
+	return m.info(w.id), nil
+}
+
+// Abort discards the shard and releases its space. It is safe after Commit
+// (a no-op) and more than once.
+func (w *Writer) Abort() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.finish(errAborted)
+	}
+}
+
+// abandon is Store.Close's Abort: later calls report ErrClosed.
+func (w *Writer) abandon() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.finish(ErrClosed)
+	}
+}
+
+// finish ends the Writer with err (sticky), dropping its batch or staging
+// file and its space reservation. w.mu must be held (or w unshared).
+func (w *Writer) finish(err error) {
+	if w.err != nil {
+		return
+	}
+	w.err = err
+	if w.batch != nil {
+		_ = w.batch.Close()
+		w.batch = nil
+	}
+	if w.stage != nil {
+		w.stage.remove()
+		w.stage = nil
+	}
+	s := w.s
+	s.mu.Lock()
+	s.mu.reserved -= w.reserved
+	delete(s.mu.writers, w)
+	s.mu.Unlock()
+}
+
+// stagedTable is an sstable being written in the staging directory, to be
+// ingested. With a pipe (large shards' cells), a goroutine owned by the table
+// appends the cells, so that the caller hashes the next cell while this one
+// is copied and written; finish and remove stop it.
+type stagedTable struct {
+	s    *Store
+	path string
+	out  *stagingFile
+	sst  *sstable.Writer
+	done bool // sst closed
+
+	jobs    chan stagedCell // nil without a pipe
+	free    chan []byte     // buffers for sum || cell
+	stopped chan struct{}   // closed when the goroutine exits
+	err     atomic.Pointer[error]
+}
+
+type stagedCell struct {
+	key, kv []byte
+}
+
+// stagingBytesPerSync is how often a staging file's writeback is started.
+const stagingBytesPerSync = 4 << 20
+
+// pipeDepth is the number of cells in flight per large Writer.
+const pipeDepth = 2
+
+func (s *Store) newStagedTable(id ID, kind string) (*stagedTable, error) {
+	name := strconv.FormatUint(id.Slice, 10) + "-" + strconv.FormatUint(uint64(id.Index), 10) +
+		"-" + strconv.FormatUint(s.seq.Add(1), 10) + "-" + kind + ".sst"
+	path := s.fs.PathJoin(s.stagingDir, name)
+	f, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, fmt.Errorf("create staging file: %w", classify(err))
+	}
+	// Start writeback every few MiB (sync_file_range where available),
+	// so the disk works while the next cells are hashed and Commit's
+	// fsync finds little left to write.
+	f = vfs.NewSyncingFile(f, vfs.SyncingFileOptions{NoSyncOnClose: true, BytesPerSync: stagingBytesPerSync})
+	out := &stagingFile{f: f}
+	return &stagedTable{s: s, path: path, out: out, sst: sstable.NewWriter(out, s.wopts)}, nil
+}
+
+// startPipe starts the goroutine that appends cells of up to bufSize bytes
+// (with their checksum).
+func (t *stagedTable) startPipe(bufSize int) {
+	t.jobs = make(chan stagedCell, pipeDepth)
+	t.free = make(chan []byte, pipeDepth+1)
+	for range pipeDepth + 1 {
+		t.free <- make([]byte, 0, bufSize)
+	}
+	t.stopped = make(chan struct{})
+	go func() {
+		defer close(t.stopped)
+		for c := range t.jobs {
+			if t.err.Load() == nil {
+				if err := t.sst.Set(c.key, c.kv); err != nil {
+					t.err.Store(&err)
+				}
+			}
+			t.free <- c.kv[:0]
+		}
+	}()
+}
+
+// add appends a cell; an error from an earlier cell may surface here.
+func (t *stagedTable) add(key []byte, sum [32]byte, data []byte) error {
+	if t.jobs == nil {
+		return t.sst.Set(key, append(sum[:], data...))
+	}
+	if err := t.err.Load(); err != nil {
+		return *err
+	}
+	buf := <-t.free
+	buf = append(append(buf, sum[:]...), data...)
+	t.jobs <- stagedCell{key: key, kv: buf}
+	return nil
+}
+
+// stopPipe waits for the cells in flight and stops the goroutine.
+func (t *stagedTable) stopPipe() error {
+	if t.jobs == nil {
+		return nil
+	}
+	close(t.jobs)
+	<-t.stopped
+	t.jobs = nil
+	if err := t.err.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// finish writes the table's index and footer and syncs the file.
+func (t *stagedTable) finish() error {
+	t.done = true
+	if err := t.stopPipe(); err != nil {
+		t.out.abort()
+		_ = t.sst.Close()
+		return err
+	}
+	return t.sst.Close()
+}
+
+// remove abandons the table (if unfinished) and removes its file.
+func (t *stagedTable) remove() {
+	if !t.done {
+		t.done = true
+		t.out.abort() // later writes fail fast
+		_ = t.stopPipe()
+		_ = t.sst.Close() // fails fast too; stops the sstable writer's goroutine
+	}
+	// Ingest removes its inputs when it succeeds.
+	if err := t.s.fs.Remove(t.path); err != nil && !oserror.IsNotExist(err) {
+		t.s.log.Warn("remove staging file", "path", t.path, "err", err)
+	}
+}
+
+// stagingFile is the objstorage.Writable under a staged sstable: writes go
+// straight to the file (the sstable writer hands over whole blocks), and
+// Finish syncs it.
+type stagingFile struct {
+	mu      sync.Mutex
+	f       vfs.File
+	aborted bool
+	closed  bool
+}
+
+func (o *stagingFile) Write(p []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.aborted {
+		return errAborted
+	}
+	_, err := o.f.Write(p)
+	return err
+}
+
+func (o *stagingFile) Finish() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.aborted {
+		o.closeLocked()
+		return errAborted
+	}
+	err := o.f.Sync()
+	return errors.Join(err, o.closeLocked())
+}
+
+func (o *stagingFile) Abort() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_ = o.closeLocked()
+}
+
+func (o *stagingFile) abort() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.aborted = true
+	_ = o.closeLocked()
+}
+
+func (o *stagingFile) closeLocked() error {
+	if o.closed {
+		return nil
+	}
+	o.closed = true
+	return o.f.Close()
+}
