@@ -1,0 +1,166 @@
+package client_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairnfs/cairn/chunk"
+	"github.com/cairnfs/cairn/client"
+	"github.com/cairnfs/cairn/erasure"
+)
+
+// childEnv, when set, makes the test binary a chunkserver storing in the
+// directory it names: the benchmark runs its chunkservers as separate
+// processes so that getrusage(RUSAGE_SELF) counts the client's CPU only.
+const childEnv = "CAIRN_CLIENT_BENCH_CHUNKSERVER_DIR"
+
+// runChildChunkserver serves until SIGTERM or until stdin closes (the
+// parent died), printing its address on stdout first.
+func runChildChunkserver(dir string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	srv, err := chunk.New(chunk.Config{ID: os.Getenv(childEnv + "_ID"), ListenAddr: "127.0.0.1:0", Dir: dir, ClusterKey: testKey, ShutdownGrace: time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(srv.Addr())
+	if err := srv.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// startChildServers starts n chunkserver processes.
+func startChildServers(b *testing.B, n int) ([]*server, []*exec.Cmd) {
+	servers := make([]*server, n)
+	cmds := make([]*exec.Cmd, n)
+	for i := range n {
+		id := fmt.Sprintf("cs-%d", i)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+b.TempDir(), childEnv+"_ID="+id)
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			stdin.Close()
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		})
+		addr, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			b.Fatalf("chunkserver %s: %v", id, err)
+		}
+		servers[i] = &server{id: id, addr: strings.TrimSpace(addr)}
+		cmds[i] = cmd
+	}
+	return servers, cmds
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// BenchmarkSequential writes a file sequentially through the data path to
+// six chunkserver processes as RS(4,2) with 1 MiB cells and 64 MiB chunks,
+// reads it back sequentially in 1 MiB reads, then stops one chunkserver and
+// reads it again (degraded: that server holds a data shard of 4 slices in
+// 6, a parity shard of the rest). It reports MB/s and the client's CPU
+// seconds per GiB for each phase. The file is CAIRN_BENCH_MIB MiB (default
+// 256); run it with -benchtime 1x:
+//
+//	CAIRN_BENCH_MIB=1024 go test -run '^$' -bench Sequential -benchtime 1x ./client/
+func BenchmarkSequential(b *testing.B) {
+	mib := 256
+	if v := os.Getenv("CAIRN_BENCH_MIB"); v != "" {
+		var err error
+		if mib, err = strconv.Atoi(v); err != nil || mib <= 0 {
+			b.Fatalf("CAIRN_BENCH_MIB=%q", v)
+		}
+	}
+	size := int64(mib) << 20
+	servers, cmds := startChildServers(b, 6)
+	meta := newFakeMeta(b, erasure.RS(4, 2), servers, client.DefaultChunkSize)
+	dp, err := client.New(meta, client.Config{ClientID: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dp.Close()
+	ctx := context.Background()
+	block := make([]byte, 1<<20)
+	for i := range block {
+		block[i] = byte(i*7 + i>>8)
+	}
+	phase := func(name string, f func() error) {
+		start, cpu := time.Now(), cpuSeconds()
+		if err := f(); err != nil {
+			b.Fatalf("%s: %v", name, err)
+		}
+		secs, cpuUsed := time.Since(start).Seconds(), cpuSeconds()-cpu
+		b.ReportMetric(float64(size)/1e6/secs, name+"-MB/s")
+		b.ReportMetric(cpuUsed/(float64(size)/(1<<30)), name+"-cpu-s/GiB")
+	}
+	read := func(inode uint64) error {
+		rd, err := dp.OpenReader(ctx, inode)
+		if err != nil {
+			return err
+		}
+		defer rd.Close()
+		buf := make([]byte, 1<<20)
+		for off := int64(0); off < size; off += int64(len(buf)) {
+			if _, err := rd.ReadAt(ctx, buf, off); err != nil && err != io.EOF {
+				return err
+			}
+			if buf[0] != block[0] || buf[len(buf)-1] != block[len(block)-1] {
+				return fmt.Errorf("wrong bytes at %d", off)
+			}
+		}
+		return nil
+	}
+	b.ResetTimer()
+	for n := range b.N {
+		inode := uint64(n + 1)
+		phase("write", func() error {
+			w := dp.NewWriter(inode)
+			for off := int64(0); off < size; off += int64(len(block)) {
+				if _, err := w.WriteAt(ctx, block, off); err != nil {
+					return err
+				}
+			}
+			return w.Close(ctx)
+		})
+		phase("read", func() error { return read(inode) })
+	}
+	// Degraded, once: stop cs-0.
+	cmds[0].Process.Signal(syscall.SIGTERM)
+	cmds[0].Wait()
+	meta.markDead(servers[0].id)
+	phase("degraded", func() error { return read(1) })
+}

@@ -1,0 +1,329 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairnfs/cairn/chunk"
+	"github.com/cairnfs/cairn/client"
+	"github.com/cairnfs/cairn/erasure"
+	"github.com/cairnfs/cairn/internal/token"
+	"github.com/cairnfs/cairn/proto/chunkpb"
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+var testKey = []byte("client-test-cluster-key-0123456789")
+
+// server is one chunkserver started in the test.
+type server struct {
+	id, addr string
+	mu       sync.Mutex
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// stop stops the server and waits for it; idempotent.
+func (s *server) stop(t testing.TB) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	if err := <-s.done; err != nil {
+		t.Errorf("chunkserver %s: Run: %v", s.id, err)
+	}
+	s.cancel = nil
+}
+
+func startServers(t testing.TB, n int) []*server {
+	t.Helper()
+	out := make([]*server, n)
+	for i := range out {
+		cfg := chunk.Config{
+			ID: fmt.Sprintf("cs-%d", i), ListenAddr: "127.0.0.1:0", Dir: t.TempDir(),
+			ClusterKey: testKey, ShutdownGrace: 200 * time.Millisecond,
+		}
+		srv, err := chunk.New(cfg)
+		if err != nil {
+			t.Fatalf("chunk.New: %v", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		s := &server{id: cfg.ID, addr: srv.Addr(), cancel: cancel, done: make(chan error, 1)}
+		go func() { s.done <- srv.Run(ctx) }()
+		out[i] = s
+		t.Cleanup(func() { s.stop(t) })
+	}
+	return out
+}
+
+// fakeMeta is an in-memory master for the data path: it allocates slice
+// IDs, places shards round-robin over live servers, mints real tokens,
+// records commits per chunk in commit order and answers GetLayout as the
+// real master does.
+type fakeMeta struct {
+	signer    *token.Signer
+	chunkSize uint64
+
+	mu        sync.Mutex
+	policy    erasure.Layout
+	servers   []*server
+	dead      map[string]bool
+	rr        int
+	next      uint64
+	slices    map[uint64]*fakeSlice
+	chunks    map[uint64]map[uint64][]*masterpb.SliceRef // inode -> chunk index -> refs
+	sizes     map[uint64]uint64
+	reports   []*masterpb.ReportBadShardRequest
+	replaced  int
+	committed []*masterpb.CommitSliceRequest
+}
+
+type fakeSlice struct {
+	inode     uint64
+	length    uint64
+	layout    erasure.Layout
+	shards    []*masterpb.ShardLocation
+	committed bool
+}
+
+func newFakeMeta(t testing.TB, policy erasure.Layout, servers []*server, chunkSize int64) *fakeMeta {
+	signer, err := token.NewSigner(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fakeMeta{
+		signer: signer, chunkSize: uint64(chunkSize), policy: policy, servers: servers,
+		dead: map[string]bool{}, next: 100, slices: map[uint64]*fakeSlice{},
+		chunks: map[uint64]map[uint64][]*masterpb.SliceRef{}, sizes: map[uint64]uint64{},
+	}
+}
+
+var _ client.Metadata = (*fakeMeta)(nil)
+
+func layoutToProto(l erasure.Layout) *chunkpb.Layout {
+	p := &chunkpb.Layout{CellSize: uint32(l.CellSize())}
+	if l.IsReplicated() {
+		p.Kind, p.Replicas = chunkpb.Layout_KIND_REPLICATED, uint32(l.Shards())
+	} else {
+		p.Kind, p.DataShards, p.ParityShards = chunkpb.Layout_KIND_STRIPED, uint32(l.DataShards()), uint32(l.ParityShards())
+	}
+	return p
+}
+
+func (f *fakeMeta) markDead(id string) {
+	f.mu.Lock()
+	f.dead[id] = true
+	f.mu.Unlock()
+}
+
+func (f *fakeMeta) mint(id uint64, l erasure.Layout, length uint64, i int) *chunkpb.Token {
+	return f.signer.Mint(chunkpb.TokenOp_TOKEN_OP_WRITE, id, uint32(i), uint64(l.ShardLength(int64(length), i)), time.Now().Add(time.Minute))
+}
+
+func (f *fakeMeta) AllocateSlice(ctx context.Context, in *masterpb.AllocateSliceRequest, _ ...grpc.CallOption) (*masterpb.AllocateSliceResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if in.Length == 0 {
+		return nil, status.Error(codes.InvalidArgument, "fake: zero length")
+	}
+	l := f.policy
+	if l.IsRS() && in.Length < uint64(l.StripeRow()) {
+		l = l.ReplicatedEquivalent()
+	}
+	var live []*server
+	for _, s := range f.servers {
+		if !f.dead[s.id] {
+			live = append(live, s)
+		}
+	}
+	if len(live) < l.Shards() {
+		return nil, status.Errorf(codes.ResourceExhausted, "fake: %d live servers for %s", len(live), l)
+	}
+	f.next++
+	id := f.next
+	sl := &fakeSlice{inode: in.Inode, length: in.Length, layout: l}
+	res := &masterpb.AllocateSliceResponse{SliceId: id, Layout: layoutToProto(l)}
+	for i := range l.Shards() {
+		s := live[(f.rr+i)%len(live)]
+		sl.shards = append(sl.shards, &masterpb.ShardLocation{Index: uint32(i), ChunkserverId: s.id, Address: s.addr})
+		res.Shards = append(res.Shards, &masterpb.ShardLocation{Index: uint32(i), ChunkserverId: s.id, Address: s.addr, Token: f.mint(id, l, in.Length, i)})
+	}
+	f.rr++
+	f.slices[id] = sl
+	return res, nil
+}
+
+func (f *fakeMeta) ReplaceShard(ctx context.Context, in *masterpb.ReplaceShardRequest, _ ...grpc.CallOption) (*masterpb.ReplaceShardResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sl := f.slices[in.SliceId]
+	if sl == nil || sl.committed || int(in.Index) >= len(sl.shards) {
+		return nil, status.Error(codes.NotFound, "fake: no such pending shard")
+	}
+	used := map[string]bool{}
+	for _, sh := range sl.shards {
+		used[sh.ChunkserverId] = true
+	}
+	for _, id := range in.ExcludeChunkservers {
+		used[id] = true
+	}
+	for _, s := range f.servers {
+		if !used[s.id] && !f.dead[s.id] {
+			f.replaced++
+			sl.shards[in.Index] = &masterpb.ShardLocation{Index: in.Index, ChunkserverId: s.id, Address: s.addr}
+			return &masterpb.ReplaceShardResponse{Shard: &masterpb.ShardLocation{
+				Index: in.Index, ChunkserverId: s.id, Address: s.addr, Token: f.mint(in.SliceId, sl.layout, sl.length, int(in.Index)),
+			}}, nil
+		}
+	}
+	return nil, status.Error(codes.ResourceExhausted, "fake: no substitute")
+}
+
+func (f *fakeMeta) CommitSlice(ctx context.Context, in *masterpb.CommitSliceRequest, _ ...grpc.CallOption) (*masterpb.CommitSliceResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sl := f.slices[in.SliceId]
+	switch {
+	case sl == nil || sl.committed:
+		return nil, status.Error(codes.NotFound, "fake: no such pending slice")
+	case in.Length == 0 || in.Length > sl.length:
+		return nil, status.Error(codes.InvalidArgument, "fake: bad length")
+	case len(in.Shards) < min(sl.layout.DataShards()+1, sl.layout.Shards()):
+		return nil, status.Errorf(codes.InvalidArgument, "fake: %d shards", len(in.Shards))
+	}
+	for _, sh := range in.Shards {
+		if int(sh.Index) >= len(sl.shards) || sl.shards[sh.Index].ChunkserverId != sh.ChunkserverId {
+			return nil, status.Errorf(codes.InvalidArgument, "fake: shard %d not placed on %s", sh.Index, sh.ChunkserverId)
+		}
+	}
+	sl.committed, sl.length = true, in.Length
+	var shards []*masterpb.ShardLocation
+	for _, sh := range in.Shards {
+		shards = append(shards, &masterpb.ShardLocation{Index: sh.Index, ChunkserverId: sh.ChunkserverId, Address: sh.Address})
+	}
+	f.committed = append(f.committed, in)
+	if f.chunks[in.Inode] == nil {
+		f.chunks[in.Inode] = map[uint64][]*masterpb.SliceRef{}
+	}
+	end := in.Offset + in.Length
+	for idx := in.Offset / f.chunkSize; idx*f.chunkSize < end; idx++ {
+		base := idx * f.chunkSize
+		from, to := max(in.Offset, base), min(end, base+f.chunkSize)
+		f.chunks[in.Inode][idx] = append(f.chunks[in.Inode][idx], &masterpb.SliceRef{
+			SliceId: in.SliceId, FileOffset: from, SliceOffset: from - in.Offset, Length: to - from,
+			SliceLength: in.Length, Layout: layoutToProto(sl.layout), Shards: shards,
+		})
+	}
+	f.sizes[in.Inode] = max(f.sizes[in.Inode], end)
+	return &masterpb.CommitSliceResponse{Attr: &masterpb.Attr{Inode: in.Inode, Size: f.sizes[in.Inode]}}, nil
+}
+
+func (f *fakeMeta) GetLayout(ctx context.Context, in *masterpb.GetLayoutRequest, _ ...grpc.CallOption) (*masterpb.GetLayoutResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := &masterpb.GetLayoutResponse{Attr: &masterpb.Attr{Inode: in.Inode, Size: f.sizes[in.Inode]}}
+	chunks := f.chunks[in.Inode]
+	for idx := uint64(0); idx*f.chunkSize < f.sizes[in.Inode]; idx++ {
+		res.Slices = append(res.Slices, chunks[idx]...)
+	}
+	return res, nil
+}
+
+func (f *fakeMeta) ReportBadShard(ctx context.Context, in *masterpb.ReportBadShardRequest, _ ...grpc.CallOption) (*masterpb.ReportBadShardResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reports = append(f.reports, in)
+	return &masterpb.ReportBadShardResponse{}, nil
+}
+
+// reported returns the chunkservers reported bad so far.
+func (f *fakeMeta) reported() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for _, r := range f.reports {
+		out[r.ChunkserverId]++
+	}
+	return out
+}
+
+// hooks lets a test interfere with chunkserver streams from the client
+// side: flip bytes in cells read from one address, or run a function (stop
+// the server, say) before the nth cell sent to an address. The function
+// runs on the sending stream's goroutine, so that stream is stalled until
+// it returns: a server stopped there cannot finish the shard first.
+type hooks struct {
+	mu       sync.Mutex
+	flipAddr string
+	kills    map[string]*killHook
+}
+
+type killHook struct {
+	after, sent int
+	fn          func()
+}
+
+// killAt arranges for fn to run before the nth cell sent to addr.
+func (h *hooks) killAt(addr string, n int, fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.kills == nil {
+		h.kills = map[string]*killHook{}
+	}
+	h.kills[addr] = &killHook{after: n, fn: fn}
+}
+
+func (h *hooks) dialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return &hookStream{ClientStream: cs, h: h, addr: cc.Target()}, nil
+	})}
+}
+
+type hookStream struct {
+	grpc.ClientStream
+	h    *hooks
+	addr string
+}
+
+func (s *hookStream) SendMsg(m any) error {
+	if req, ok := m.(*chunkpb.WriteShardRequest); ok && len(req.Data) > 0 {
+		s.h.mu.Lock()
+		var fn func()
+		if k := s.h.kills[s.addr]; k != nil {
+			k.sent++
+			if k.sent == k.after {
+				fn = k.fn
+			}
+		}
+		s.h.mu.Unlock()
+		if fn != nil {
+			fn()
+		}
+	}
+	return s.ClientStream.SendMsg(m)
+}
+
+func (s *hookStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if resp, ok := m.(*chunkpb.ReadShardResponse); ok && err == nil && len(resp.Data) > 0 {
+		s.h.mu.Lock()
+		flip := s.addr == s.h.flipAddr
+		s.h.mu.Unlock()
+		if flip {
+			resp.Data[len(resp.Data)/2] ^= 0x5a
+		}
+	}
+	return err
+}

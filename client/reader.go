@@ -1,0 +1,402 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+// Reader reads one file's committed bytes. Open one with
+// DataPath.OpenReader per open file handle.
+//
+// It reads the file as of the layout it fetched at open (or at the last
+// Refresh): close-to-open consistency. Bytes no slice covers read as
+// zeros; where slices overlap the newest wins. A Reader is safe for
+// concurrent use. Sequential reads are served from up to two read-ahead
+// windows of Config.ReadAhead bytes, fetched in the background by
+// goroutines the Reader owns; Close stops them.
+type Reader struct {
+	d      *DataPath
+	inode  uint64
+	ctx    context.Context // ends at Close; bounds read-ahead
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // read-ahead goroutines
+
+	mu struct {
+		sync.Mutex
+		lay    *fileLayout
+		closed bool
+		next   int64     // where a sequential read would continue
+		wins   []*window // read-ahead windows in file order
+	}
+}
+
+// fileLayout is a file's resolved metadata at one moment.
+type fileLayout struct {
+	inode  uint64
+	size   int64
+	inline []byte // the file's bytes when they live in the inode
+	refs   []sliceRef
+}
+
+// sliceRef places bytes [sliceOff, sliceOff+length) of a slice at file
+// offset fileOff; later refs win.
+type sliceRef struct {
+	s                         *sliceInfo
+	fileOff, sliceOff, length int64
+}
+
+// window is one read-ahead buffer. buf belongs to the window until it is
+// both finished and dropped and no reader holds a reference.
+type window struct {
+	off  int64
+	want int
+	buf  []byte
+	done chan struct{}
+	// Set before done is closed.
+	n   int
+	err error
+	// Guarded by Reader.mu.
+	finished, dropped bool
+	refs              int
+}
+
+// OpenReader fetches inode's layout and returns a Reader for it.
+func (d *DataPath) OpenReader(ctx context.Context, inode uint64) (*Reader, error) {
+	lay, err := d.fetchLayout(ctx, inode)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{d: d, inode: inode}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.mu.lay = lay
+	return r, nil
+}
+
+// Size is the file's size in the Reader's current layout.
+func (r *Reader) Size() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.lay.size
+}
+
+// Refresh fetches the file's layout again, so that slices committed since
+// the Reader was opened become visible, and drops read-ahead.
+func (r *Reader) Refresh(ctx context.Context) error {
+	lay, err := r.d.fetchLayout(ctx, r.inode)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return ErrClosed
+	}
+	r.mu.lay = lay
+	r.dropAllLocked()
+	return nil
+}
+
+// ReadAt reads len(p) bytes at file offset off, as io.ReaderAt does: it
+// returns n < len(p) only with an error, io.EOF when the file ends first.
+// ctx bounds the call (read-ahead already under way continues until
+// Close or until it is no longer wanted).
+func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("client: read inode %d at %d: negative offset", r.inode, off)
+	}
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return 0, ErrClosed
+	}
+	lay := r.mu.lay
+	sequential := off == r.mu.next && r.d.cfg.ReadAhead > 0 && lay.inline == nil
+	r.mu.next = off + int64(len(p))
+	if !sequential {
+		r.dropAllLocked()
+		r.mu.Unlock()
+		return r.d.readRange(ctx, lay, p, off)
+	}
+	r.mu.Unlock()
+
+	total := 0
+	for total < len(p) {
+		pos := off + int64(total)
+		if pos >= lay.size {
+			return total, io.EOF
+		}
+		w, err := r.window(pos)
+		if err != nil {
+			return total, err
+		}
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			r.unref(w)
+			return total, fmt.Errorf("client: read inode %d at %d: %w", r.inode, pos, ctx.Err())
+		}
+		if w.err != nil || pos >= w.off+int64(w.n) {
+			// Read-ahead failed (or the Reader is closing): read directly,
+			// which reports the error with the caller's context.
+			r.unref(w)
+			n, err := r.d.readRange(ctx, lay, p[total:], pos)
+			return total + n, err
+		}
+		total += copy(p[total:], w.buf[pos-w.off:w.n])
+		r.unref(w)
+	}
+	return total, nil
+}
+
+// Close stops read-ahead and releases its buffers. Later calls return
+// ErrClosed; closing twice returns ErrClosed.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	r.mu.closed = true
+	r.cancel()
+	r.mu.Unlock()
+	r.wg.Wait()
+	r.mu.Lock()
+	r.dropAllLocked()
+	r.mu.Unlock()
+	return nil
+}
+
+// window returns a referenced window holding pos, starting one there if
+// none does, and keeps one more window in flight beyond the last.
+func (r *Reader) window(pos int64) (*window, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return nil, ErrClosed
+	}
+	r.dropWindowsLocked(pos)
+	var w *window
+	for _, x := range r.mu.wins {
+		if pos >= x.off && pos < x.off+int64(x.want) {
+			w = x
+			break
+		}
+	}
+	if w == nil {
+		r.dropAllLocked()
+		w = r.startLocked(pos)
+	}
+	if last := r.mu.wins[len(r.mu.wins)-1]; len(r.mu.wins) < 2 && last.off+int64(last.want) < r.mu.lay.size {
+		r.startLocked(last.off + int64(last.want))
+	}
+	w.refs++
+	return w, nil
+}
+
+// startLocked starts fetching a window at off.
+func (r *Reader) startLocked(off int64) *window {
+	lay := r.mu.lay
+	w := &window{off: off, want: int(min(r.d.cfg.ReadAhead, lay.size-off)), done: make(chan struct{})}
+	w.buf = r.d.bufs.get(w.want)
+	r.mu.wins = append(r.mu.wins, w)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		n, err := r.d.readRange(r.ctx, lay, w.buf, w.off)
+		if err == io.EOF {
+			err = nil
+		}
+		w.n, w.err = n, err
+		close(w.done)
+		r.mu.Lock()
+		w.finished = true
+		r.maybeFreeLocked(w)
+		r.mu.Unlock()
+	}()
+	return w
+}
+
+// dropWindowsLocked drops the windows that end at or before keepFrom.
+func (r *Reader) dropWindowsLocked(keepFrom int64) {
+	kept := r.mu.wins[:0]
+	for _, w := range r.mu.wins {
+		if w.off+int64(w.want) > keepFrom {
+			kept = append(kept, w)
+			continue
+		}
+		w.dropped = true
+		r.maybeFreeLocked(w)
+	}
+	clear(r.mu.wins[len(kept):])
+	r.mu.wins = kept
+}
+
+// dropAllLocked drops every window.
+func (r *Reader) dropAllLocked() { r.dropWindowsLocked(1 << 62) }
+
+func (r *Reader) unref(w *window) {
+	r.mu.Lock()
+	w.refs--
+	r.maybeFreeLocked(w)
+	r.mu.Unlock()
+}
+
+func (r *Reader) maybeFreeLocked(w *window) {
+	if w.finished && w.dropped && w.refs == 0 && w.buf != nil {
+		r.d.bufs.put(w.buf)
+		w.buf = nil
+	}
+}
+
+// fetchLayout asks the master for inode's whole layout and checks it.
+func (d *DataPath) fetchLayout(ctx context.Context, inode uint64) (*fileLayout, error) {
+	res, err := d.meta.GetLayout(ctx, &masterpb.GetLayoutRequest{Inode: inode})
+	if err != nil {
+		return nil, fmt.Errorf("client: get layout of inode %d: %w", inode, err)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("client: layout of inode %d from master: "+format, append([]any{inode}, args...)...)
+	}
+	if res.Attr == nil {
+		return nil, bad("no attributes")
+	}
+	if res.Attr.Size > 1<<62 {
+		return nil, bad("size %d", res.Attr.Size)
+	}
+	lay := &fileLayout{inode: inode, size: int64(res.Attr.Size)}
+	if len(res.InlineData) > 0 {
+		lay.inline = res.InlineData
+	}
+	infos := make(map[uint64]*sliceInfo)
+	for _, ref := range res.Slices {
+		if ref == nil {
+			return nil, bad("empty slice ref")
+		}
+		si, ok := infos[ref.SliceId]
+		if !ok {
+			l, err := layoutFromProto(ref.Layout)
+			if err != nil {
+				return nil, bad("slice %d: %v", ref.SliceId, err)
+			}
+			if ref.SliceLength > 1<<62 {
+				return nil, bad("slice %d: length %d", ref.SliceId, ref.SliceLength)
+			}
+			si = &sliceInfo{id: ref.SliceId, layout: l, length: int64(ref.SliceLength), shards: make([]*masterpb.ShardLocation, l.Shards())}
+			for _, loc := range ref.Shards {
+				if loc != nil && int(loc.Index) < len(si.shards) {
+					si.shards[loc.Index] = loc
+				}
+			}
+			infos[ref.SliceId] = si
+		}
+		if ref.Length > uint64(si.length) || ref.SliceOffset > uint64(si.length)-ref.Length || ref.FileOffset > 1<<62 {
+			return nil, bad("slice %d: piece [%d, +%d) outside its %d bytes", ref.SliceId, ref.SliceOffset, ref.Length, si.length)
+		}
+		lay.refs = append(lay.refs, sliceRef{s: si, fileOff: int64(ref.FileOffset), sliceOff: int64(ref.SliceOffset), length: int64(ref.Length)})
+	}
+	return lay, nil
+}
+
+// piece is a part of a read served by one slice.
+type piece struct {
+	ref      *sliceRef
+	from, to int64 // file offsets
+}
+
+// resolve returns the pieces of [off, end) that slices cover, newest
+// first wins; what no piece covers is a hole.
+func (lay *fileLayout) resolve(off, end int64) []piece {
+	var covered [][2]int64 // sorted, disjoint
+	var out []piece
+	for i := len(lay.refs) - 1; i >= 0; i-- {
+		ref := &lay.refs[i]
+		a, b := max(ref.fileOff, off), min(ref.fileOff+ref.length, end)
+		if a >= b {
+			continue
+		}
+		// Emit the gaps of covered within [a, b).
+		pos := a
+		for _, c := range covered {
+			if c[1] <= pos {
+				continue
+			}
+			if c[0] >= b {
+				break
+			}
+			if c[0] > pos {
+				out = append(out, piece{ref, pos, c[0]})
+			}
+			pos = max(pos, c[1])
+			if pos >= b {
+				break
+			}
+		}
+		if pos < b {
+			out = append(out, piece{ref, pos, b})
+		}
+		covered = insertInterval(covered, a, b)
+	}
+	return out
+}
+
+// insertInterval adds [a, b) to a sorted list of disjoint intervals,
+// merging overlaps.
+func insertInterval(list [][2]int64, a, b int64) [][2]int64 {
+	out := make([][2]int64, 0, len(list)+1)
+	i := 0
+	for ; i < len(list) && list[i][1] < a; i++ {
+		out = append(out, list[i])
+	}
+	for ; i < len(list) && list[i][0] <= b; i++ {
+		a, b = min(a, list[i][0]), max(b, list[i][1])
+	}
+	out = append(out, [2]int64{a, b})
+	return append(out, list[i:]...)
+}
+
+// maxParallelPieces bounds the slices one read fetches at once.
+const maxParallelPieces = 16
+
+// readRange reads len(p) bytes at off from the file as lay describes it,
+// as io.ReaderAt does.
+func (d *DataPath) readRange(ctx context.Context, lay *fileLayout, p []byte, off int64) (int, error) {
+	if off >= lay.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), lay.size-off))
+	dst := p[:n]
+	clear(dst)
+	if lay.inline != nil {
+		if off < int64(len(lay.inline)) {
+			copy(dst, lay.inline[off:])
+		}
+	} else {
+		pieces := lay.resolve(off, off+int64(n))
+		errs := make([]error, len(pieces))
+		sem := make(chan struct{}, maxParallelPieces)
+		var wg sync.WaitGroup
+		for i, pc := range pieces {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				so := pc.ref.sliceOff + (pc.from - pc.ref.fileOff)
+				errs[i] = d.readSlice(ctx, pc.ref.s, so, dst[pc.from-off:pc.to-off])
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return 0, fmt.Errorf("client: read inode %d [%d, +%d): %w", lay.inode, off, n, err)
+			}
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}

@@ -1,0 +1,166 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// Writer writes one file's bytes as slices. Open one with
+// DataPath.NewWriter per open file handle.
+//
+// Writes are buffered: contiguous writes (and rewrites of bytes still in
+// the buffer) accumulate into one pending slice of up to Config.WriteBuffer
+// bytes that never crosses a chunk boundary. A pending slice is uploaded
+// and committed when it is full, when a write lands elsewhere in the file,
+// and on Flush and Close; only then do readers see its bytes. Memory is the
+// buffer (grown on demand, pooled) plus the parity of the rows in flight.
+//
+// A Writer is safe for concurrent use; calls are serialised. After an
+// upload fails, the Writer is broken: the buffered bytes are dropped and
+// every later call returns the same error (as bufio.Writer does), so a
+// caller never mistakes a lost write for a durable one.
+type Writer struct {
+	d     *DataPath
+	inode uint64
+
+	mu struct {
+		sync.Mutex
+		buf    []byte // pooled; buf[:n] holds file bytes [off, off+n)
+		off    int64
+		n      int
+		err    error // sticky
+		closed bool
+	}
+}
+
+// NewWriter returns a Writer for inode. It makes no RPC; the first slice
+// is allocated when the first buffer is uploaded.
+func (d *DataPath) NewWriter(inode uint64) *Writer {
+	return &Writer{d: d, inode: inode}
+}
+
+// WriteAt buffers p at file offset off, uploading (and committing) the
+// pending slice first if p does not continue it, and whenever the buffer
+// fills. ctx bounds those uploads. It returns len(p) and nil, or the number
+// of bytes accepted before an upload failed and the error. p is not
+// retained.
+func (w *Writer) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("client: write inode %d at %d: negative offset", w.inode, off)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usableLocked(); err != nil {
+		return 0, err
+	}
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		// A write continues the pending slice if it starts within it or
+		// right at its end and stays within the slice's limit.
+		if w.mu.n > 0 && (pos < w.mu.off || pos > w.mu.off+int64(w.mu.n) || pos >= w.limitLocked()) {
+			if err := w.flushLocked(ctx); err != nil {
+				return done, err
+			}
+		}
+		if w.mu.n == 0 {
+			w.mu.off = pos
+		}
+		limit := w.limitLocked()
+		rel := int(pos - w.mu.off)
+		take := int(min(int64(len(p)-done), limit-pos))
+		w.growLocked(rel + take)
+		copy(w.mu.buf[rel:], p[done:done+take])
+		w.mu.n = max(w.mu.n, rel+take)
+		done += take
+		if w.mu.off+int64(w.mu.n) >= limit {
+			if err := w.flushLocked(ctx); err != nil {
+				return done, err
+			}
+		}
+	}
+	return done, nil
+}
+
+// Flush uploads and commits the pending slice, if any. When it returns nil
+// every byte written before it is committed: durable on the chunkservers
+// and visible to readers that open the file afterwards (fsync).
+func (w *Writer) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usableLocked(); err != nil {
+		return err
+	}
+	return w.flushLocked(ctx)
+}
+
+// Close flushes and releases the buffer. It returns the flush's error (or
+// the sticky error of an earlier failure); the Writer is closed either way.
+// Closing twice returns ErrClosed.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.closed {
+		return ErrClosed
+	}
+	err := w.mu.err
+	if err == nil {
+		err = w.flushLocked(ctx)
+	}
+	w.mu.closed = true
+	w.releaseLocked()
+	return err
+}
+
+func (w *Writer) usableLocked() error {
+	if w.mu.closed {
+		return ErrClosed
+	}
+	return w.mu.err
+}
+
+// limitLocked is the file offset the pending slice may not reach: the end
+// of its chunk or the buffer bound, whichever comes first.
+func (w *Writer) limitLocked() int64 {
+	cs := w.d.cfg.ChunkSize
+	chunkEnd := (w.mu.off/cs + 1) * cs
+	return min(chunkEnd, w.mu.off+w.d.cfg.WriteBuffer)
+}
+
+// growLocked makes the buffer hold at least n bytes, doubling so that a
+// sequential writer copies each byte about once more in total.
+func (w *Writer) growLocked(n int) {
+	if n <= len(w.mu.buf) {
+		return
+	}
+	if n <= cap(w.mu.buf) {
+		w.mu.buf = w.mu.buf[:n]
+		return
+	}
+	size := max(n, 2*cap(w.mu.buf))
+	size = int(min(int64(size), max(int64(n), w.d.cfg.WriteBuffer)))
+	nb := w.d.bufs.get(size)
+	copy(nb, w.mu.buf[:w.mu.n])
+	w.d.bufs.put(w.mu.buf)
+	w.mu.buf = nb[:n]
+}
+
+func (w *Writer) flushLocked(ctx context.Context) error {
+	if w.mu.n == 0 {
+		return nil
+	}
+	err := w.d.upload(ctx, w.inode, w.mu.off, w.mu.buf[:w.mu.n])
+	w.mu.n = 0
+	if err != nil {
+		w.mu.err = err
+		w.releaseLocked()
+	}
+	return err
+}
+
+func (w *Writer) releaseLocked() {
+	w.d.bufs.put(w.mu.buf)
+	w.mu.buf = nil
+	w.mu.n = 0
+}
