@@ -14,20 +14,20 @@ import (
 	"github.com/cairnfs/cairn/proto/chunkpb"
 )
 
-// corruptLargestTable flips bytes in the middle of the largest sstable under
-// dir, where a large shard's cells live.
-func corruptLargestTable(t *testing.T, dir string) {
+// corruptLargestCellsFile flips bytes in the middle of the largest file in
+// dir's shards directory, where large shards' cells live.
+func corruptLargestCellsFile(t *testing.T, dir string) {
 	t.Helper()
 	var path string
 	var size int64
 	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && strings.HasSuffix(p, ".sst") && fi.Size() > size {
+		if err == nil && filepath.Base(filepath.Dir(p)) == "shards" && fi.Mode().IsRegular() && fi.Size() > size {
 			path, size = p, fi.Size()
 		}
 		return nil
 	})
 	if path == "" {
-		t.Fatal("no sstable to corrupt")
+		t.Fatal("no cells file to corrupt")
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -53,8 +53,6 @@ func TestScrubFindsCorruption(t *testing.T) {
 	small := &chunkpb.ShardID{SliceId: 6, Index: 0}
 
 	h := start(t, func(c *Config) { c.Dir = dir })
-	// 64 KiB cells keep Pebble's diagnosis of the damaged block (a search
-	// for a single flipped bit, quadratic in the block size) short.
 	bigData := randBytes(r, 4<<20)
 	if _, err := h.write(big, bigData, 64<<10, h.writeToken(big, 4<<20), nil); err != nil {
 		t.Fatal(err)
@@ -63,7 +61,7 @@ func TestScrubFindsCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.stop()
-	corruptLargestTable(t, dir)
+	corruptLargestCellsFile(t, dir)
 
 	var mu sync.Mutex
 	reported := map[string]int{}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 
 	"github.com/cairnfs/cairn/chunk/internal/shardstore"
 	"github.com/cairnfs/cairn/internal/shardcodec"
@@ -93,6 +94,11 @@ func New(cfg Config) (*Server, error) {
 		// A message carries one cell plus a little framing.
 		grpc.MaxRecvMsgSize(MaxCellSize+64<<10),
 		grpc.MaxSendMsgSize(MaxCellSize+64<<10),
+		experimental.BufferPool(codec.BufferPool()),
+		grpc.WriteBufferSize(1<<20),
+		grpc.ReadBufferSize(1<<20),
+		grpc.InitialWindowSize(4<<20),
+		grpc.InitialConnWindowSize(16<<20),
 	)
 	chunkpb.RegisterChunkServer(s.grpc, s.svc)
 	return s, nil

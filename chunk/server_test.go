@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -33,6 +34,7 @@ type harness struct {
 	t      testing.TB
 	srv    *Server
 	client chunkpb.ChunkClient
+	codec  *shardcodec.Codec // the client's
 	signer *token.Signer
 	cancel context.CancelFunc
 	done   chan error
@@ -50,11 +52,16 @@ func start(t testing.TB, mod func(*Config)) *harness {
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, srv: srv, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{t: t, srv: srv, cancel: cancel, done: make(chan error, 1), codec: shardcodec.New()}
 	go func() { h.done <- srv.Run(ctx) }()
 	conn, err := grpc.NewClient(srv.Addr(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(shardcodec.New()), grpc.MaxCallRecvMsgSize(MaxCellSize+1<<20)))
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(h.codec), grpc.MaxCallRecvMsgSize(MaxCellSize+1<<20)),
+		experimental.WithBufferPool(h.codec.BufferPool()),
+		grpc.WithInitialWindowSize(4<<20),
+		grpc.WithInitialConnWindowSize(16<<20),
+		grpc.WithReadBufferSize(1<<20),
+		grpc.WithWriteBufferSize(1<<20))
 	if err != nil {
 		t.Fatal(err)
 	}

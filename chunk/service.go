@@ -127,7 +127,9 @@ func (s *service) WriteShard(stream chunkpb.Chunk_WriteShardServer) (err error) 
 // ReadShard implements chunkpb.ChunkServer. It sends whole cells with their
 // stored checksums and does not verify them itself: the client verifies end
 // to end, and the scrubber finds corruption at rest, so the read path spends
-// no CPU on hashing.
+// no CPU on hashing. Cells are read into the codec's pooled buffers and
+// handed to gRPC, which sends them without another copy and returns them to
+// the pool once written.
 func (s *service) ReadShard(req *chunkpb.ReadShardRequest, stream chunkpb.Chunk_ReadShardServer) (err error) {
 	start := time.Now()
 	op := "read shard " + shardName(req.GetShard())
@@ -149,16 +151,16 @@ func (s *service) ReadShard(req *chunkpb.ReadShardRequest, stream chunkpb.Chunk_
 		return stream.Send(head)
 	}
 	resp := head
-	return s.store.ReadCells(id, first, count, func(cell uint32, data []byte, sum [32]byte) error {
+	return s.store.ReadCellsInto(id, first, count, s.codec, func(cell uint32, data []byte, sum [32]byte) error {
 		resp.Offset = uint64(cell) * uint64(info.CellSize)
 		resp.Data = data
 		resp.Sha256 = sum[:]
-		// The codec copies Data into its own buffer during Send, so the
-		// store's buffer may be reused as soon as Send returns.
-		if err := stream.Send(resp); err != nil {
+		n := len(data)
+		// The codec owns data from here on, whatever SendMsg returns.
+		if err := stream.SendMsg(shardcodec.Pooled{Msg: resp}); err != nil {
 			return err
 		}
-		s.metrics.bytesOut.Add(float64(len(data)))
+		s.metrics.bytesOut.Add(float64(n))
 		resp = &chunkpb.ReadShardResponse{}
 		return nil
 	})

@@ -14,6 +14,9 @@ import (
 
 const module = "github.com/cairnfs/cairn"
 
+// External test packages (path ending in _test) are exempt on purpose: a
+// client test may start real chunkservers, as internal/cluster does.
+
 // rule forbids packages under from importing anything under the listed
 // prefixes (paths relative to the module root; "" means the package itself
 // and everything below it).

@@ -10,12 +10,20 @@
 // Ownership: a WriteShardRequest or ReadShardResponse decoded by a Codec has
 // Data in a pooled buffer; the receiver calls Codec.Release(msg.Data) once it
 // is done with the bytes (or never, which only costs the pooling).
+//
+// Sending copies Data once into a pooled buffer, so the caller may reuse it
+// when Send returns. A sender that can do without that copy wraps the
+// message for SendMsg: in Pooled, when Data is a buffer from Codec.Get that
+// the codec takes over and returns to the pool once gRPC has written it;
+// in Borrowed, when the caller keeps Data unchanged until the stream ends.
 package shardcodec
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
+	"sync"
 
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -44,12 +52,56 @@ var _ encoding.CodecV2 = (*Codec)(nil)
 
 // New returns a Codec with its own buffer pool.
 func New() *Codec {
-	pool, err := mem.NewBinaryTieredBufferPool(8, 12, 14, 16, 18, 20, 21, 22, 23, 24)
-	if err != nil {
-		// The exponents above are constants well inside the valid range.
-		panic(fmt.Sprintf("shardcodec: building buffer pool: %v", err))
+	return &Codec{pool: &dirtyPool{}, proto: encoding.GetCodecV2("proto")}
+}
+
+// BufferPool returns the codec's buffer pool, for gRPC's transport
+// (experimental.BufferPool, experimental.WithBufferPool): its buffers are
+// not cleared between uses, which is safe because every user overwrites
+// what it reads (the codec, and gRPC's frame reader, fill each buffer
+// whole before exposing it).
+func (c *Codec) BufferPool() mem.BufferPool { return c.pool }
+
+// dirtyPool is a mem.BufferPool of power-of-two size classes (256 B to
+// 16 MiB) that hands buffers out without clearing them: gRPC's own pools
+// clear every buffer on Get, which for 1 MiB cells is a memset per cell
+// on the hot path. Larger requests are allocated and dropped.
+type dirtyPool struct {
+	classes [maxClass + 1]sync.Pool
+}
+
+const (
+	minClass = 8
+	maxClass = 24
+)
+
+func classOf(n int) int {
+	if n <= 1<<minClass {
+		return minClass
 	}
-	return &Codec{pool: pool, proto: encoding.GetCodecV2("proto")}
+	return bits.Len(uint(n - 1))
+}
+
+func (p *dirtyPool) Get(n int) *[]byte {
+	c := classOf(n)
+	if c > maxClass {
+		b := make([]byte, n)
+		return &b
+	}
+	if b, ok := p.classes[c].Get().(*[]byte); ok {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, 1<<c)
+	return &b
+}
+
+func (p *dirtyPool) Put(b *[]byte) {
+	n := cap(*b)
+	if n < 1<<minClass || n > 1<<maxClass || n&(n-1) != 0 {
+		return
+	}
+	p.classes[bits.Len(uint(n-1))].Put(b)
 }
 
 // Name implements encoding.CodecV2.
@@ -66,8 +118,43 @@ func (c *Codec) Release(b []byte) {
 	c.pool.Put(&b)
 }
 
+// Get returns a pooled buffer of length n, for the Data of a message sent
+// in Pooled (or given back with Release).
+func (c *Codec) Get(n int) []byte {
+	return (*c.pool.Get(n))[:n]
+}
+
+// Put is Release; with Get it makes a Codec a buffer pool for the shard
+// store's ReadCellsInto.
+func (c *Codec) Put(b []byte) { c.Release(b) }
+
+// Pooled wraps a *chunkpb.WriteShardRequest or *chunkpb.ReadShardResponse
+// whose Data is a buffer from Codec.Get, for a stream's SendMsg: the codec
+// sends Data without copying it and returns the buffer to its pool once
+// gRPC is done with it. The caller hands the buffer over with the call and
+// must not touch it afterwards, whatever SendMsg returns.
+type Pooled struct{ Msg any }
+
+// Borrowed wraps a *chunkpb.WriteShardRequest or *chunkpb.ReadShardResponse
+// for a stream's SendMsg: the codec sends Data without copying it, so gRPC
+// may read it after SendMsg returns, until the stream has ended (for a
+// client stream, CloseAndRecv or Recv has returned or the context is
+// cancelled). The caller keeps Data unchanged until then.
+type Borrowed struct{ Msg any }
+
 // Marshal implements encoding.CodecV2.
 func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
+	var own mem.BufferPool
+	switch w := v.(type) {
+	case Pooled:
+		v, own = w.Msg, c.pool
+	case *Pooled:
+		v, own = w.Msg, c.pool
+	case Borrowed:
+		v, own = w.Msg, borrowed{}
+	case *Borrowed:
+		v, own = w.Msg, borrowed{}
+	}
 	switch m := v.(type) {
 	case *chunkpb.WriteShardRequest:
 		var head []byte
@@ -84,7 +171,7 @@ func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
 			tail = protowire.AppendTag(tail, 3, protowire.BytesType)
 			tail = protowire.AppendBytes(tail, m.Sha256)
 		}
-		return c.bulk(head, 2, m.Data, tail), nil
+		return c.bulk(head, 2, m.Data, tail, own), nil
 	case *chunkpb.ReadShardResponse:
 		var head []byte
 		if m.ShardLength != 0 {
@@ -104,15 +191,25 @@ func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
 			tail = protowire.AppendTag(tail, 5, protowire.BytesType)
 			tail = protowire.AppendBytes(tail, m.Sha256)
 		}
-		return c.bulk(head, 4, m.Data, tail), nil
+		return c.bulk(head, 4, m.Data, tail, own), nil
+	}
+	if own != nil {
+		return nil, fmt.Errorf("shardcodec: cannot send %T without copying", v)
 	}
 	return c.proto.Marshal(v)
 }
 
-// bulk lays out head, the bulk field num carrying data, and tail. The bulk
-// bytes are copied once into a pooled buffer that gRPC frees after sending,
-// so the caller may reuse data as soon as Marshal returns.
-func (c *Codec) bulk(head []byte, num protowire.Number, data []byte, tail []byte) mem.BufferSlice {
+// borrowed is the "pool" of Borrowed data: it never takes anything back.
+type borrowed struct{}
+
+func (borrowed) Get(n int) *[]byte { b := make([]byte, n); return &b }
+func (borrowed) Put(*[]byte)       {}
+
+// bulk lays out head, the bulk field num carrying data, and tail. With own
+// nil, the bulk bytes are copied once into a pooled buffer that gRPC frees
+// after sending, so the caller may reuse data as soon as Marshal returns;
+// otherwise data itself is sent and given to own once gRPC is done with it.
+func (c *Codec) bulk(head []byte, num protowire.Number, data []byte, tail []byte, own mem.BufferPool) mem.BufferSlice {
 	if len(data) > 0 {
 		head = protowire.AppendTag(head, num, protowire.BytesType)
 		head = protowire.AppendVarint(head, uint64(len(data)))
@@ -121,8 +218,13 @@ func (c *Codec) bulk(head []byte, num protowire.Number, data []byte, tail []byte
 	if len(head) > 0 {
 		out = append(out, mem.SliceBuffer(head))
 	}
-	if len(data) > 0 {
+	switch {
+	case len(data) > 0 && own != nil:
+		out = append(out, mem.NewBuffer(&data, own))
+	case len(data) > 0:
 		out = append(out, mem.Copy(data, c.pool))
+	case own != nil && cap(data) > 0:
+		own.Put(&data) // an empty buffer handed over
 	}
 	if len(tail) > 0 {
 		out = append(out, mem.SliceBuffer(tail))

@@ -103,6 +103,7 @@ type Command struct {
 	//	*Command_ReplaceShard
 	//	*Command_CommitSlice
 	//	*Command_AckGarbage
+	//	*Command_SetMaster
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -310,6 +311,15 @@ func (x *Command) GetAckGarbage() *AckGarbage {
 	return nil
 }
 
+func (x *Command) GetSetMaster() *SetMaster {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetMaster); ok {
+			return x.SetMaster
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -378,6 +388,10 @@ type Command_AckGarbage struct {
 	AckGarbage *AckGarbage `protobuf:"bytes,25,opt,name=ack_garbage,json=ackGarbage,proto3,oneof"`
 }
 
+type Command_SetMaster struct {
+	SetMaster *SetMaster `protobuf:"bytes,26,opt,name=set_master,json=setMaster,proto3,oneof"`
+}
+
 func (*Command_Mkdir) isCommand_Op() {}
 
 func (*Command_Create) isCommand_Op() {}
@@ -409,6 +423,8 @@ func (*Command_ReplaceShard) isCommand_Op() {}
 func (*Command_CommitSlice) isCommand_Op() {}
 
 func (*Command_AckGarbage) isCommand_Op() {}
+
+func (*Command_SetMaster) isCommand_Op() {}
 
 type Mkdir struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1531,6 +1547,77 @@ func (x *AckGarbage) GetSliceIds() []uint64 {
 	return nil
 }
 
+// SetMaster records (or, with remove, forgets) how to reach one master: the
+// directory followers use to send clients to the leader's gRPC address.
+// Raft's own configuration knows only the masters' Raft addresses.
+type SetMaster struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	GrpcAddress   string                 `protobuf:"bytes,2,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	HttpAddress   string                 `protobuf:"bytes,3,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	Remove        bool                   `protobuf:"varint,4,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMaster) Reset() {
+	*x = SetMaster{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMaster) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMaster) ProtoMessage() {}
+
+func (x *SetMaster) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMaster.ProtoReflect.Descriptor instead.
+func (*SetMaster) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetMaster) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetMaster) GetGrpcAddress() string {
+	if x != nil {
+		return x.GrpcAddress
+	}
+	return ""
+}
+
+func (x *SetMaster) GetHttpAddress() string {
+	if x != nil {
+		return x.HttpAddress
+	}
+	return ""
+}
+
+func (x *SetMaster) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
 // Meta is the single record of counters and totals, written with every
 // applied entry.
 type Meta struct {
@@ -1546,7 +1633,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1645,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1658,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Meta) GetAppliedIndex() uint64 {
@@ -1619,7 +1706,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1718,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1731,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Stats) GetInodes() uint64 {
@@ -1721,7 +1808,7 @@ type Inode struct {
 
 func (x *Inode) Reset() {
 	*x = Inode{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1820,7 @@ func (x *Inode) String() string {
 func (*Inode) ProtoMessage() {}
 
 func (x *Inode) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1833,7 @@ func (x *Inode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inode.ProtoReflect.Descriptor instead.
 func (*Inode) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Inode) GetType() masterpb.FileType {
@@ -1857,7 +1944,7 @@ type ChunkSlices struct {
 
 func (x *ChunkSlices) Reset() {
 	*x = ChunkSlices{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1956,7 @@ func (x *ChunkSlices) String() string {
 func (*ChunkSlices) ProtoMessage() {}
 
 func (x *ChunkSlices) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1969,7 @@ func (x *ChunkSlices) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkSlices.ProtoReflect.Descriptor instead.
 func (*ChunkSlices) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ChunkSlices) GetRefs() []*ChunkRef {
@@ -1906,7 +1993,7 @@ type ChunkRef struct {
 
 func (x *ChunkRef) Reset() {
 	*x = ChunkRef{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2005,7 @@ func (x *ChunkRef) String() string {
 func (*ChunkRef) ProtoMessage() {}
 
 func (x *ChunkRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2018,7 @@ func (x *ChunkRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkRef.ProtoReflect.Descriptor instead.
 func (*ChunkRef) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ChunkRef) GetSliceId() uint64 {
@@ -1981,7 +2068,7 @@ type Slice struct {
 
 func (x *Slice) Reset() {
 	*x = Slice{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2080,7 @@ func (x *Slice) String() string {
 func (*Slice) ProtoMessage() {}
 
 func (x *Slice) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2093,7 @@ func (x *Slice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Slice.ProtoReflect.Descriptor instead.
 func (*Slice) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Slice) GetId() uint64 {
@@ -2080,7 +2167,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2179,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2192,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RequestRecord) GetTimeUnixNano() int64 {
@@ -2143,13 +2230,74 @@ func (x *RequestRecord) GetSliceId() uint64 {
 	return 0
 }
 
+// MasterRecord is one master's entry in the master directory.
+type MasterRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	GrpcAddress   string                 `protobuf:"bytes,2,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	HttpAddress   string                 `protobuf:"bytes,3,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MasterRecord) Reset() {
+	*x = MasterRecord{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MasterRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MasterRecord) ProtoMessage() {}
+
+func (x *MasterRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MasterRecord.ProtoReflect.Descriptor instead.
+func (*MasterRecord) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MasterRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MasterRecord) GetGrpcAddress() string {
+	if x != nil {
+		return x.GrpcAddress
+	}
+	return ""
+}
+
+func (x *MasterRecord) GetHttpAddress() string {
+	if x != nil {
+		return x.HttpAddress
+	}
+	return ""
+}
+
 var File_proto_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"\x15proto/fsmpb/fsm.proto\x12\fcairn.fsm.v1\x1a\x19proto/chunkpb/chunk.proto\x1a\x1bproto/masterpb/master.proto\":\n" +
 	"\x05Entry\x121\n" +
-	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\xce\a\n" +
+	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\x88\b\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -2173,7 +2321,9 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\rreplace_shard\x18\x17 \x01(\v2\x1a.cairn.fsm.v1.ReplaceShardH\x00R\freplaceShard\x12>\n" +
 	"\fcommit_slice\x18\x18 \x01(\v2\x19.cairn.fsm.v1.CommitSliceH\x00R\vcommitSlice\x12;\n" +
 	"\vack_garbage\x18\x19 \x01(\v2\x18.cairn.fsm.v1.AckGarbageH\x00R\n" +
-	"ackGarbageB\x04\n" +
+	"ackGarbage\x128\n" +
+	"\n" +
+	"set_master\x18\x1a \x01(\v2\x17.cairn.fsm.v1.SetMasterH\x00R\tsetMasterB\x04\n" +
 	"\x02op\"\x9b\x01\n" +
 	"\x05Mkdir\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
@@ -2266,7 +2416,12 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0fmtime_unix_nano\x18\x06 \x01(\x03R\rmtimeUnixNano\")\n" +
 	"\n" +
 	"AckGarbage\x12\x1b\n" +
-	"\tslice_ids\x18\x01 \x03(\x04R\bsliceIds\"\x94\x01\n" +
+	"\tslice_ids\x18\x01 \x03(\x04R\bsliceIds\"y\n" +
+	"\tSetMaster\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fgrpc_address\x18\x02 \x01(\tR\vgrpcAddress\x12!\n" +
+	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddress\x12\x16\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\"\x94\x01\n" +
 	"\x04Meta\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12\x1d\n" +
 	"\n" +
@@ -2319,7 +2474,11 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x02op\x18\x02 \x01(\rR\x02op\x12)\n" +
 	"\x04attr\x18\x03 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12\x18\n" +
 	"\acreated\x18\x04 \x01(\bR\acreated\x12\x19\n" +
-	"\bslice_id\x18\x05 \x01(\x04R\asliceIdB&Z$github.com/cairnfs/cairn/proto/fsmpbb\x06proto3"
+	"\bslice_id\x18\x05 \x01(\x04R\asliceId\"d\n" +
+	"\fMasterRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fgrpc_address\x18\x02 \x01(\tR\vgrpcAddress\x12!\n" +
+	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddressB&Z$github.com/cairnfs/cairn/proto/fsmpbb\x06proto3"
 
 var (
 	file_proto_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -2333,7 +2492,7 @@ func file_proto_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_proto_fsmpb_fsm_proto_rawDescData
 }
 
-var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*Entry)(nil),                      // 0: cairn.fsm.v1.Entry
 	(*Command)(nil),                    // 1: cairn.fsm.v1.Command
@@ -2353,19 +2512,21 @@ var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*ReplaceShard)(nil),               // 15: cairn.fsm.v1.ReplaceShard
 	(*CommitSlice)(nil),                // 16: cairn.fsm.v1.CommitSlice
 	(*AckGarbage)(nil),                 // 17: cairn.fsm.v1.AckGarbage
-	(*Meta)(nil),                       // 18: cairn.fsm.v1.Meta
-	(*Stats)(nil),                      // 19: cairn.fsm.v1.Stats
-	(*Inode)(nil),                      // 20: cairn.fsm.v1.Inode
-	(*ChunkSlices)(nil),                // 21: cairn.fsm.v1.ChunkSlices
-	(*ChunkRef)(nil),                   // 22: cairn.fsm.v1.ChunkRef
-	(*Slice)(nil),                      // 23: cairn.fsm.v1.Slice
-	(*RequestRecord)(nil),              // 24: cairn.fsm.v1.RequestRecord
-	(*chunkpb.Layout)(nil),             // 25: cairn.chunk.v1.Layout
-	(masterpb.FileType)(0),             // 26: cairn.master.v1.FileType
-	(masterpb.RenameRequest_Mode)(0),   // 27: cairn.master.v1.RenameRequest.Mode
-	(masterpb.SetXattrRequest_Flag)(0), // 28: cairn.master.v1.SetXattrRequest.Flag
-	(*masterpb.ShardLocation)(nil),     // 29: cairn.master.v1.ShardLocation
-	(*masterpb.Attr)(nil),              // 30: cairn.master.v1.Attr
+	(*SetMaster)(nil),                  // 18: cairn.fsm.v1.SetMaster
+	(*Meta)(nil),                       // 19: cairn.fsm.v1.Meta
+	(*Stats)(nil),                      // 20: cairn.fsm.v1.Stats
+	(*Inode)(nil),                      // 21: cairn.fsm.v1.Inode
+	(*ChunkSlices)(nil),                // 22: cairn.fsm.v1.ChunkSlices
+	(*ChunkRef)(nil),                   // 23: cairn.fsm.v1.ChunkRef
+	(*Slice)(nil),                      // 24: cairn.fsm.v1.Slice
+	(*RequestRecord)(nil),              // 25: cairn.fsm.v1.RequestRecord
+	(*MasterRecord)(nil),               // 26: cairn.fsm.v1.MasterRecord
+	(*chunkpb.Layout)(nil),             // 27: cairn.chunk.v1.Layout
+	(masterpb.FileType)(0),             // 28: cairn.master.v1.FileType
+	(masterpb.RenameRequest_Mode)(0),   // 29: cairn.master.v1.RenameRequest.Mode
+	(masterpb.SetXattrRequest_Flag)(0), // 30: cairn.master.v1.SetXattrRequest.Flag
+	(*masterpb.ShardLocation)(nil),     // 31: cairn.master.v1.ShardLocation
+	(*masterpb.Attr)(nil),              // 32: cairn.master.v1.Attr
 }
 var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: cairn.fsm.v1.Entry.commands:type_name -> cairn.fsm.v1.Command
@@ -2385,27 +2546,28 @@ var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	15, // 14: cairn.fsm.v1.Command.replace_shard:type_name -> cairn.fsm.v1.ReplaceShard
 	16, // 15: cairn.fsm.v1.Command.commit_slice:type_name -> cairn.fsm.v1.CommitSlice
 	17, // 16: cairn.fsm.v1.Command.ack_garbage:type_name -> cairn.fsm.v1.AckGarbage
-	25, // 17: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
-	26, // 18: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
-	27, // 19: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
-	28, // 20: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
-	25, // 21: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
-	25, // 22: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
-	29, // 23: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	29, // 24: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
-	29, // 25: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	19, // 26: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
-	26, // 27: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
-	25, // 28: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
-	22, // 29: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
-	25, // 30: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
-	29, // 31: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
-	30, // 32: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	18, // 17: cairn.fsm.v1.Command.set_master:type_name -> cairn.fsm.v1.SetMaster
+	27, // 18: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
+	28, // 19: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
+	29, // 20: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
+	30, // 21: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
+	27, // 22: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
+	27, // 23: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
+	31, // 24: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	31, // 25: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
+	31, // 26: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	20, // 27: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
+	28, // 28: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
+	27, // 29: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
+	23, // 30: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
+	27, // 31: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
+	31, // 32: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
+	32, // 33: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_proto_fsmpb_fsm_proto_init() }
@@ -2430,6 +2592,7 @@ func file_proto_fsmpb_fsm_proto_init() {
 		(*Command_ReplaceShard)(nil),
 		(*Command_CommitSlice)(nil),
 		(*Command_AckGarbage)(nil),
+		(*Command_SetMaster)(nil),
 	}
 	file_proto_fsmpb_fsm_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
@@ -2438,7 +2601,7 @@ func file_proto_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fsmpb_fsm_proto_rawDesc), len(file_proto_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -4878,10 +4878,15 @@ func (*OrderDoneResponse) Descriptor() ([]byte, []int) {
 	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
 }
 
+// AddMasterRequest adds a master to the Raft group. address is its Raft
+// transport address; grpc_address, when given, is recorded at once so
+// followers can send clients to it should it lead (a master also records
+// its own when it becomes leader).
 type AddMasterRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	GrpcAddress   string                 `protobuf:"bytes,3,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4926,6 +4931,13 @@ func (x *AddMasterRequest) GetId() string {
 func (x *AddMasterRequest) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *AddMasterRequest) GetGrpcAddress() string {
+	if x != nil {
+		return x.GrpcAddress
 	}
 	return ""
 }
@@ -5548,10 +5560,11 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\x04R\aorderId\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"\x13\n" +
-	"\x11OrderDoneResponse\"<\n" +
+	"\x11OrderDoneResponse\"_\n" +
 	"\x10AddMasterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\"\x13\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12!\n" +
+	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\"\x13\n" +
 	"\x11AddMasterResponse\"%\n" +
 	"\x13RemoveMasterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +

@@ -3,6 +3,8 @@ package shardstore
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -12,7 +14,10 @@ import (
 //
 //	'M' slice(8) index(4)           -> shard metadata (metaLen bytes, see meta)
 //	'S' slice(8) index(4) cell(4)   -> sha256(32) || cell bytes   (small shards)
-//	'L' slice(8) index(4) cell(4)   -> sha256(32) || cell bytes   (large shards)
+//	'L' slice(8) index(4) cell(4)   -> sha256(32) || cell bytes   (large shards
+//	                                   of metadata version 1), or sha256(32)
+//	                                   alone (file-backed large shards: the
+//	                                   bytes are in Dir/shards, see fileName)
 //	'G' slice(8) index(4)           -> empty: a large shard's cells whose
 //	                                   metadata is deleted and whose sstable
 //	                                   still has to be excised (redone on Open)
@@ -110,39 +115,64 @@ type meta struct {
 	// (as far as SHA-256 can tell), which is what an idempotent retry
 	// checks without reading the cells.
 	digest [32]byte
+	// file: the cells' bytes are in their own file (see fileName), and
+	// the 'L' keys hold only their checksums. gen names the file.
+	file bool
+	gen  uint64
 }
 
 const (
 	metaVersion = 1
 	metaLen     = 1 + 1 + 8 + 4 + 8 + 32
-	flagLarge   = 1
+	// Version 2 adds the file generation; only file-backed shards use it.
+	metaVersionFile = 2
+	metaLenFile     = metaLen + 8
+	flagLarge       = 1
+	flagFile        = 2
 )
 
 func (m *meta) encode() []byte {
-	b := make([]byte, 0, metaLen)
-	b = append(b, metaVersion)
+	b := make([]byte, 0, metaLenFile)
+	version := byte(metaVersion)
+	if m.file {
+		version = metaVersionFile
+	}
+	b = append(b, version)
 	var flags byte
 	if m.large {
 		flags |= flagLarge
+	}
+	if m.file {
+		flags |= flagFile
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, m.length)
 	b = binary.BigEndian.AppendUint32(b, m.cellSize)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.created.UnixNano()))
-	return append(b, m.digest[:]...)
+	b = append(b, m.digest[:]...)
+	if m.file {
+		b = binary.BigEndian.AppendUint64(b, m.gen)
+	}
+	return b
 }
 
 func decodeMeta(b []byte) (meta, error) {
-	if len(b) != metaLen || b[0] != metaVersion {
+	ok := len(b) == metaLen && b[0] == metaVersion ||
+		len(b) == metaLenFile && b[0] == metaVersionFile && b[1]&(flagLarge|flagFile) == flagLarge|flagFile
+	if !ok {
 		return meta{}, fmt.Errorf("%w: bad metadata record (%d bytes, version %d)", ErrCorrupt, len(b), firstByte(b))
 	}
 	m := meta{
 		large:    b[1]&flagLarge != 0,
+		file:     b[1]&flagFile != 0,
 		length:   binary.BigEndian.Uint64(b[2:10]),
 		cellSize: binary.BigEndian.Uint32(b[10:14]),
 		created:  time.Unix(0, int64(binary.BigEndian.Uint64(b[14:22]))),
 	}
 	copy(m.digest[:], b[22:54])
+	if m.file {
+		m.gen = binary.BigEndian.Uint64(b[54:62])
+	}
 	if m.cellSize == 0 || m.cellSize > MaxCellSize || m.length > MaxShardLength {
 		return meta{}, fmt.Errorf("%w: bad metadata record (length %d, cell size %d)", ErrCorrupt, m.length, m.cellSize)
 	}
@@ -179,4 +209,34 @@ func cellLen(length uint64, cellSize uint32, i uint32) uint32 {
 
 func cells(length uint64, cellSize uint32) uint64 {
 	return (length + uint64(cellSize) - 1) / uint64(cellSize)
+}
+
+// fileName is the name, in Dir/shards, of the file holding the bytes of
+// file-backed shard id of generation gen: "slice-index-gen.cells". Every
+// Writer of a large shard gets a new generation, so a name is never reused:
+// a reader that opened a file reads the shard its metadata described.
+func fileName(id ID, gen uint64) string {
+	return strconv.FormatUint(id.Slice, 10) + "-" + strconv.FormatUint(uint64(id.Index), 10) +
+		"-" + strconv.FormatUint(gen, 10) + fileSuffix
+}
+
+const fileSuffix = ".cells"
+
+// parseFileName is fileName's inverse.
+func parseFileName(name string) (id ID, gen uint64, ok bool) {
+	rest, found := strings.CutSuffix(name, fileSuffix)
+	if !found {
+		return ID{}, 0, false
+	}
+	parts := strings.Split(rest, "-")
+	if len(parts) != 3 {
+		return ID{}, 0, false
+	}
+	slice, err1 := strconv.ParseUint(parts[0], 10, 64)
+	index, err2 := strconv.ParseUint(parts[1], 10, 32)
+	gen, err3 := strconv.ParseUint(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return ID{}, 0, false
+	}
+	return ID{Slice: slice, Index: uint32(index)}, gen, true
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/cockroachdb/errors/oserror"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -25,13 +26,18 @@ type Store struct {
 	fs          vfs.FS // opts.FS: staging files and the ballast
 	dbDir       string
 	stagingDir  string
+	shardsDir   string // large shards' cells files
 	ballastPath string
 	capacity    uint64
 	ballastSize int64
 	db          *pebble.DB
 	wopts       sstable.WriterOptions // for staged (ingested) tables
 
-	seq      atomic.Uint64 // names staging files
+	seq      atomic.Uint64 // names staging files and cells files (generations)
+	// fileWritten counts bytes written to cells files, for
+	// DiskBytesWritten.
+	fileWritten atomic.Uint64
+	bufs        bufferPool // for ReadCells of file-backed shards
 	closing  atomic.Bool   // set by Close: streaming calls stop early
 	diskFull atomic.Bool   // the FS reported ENOSPC to Pebble (ballast gone)
 	ballast  atomic.Bool   // the ballast file is in place
@@ -55,6 +61,13 @@ type Store struct {
 		// here. Bounded by the number of damaged shards; not persisted
 		// (after a restart the first read finds the damage again).
 		corrupt map[ID]struct{}
+		// fileBytes is the size of the committed cells files.
+		fileBytes uint64
+		// readers counts the ReadCells calls in progress per shard, and
+		// unlinkLater holds the cells files of deleted shards that one of
+		// them may still open: the last reader removes them.
+		readers     map[ID]int
+		unlinkLater map[ID][]string
 		// finalWritten is DiskBytesWritten at Close.
 		finalWritten uint64
 	}
@@ -79,20 +92,25 @@ func Open(opts Options) (*Store, error) {
 		fs:          opts.FS,
 		dbDir:       opts.FS.PathJoin(opts.Dir, "db"),
 		stagingDir:  opts.FS.PathJoin(opts.Dir, "staging"),
+		shardsDir:   opts.FS.PathJoin(opts.Dir, "shards"),
 		ballastPath: opts.FS.PathJoin(opts.Dir, "ballast"),
 	}
 	s.mu.writers = make(map[*Writer]struct{})
 	s.mu.locks = make(map[ID]*idLock)
+	s.mu.readers = make(map[ID]int)
+	s.mu.unlinkLater = make(map[ID][]string)
 
 	if err := s.fs.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("shardstore: open %s: %w", opts.Dir, classify(err))
 	}
-	if err := s.fs.MkdirAll(s.dbDir, 0o755); err != nil {
-		return nil, fmt.Errorf("shardstore: open %s: %w", opts.Dir, classify(err))
+	for _, d := range []string{s.dbDir, s.shardsDir} {
+		if err := s.fs.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("shardstore: open %s: %w", opts.Dir, classify(err))
+		}
 	}
 	// Make the directories themselves durable: Pebble syncs its own
 	// directory, not the entries leading to it.
-	if err := syncDirChain(s.fs, opts.Dir); err != nil {
+	if err := syncDirChain(s.fs, s.shardsDir); err != nil {
 		return nil, fmt.Errorf("shardstore: open %s: %w", opts.Dir, classify(err))
 	}
 
@@ -170,14 +188,61 @@ func (s *Store) recover() error {
 			return fmt.Errorf("finish delete of shard %s: %w", id, err)
 		}
 	}
-	var n uint64
-	if err := s.scan(tagMeta, ID{}, 0, func(ID, []byte) error {
+	var n, fileBytes uint64
+	live := make(map[string]bool)
+	if err := s.scan(tagMeta, ID{}, 0, func(id ID, v []byte) error {
 		n++
+		m, err := decodeMeta(v)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", id, err)
+		}
+		if m.file {
+			fileBytes += m.length
+			live[fileName(id, m.gen)] = true
+		}
 		return nil
 	}); err != nil {
 		return err
 	}
 	s.mu.shards = n
+	s.mu.fileBytes = fileBytes
+	return s.removeOrphanFiles(live)
+}
+
+// removeOrphanFiles removes the cells files no shard's metadata names: those
+// of shards deleted or never committed when a crash came (Commit moves the
+// file in before it ingests the metadata; Delete removes the metadata
+// first). It also makes new generations larger than any file's.
+func (s *Store) removeOrphanFiles(live map[string]bool) error {
+	names, err := s.fs.List(s.shardsDir)
+	if err != nil {
+		return classify(err)
+	}
+	var maxGen uint64
+	removed := false
+	for _, name := range names {
+		_, gen, ok := parseFileName(name)
+		if !ok {
+			s.log.Warn("unexpected file among shard files; leaving it", "name", name)
+			continue
+		}
+		maxGen = max(maxGen, gen)
+		if live[name] {
+			continue
+		}
+		if err := s.fs.Remove(s.fs.PathJoin(s.shardsDir, name)); err != nil && !oserror.IsNotExist(err) {
+			return fmt.Errorf("remove orphan cells file %s: %w", name, classify(err))
+		}
+		removed = true
+	}
+	if removed {
+		if err := syncDir(s.fs, s.shardsDir); err != nil {
+			return classify(err)
+		}
+	}
+	if maxGen > s.seq.Load() {
+		s.seq.Store(maxGen)
+	}
 	return nil
 }
 
@@ -233,6 +298,15 @@ func (fs kernelReadaheadFS) Open(name string, opts ...vfs.OpenOption) (vfs.File,
 }
 
 func (fs kernelReadaheadFS) Unwrap() vfs.FS { return fs.FS }
+
+// syncDir syncs a directory, making its entries durable.
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}
 
 // syncDirChain syncs dir and each of its ancestors, so that the entries of
 // newly created directories survive a crash.
@@ -392,14 +466,43 @@ func (s *Store) Stat(id ID) (Info, error) {
 // runs past the last cell; ErrCorrupt for damaged data; ErrClosed when the
 // store is closed meanwhile. An error from fn stops the read and is returned
 // as is.
-func (s *Store) ReadCells(id ID, first, count uint32, fn func(cell uint32, data []byte, sum [32]byte) error) (err error) {
+func (s *Store) ReadCells(id ID, first, count uint32, fn func(cell uint32, data []byte, sum [32]byte) error) error {
+	return s.readCells(id, first, count, nil, fn)
+}
+
+// BufferPool lends ReadCellsInto the buffers it fills. It must be safe for
+// concurrent use.
+type BufferPool interface {
+	// Get returns a buffer of length n.
+	Get(n int) []byte
+	// Put takes back a buffer Get returned.
+	Put(b []byte)
+}
+
+// ReadCellsInto is ReadCells with cell buffers from pool that fn then owns:
+// each call of fn gets a buffer from pool.Get holding the cell, and fn is
+// responsible for it (to pool.Put it, or hand it on) whatever fn returns.
+// It lets a caller pass the bytes on without copying them; a large shard's
+// cells are read from disk straight into the buffers.
+func (s *Store) ReadCellsInto(id ID, first, count uint32, pool BufferPool, fn func(cell uint32, data []byte, sum [32]byte) error) error {
+	if pool == nil {
+		return opErr("read", id, fmt.Errorf("%w: no buffer pool", ErrInvalid))
+	}
+	return s.readCells(id, first, count, pool, fn)
+}
+
+func (s *Store) readCells(id ID, first, count uint32, pool BufferPool, fn func(cell uint32, data []byte, sum [32]byte) error) (err error) {
 	if err := s.begin(); err != nil {
 		return opErr("read", id, err)
 	}
 	defer s.end()
 	s.mu.Lock()
 	_, bad := s.mu.corrupt[id]
+	// Registered before the view is taken: a Delete that commits after
+	// it leaves the cells file for this read to finish.
+	s.mu.readers[id]++
 	s.mu.Unlock()
+	defer s.doneReading(id)
 	if bad {
 		return opErr("read", id, fmt.Errorf("%w: found damaged by an earlier read", ErrCorrupt))
 	}
@@ -450,10 +553,43 @@ func (s *Store) ReadCells(id ID, first, count uint32, fn func(cell uint32, data 
 		end = cellKey(tag, id, uint32(last))
 	}
 	iter.SetBounds(cellKey(tag, id, first), end)
+
+	// Where the bytes come from: the iterator's values (after the
+	// checksum), or the cells file.
+	var f vfs.File
+	var own []byte // ReadCells' buffer for a file's cells
+	if m.file {
+		f, err = s.fs.Open(s.fs.PathJoin(s.shardsDir, fileName(id, m.gen)), vfs.SequentialReadsOption)
+		if oserror.IsNotExist(err) {
+			err = fmt.Errorf("%w: cells file missing: %w", ErrCorrupt, err)
+		}
+		if err != nil {
+			return opErr("read", id, err)
+		}
+		defer f.Close()
+		if pool == nil {
+			own = s.bufs.get(int(min(uint64(m.cellSize), m.length)))
+			defer s.bufs.put(own)
+		}
+	}
+	// Keep the disk busy while fn works: ask the kernel to read ahead a
+	// window of cells beyond the one being read (readahead(2); a no-op
+	// where unsupported).
+	var ahead, stop int64
+	if m.file {
+		ahead = int64(first) * int64(m.cellSize)
+		stop = min(int64(last)*int64(m.cellSize), int64(m.length))
+	}
 	want := first
 	for ok := iter.First(); ok; ok = iter.Next() {
 		if s.closing.Load() {
 			return opErr("read", id, ErrClosed)
+		}
+		if m.file {
+			if next := min(int64(want)*int64(m.cellSize)+readAhead, stop); next-ahead >= readAhead/4 || next == stop && ahead < stop {
+				_ = f.Prefetch(ahead, next-ahead)
+				ahead = next
+			}
 		}
 		c, ok := parseCellKey(iter.Key(), tag, id)
 		if !ok || c != want {
@@ -463,10 +599,42 @@ func (s *Store) ReadCells(id ID, first, count uint32, fn func(cell uint32, data 
 		if err != nil {
 			return opErr("read", id, err)
 		}
-		if len(v) != 32+int(cellLen(m.length, m.cellSize, c)) {
-			return opErr("read", id, fmt.Errorf("%w: cell %d has %d bytes, want %d", ErrCorrupt, c, len(v)-32, cellLen(m.length, m.cellSize, c)))
+		size := int(cellLen(m.length, m.cellSize, c))
+		stored := len(v) - 32
+		if m.file {
+			stored = size
+			if len(v) != 32 {
+				stored = -1
+			}
 		}
-		if err := fn(c, v[32:], [32]byte(v[:32])); err != nil {
+		if stored != size {
+			return opErr("read", id, fmt.Errorf("%w: cell %d has %d bytes, want %d", ErrCorrupt, c, len(v)-32, size))
+		}
+		sum := [32]byte(v[:32])
+		var data []byte
+		switch {
+		case m.file:
+			if pool != nil {
+				data = pool.Get(size)
+			} else {
+				data = own[:size]
+			}
+			if _, err := f.ReadAt(data, int64(c)*int64(m.cellSize)); err != nil {
+				if pool != nil {
+					pool.Put(data)
+				}
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					err = fmt.Errorf("%w: cells file ends before cell %d: %w", ErrCorrupt, c, err)
+				}
+				return opErr("read", id, err)
+			}
+		case pool != nil:
+			data = pool.Get(size)
+			copy(data, v[32:])
+		default:
+			data = v[32:]
+		}
+		if err := fn(c, data, sum); err != nil {
 			return err
 		}
 		want++
@@ -478,6 +646,35 @@ func (s *Store) ReadCells(id ID, first, count uint32, fn func(cell uint32, data 
 		return opErr("read", id, fmt.Errorf("%w: cell %d is missing", ErrCorrupt, want))
 	}
 	return nil
+}
+
+// readAhead is how far ahead of a read of a file-backed shard the kernel is
+// asked to read.
+const readAhead = 8 << 20
+
+// doneReading ends a read registered in s.mu.readers; the last reader of a
+// deleted shard removes its cells file.
+func (s *Store) doneReading(id ID) {
+	s.mu.Lock()
+	s.mu.readers[id]--
+	var paths []string
+	if s.mu.readers[id] == 0 {
+		delete(s.mu.readers, id)
+		paths = s.mu.unlinkLater[id]
+		delete(s.mu.unlinkLater, id)
+	}
+	s.mu.Unlock()
+	for _, p := range paths {
+		s.removeCellsFile(p)
+	}
+}
+
+// removeCellsFile removes a deleted shard's cells file; a failure leaves an
+// orphan that the next Open removes.
+func (s *Store) removeCellsFile(path string) {
+	if err := s.fs.Remove(path); err != nil && !oserror.IsNotExist(err) {
+		s.log.Error("remove deleted shard's cells file", "path", path, "err", err)
+	}
 }
 
 // scan calls fn for the keys of keyspace tag from start on, in ID order, at
@@ -581,12 +778,27 @@ func (s *Store) Delete(id ID) (existed bool, err error) {
 	}
 	s.mu.Lock()
 	s.mu.shards--
+	if m.file {
+		s.mu.fileBytes -= m.length
+	}
 	s.mu.Unlock()
 	if m.large {
 		if err := s.excise(id); err != nil {
 			// The shard is gone; its bytes stay until the next Open
 			// retries.
 			s.log.Error("excise deleted shard", "shard", id.String(), "err", err)
+		}
+	}
+	if m.file {
+		path := s.fs.PathJoin(s.shardsDir, fileName(id, m.gen))
+		s.mu.Lock()
+		reading := s.mu.readers[id] > 0
+		if reading {
+			s.mu.unlinkLater[id] = append(s.mu.unlinkLater[id], path)
+		}
+		s.mu.Unlock()
+		if !reading {
+			s.removeCellsFile(path)
 		}
 	}
 	s.maybeRestoreBallast(true)
@@ -622,7 +834,7 @@ func (s *Store) Usage() Usage {
 
 // spaceLocked computes used and free bytes given Pebble's disk usage.
 func (s *Store) spaceLocked(onDisk uint64) (used, free uint64) {
-	used = onDisk + s.mu.reserved
+	used = onDisk + s.mu.fileBytes + s.mu.reserved
 	if s.ballast.Load() {
 		used += uint64(s.ballastSize)
 	}
@@ -658,7 +870,7 @@ func (s *Store) DiskBytesWritten() uint64 {
 
 func (s *Store) diskBytesWritten() uint64 {
 	m := s.db.Metrics()
-	n := m.WAL.BytesWritten
+	n := m.WAL.BytesWritten + s.fileWritten.Load()
 	for i := range m.Levels {
 		l := &m.Levels[i]
 		n += l.TableBytesFlushed + l.TableBytesCompacted + l.TableBytesIngested + l.BlobBytesFlushed + l.BlobBytesCompacted
@@ -738,3 +950,37 @@ func (s *Store) maybeRestoreBallast(deleted bool) {
 }
 
 var _ io.Closer = (*Store)(nil)
+
+// bufferPool recycles ReadCells' buffers for file-backed shards, by size
+// class (powers of two), so that reads do not touch fresh memory.
+type bufferPool struct {
+	classes [32]sync.Pool
+}
+
+func sizeClass(n int) int {
+	c := 0
+	for 1<<c < n {
+		c++
+	}
+	return c
+}
+
+func (p *bufferPool) get(n int) []byte {
+	c := sizeClass(n)
+	if c >= len(p.classes) {
+		return make([]byte, n)
+	}
+	if b, ok := p.classes[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, 1<<c)
+}
+
+func (p *bufferPool) put(b []byte) {
+	c := sizeClass(cap(b))
+	if c >= len(p.classes) || cap(b) != 1<<c {
+		return
+	}
+	b = b[:0]
+	p.classes[c].Put(&b)
+}

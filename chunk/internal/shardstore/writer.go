@@ -7,7 +7,6 @@ import (
 	"hash"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/errors/oserror"
@@ -41,7 +40,10 @@ type Writer struct {
 	committed bool
 	info      Info
 	batch     *pebble.Batch // small shards
-	stage     *stagedTable  // large shards
+	stage     *stagedTable  // large shards: the cells' checksums
+	cells     *stagingFile  // large shards: the cells' bytes
+	cellsPath string        // in the staging directory
+	gen       uint64        // large shards: names the cells' file
 }
 
 // Create starts writing shard id of length bytes cut into cells of cellSize
@@ -96,13 +98,26 @@ func (s *Store) Create(id ID, length uint64, cellSize uint32) (*Writer, error) {
 	s.mu.Unlock()
 
 	if w.large {
-		st, err := s.newStagedTable(id, "cells")
+		w.gen = s.seq.Add(1)
+		st, err := s.newStagedTable(id, "sums")
+		if err == nil {
+			w.stage = st
+			w.cellsPath = s.fs.PathJoin(s.stagingDir, fileName(id, w.gen))
+			var f vfs.File
+			f, err = s.fs.Create(w.cellsPath, vfs.WriteCategoryUnspecified)
+			if err == nil {
+				// Start writeback every few MiB (sync_file_range where
+				// available), so the disk works while the next cells
+				// arrive and Commit's fsync finds little left to write.
+				f = vfs.NewSyncingFile(f, vfs.SyncingFileOptions{NoSyncOnClose: true, BytesPerSync: stagingBytesPerSync})
+				w.cells = &stagingFile{f: f}
+			}
+		}
 		if err != nil {
+			err = fmt.Errorf("create staging file: %w", classify(err))
 			w.finish(err)
 			return nil, opErr("create", id, err)
 		}
-		st.startPipe(32 + int(min(uint64(cellSize), length)))
-		w.stage = st
 	} else {
 		w.batch = s.db.NewBatchWithSize(int(length + n*(32+cellKeyLen+8) + 128))
 	}
@@ -136,7 +151,12 @@ func (w *Writer) WriteCell(data []byte, sum [32]byte) error {
 		return opErr("write", w.id, fmt.Errorf("%w in cell %d", ErrChecksum, c))
 	}
 	if w.large {
-		if err := w.stage.add(cellKey(tagLarge, w.id, c), sum, data); err != nil {
+		err := w.cells.Write(data)
+		w.s.fileWritten.Add(uint64(len(data)))
+		if err == nil {
+			err = w.stage.sst.Set(cellKey(tagLarge, w.id, c), sum[:])
+		}
+		if err != nil {
 			err = fmt.Errorf("stage cell %d: %w", c, classify(err))
 			w.finish(err)
 			return opErr("write", w.id, err)
@@ -183,7 +203,7 @@ func (w *Writer) Commit() (Info, error) {
 	if w.next != w.ncells {
 		return Info{}, opErr("commit", w.id, fmt.Errorf("%w: %d of %d cells written", ErrInvalid, w.next, w.ncells))
 	}
-	m := meta{large: w.large, length: w.length, cellSize: w.cellSize, created: w.created}
+	m := meta{large: w.large, file: w.large, gen: w.gen, length: w.length, cellSize: w.cellSize, created: w.created}
 	w.digest.Sum(m.digest[:0])
 
 	info, err := w.commit(&m)
@@ -207,11 +227,14 @@ func (w *Writer) commit(m *meta) (Info, error) {
 	s := w.s
 	var metaTable *stagedTable
 	if w.large {
-		// Finish (and sync) the cells' table and write the metadata
-		// table before taking the ID lock: the slow part runs in
-		// parallel with other writers of the same ID.
-		if err := w.stage.finish(); err != nil {
+		// Sync the cells' file and their checksums' table and write the
+		// metadata table before taking the ID lock: the slow part runs
+		// in parallel with other writers of the same ID.
+		if err := w.cells.Finish(); err != nil {
 			return Info{}, fmt.Errorf("stage cells: %w", classify(err))
+		}
+		if err := w.stage.finish(); err != nil {
+			return Info{}, fmt.Errorf("stage checksums: %w", classify(err))
 		}
 		var err error
 		metaTable, err = s.newStagedTable(w.id, "meta")
@@ -241,9 +264,7 @@ func (w *Writer) commit(m *meta) (Info, error) {
 		return Info{}, fmt.Errorf("%w (stored: %d bytes in cells of %d)", ErrExists, old.length, old.cellSize)
 	}
 	if w.large {
-		err = s.guard(func() error {
-			return s.db.Ingest(context.Background(), []string{w.stage.path, metaTable.path})
-		})
+		err = s.commitFile(w, metaTable)
 	} else {
 		_ = w.batch.Set(idKey(tagMeta, w.id), m.encode(), nil)
 		// Pebble commits concurrent synced batches with one WAL sync.
@@ -254,8 +275,33 @@ func (w *Writer) commit(m *meta) (Info, error) {
 	}
 	s.mu.Lock()
 	s.mu.shards++
+	if m.file {
+		s.mu.fileBytes += m.length
+	}
 	s.mu.Unlock()
 	return m.info(w.id), nil
+}
+
+// commitFile moves a large shard's synced cells file into Dir/shards and
+// ingests its checksums and metadata, which is what makes it visible: a
+// crash before the ingest leaves a file without metadata, which Open
+// removes. The caller holds the ID lock.
+func (s *Store) commitFile(w *Writer, metaTable *stagedTable) error {
+	final := s.fs.PathJoin(s.shardsDir, fileName(w.id, w.gen))
+	if err := s.fs.Rename(w.cellsPath, final); err != nil {
+		return fmt.Errorf("move cells file: %w", classify(err))
+	}
+	w.cellsPath = final // Abort removes it from there
+	if err := syncDir(s.fs, s.shardsDir); err != nil {
+		return fmt.Errorf("sync %s: %w", s.shardsDir, classify(err))
+	}
+	if err := s.guard(func() error {
+		return s.db.Ingest(context.Background(), []string{w.stage.path, metaTable.path})
+	}); err != nil {
+		return err
+	}
+	w.cellsPath = "" // the store's now
+	return nil
 }
 
 // Abort discards the shard and releases its space. It is safe after Commit
@@ -292,7 +338,17 @@ func (w *Writer) finish(err error) {
 		w.stage.remove()
 		w.stage = nil
 	}
+	if w.cells != nil {
+		w.cells.abort()
+		w.cells = nil
+	}
 	s := w.s
+	if w.cellsPath != "" {
+		if err := s.fs.Remove(w.cellsPath); err != nil && !oserror.IsNotExist(err) {
+			s.log.Warn("remove staged cells", "path", w.cellsPath, "err", err)
+		}
+		w.cellsPath = ""
+	}
 	s.mu.Lock()
 	s.mu.reserved -= w.reserved
 	delete(s.mu.writers, w)
@@ -300,31 +356,17 @@ func (w *Writer) finish(err error) {
 }
 
 // stagedTable is an sstable being written in the staging directory, to be
-// ingested. With a pipe (large shards' cells), a goroutine owned by the table
-// appends the cells, so that the caller hashes the next cell while this one
-// is copied and written; finish and remove stop it.
+// ingested.
 type stagedTable struct {
 	s    *Store
 	path string
 	out  *stagingFile
 	sst  *sstable.Writer
 	done bool // sst closed
-
-	jobs    chan stagedCell // nil without a pipe
-	free    chan []byte     // buffers for sum || cell
-	stopped chan struct{}   // closed when the goroutine exits
-	err     atomic.Pointer[error]
-}
-
-type stagedCell struct {
-	key, kv []byte
 }
 
 // stagingBytesPerSync is how often a staging file's writeback is started.
 const stagingBytesPerSync = 4 << 20
-
-// pipeDepth is the number of cells in flight per large Writer.
-const pipeDepth = 2
 
 func (s *Store) newStagedTable(id ID, kind string) (*stagedTable, error) {
 	name := strconv.FormatUint(id.Slice, 10) + "-" + strconv.FormatUint(uint64(id.Index), 10) +
@@ -334,72 +376,13 @@ func (s *Store) newStagedTable(id ID, kind string) (*stagedTable, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create staging file: %w", classify(err))
 	}
-	// Start writeback every few MiB (sync_file_range where available),
-	// so the disk works while the next cells are hashed and Commit's
-	// fsync finds little left to write.
-	f = vfs.NewSyncingFile(f, vfs.SyncingFileOptions{NoSyncOnClose: true, BytesPerSync: stagingBytesPerSync})
 	out := &stagingFile{f: f}
 	return &stagedTable{s: s, path: path, out: out, sst: sstable.NewWriter(out, s.wopts)}, nil
-}
-
-// startPipe starts the goroutine that appends cells of up to bufSize bytes
-// (with their checksum).
-func (t *stagedTable) startPipe(bufSize int) {
-	t.jobs = make(chan stagedCell, pipeDepth)
-	t.free = make(chan []byte, pipeDepth+1)
-	for range pipeDepth + 1 {
-		t.free <- make([]byte, 0, bufSize)
-	}
-	t.stopped = make(chan struct{})
-	go func() {
-		defer close(t.stopped)
-		for c := range t.jobs {
-			if t.err.Load() == nil {
-				if err := t.sst.Set(c.key, c.kv); err != nil {
-					t.err.Store(&err)
-				}
-			}
-			t.free <- c.kv[:0]
-		}
-	}()
-}
-
-// add appends a cell; an error from an earlier cell may surface here.
-func (t *stagedTable) add(key []byte, sum [32]byte, data []byte) error {
-	if t.jobs == nil {
-		return t.sst.Set(key, append(sum[:], data...))
-	}
-	if err := t.err.Load(); err != nil {
-		return *err
-	}
-	buf := <-t.free
-	buf = append(append(buf, sum[:]...), data...)
-	t.jobs <- stagedCell{key: key, kv: buf}
-	return nil
-}
-
-// stopPipe waits for the cells in flight and stops the goroutine.
-func (t *stagedTable) stopPipe() error {
-	if t.jobs == nil {
-		return nil
-	}
-	close(t.jobs)
-	<-t.stopped
-	t.jobs = nil
-	if err := t.err.Load(); err != nil {
-		return *err
-	}
-	return nil
 }
 
 // finish writes the table's index and footer and syncs the file.
 func (t *stagedTable) finish() error {
 	t.done = true
-	if err := t.stopPipe(); err != nil {
-		t.out.abort()
-		_ = t.sst.Close()
-		return err
-	}
 	return t.sst.Close()
 }
 
@@ -407,8 +390,7 @@ func (t *stagedTable) finish() error {
 func (t *stagedTable) remove() {
 	if !t.done {
 		t.done = true
-		t.out.abort() // later writes fail fast
-		_ = t.stopPipe()
+		t.out.abort()     // later writes fail fast
 		_ = t.sst.Close() // fails fast too; stops the sstable writer's goroutine
 	}
 	// Ingest removes its inputs when it succeeds.

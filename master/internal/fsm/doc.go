@@ -65,6 +65,7 @@
 //	g <slice>                       Slice in the garbage list (shards to delete)
 //	r <uvarint len(client)> <client> <request id>   RequestRecord
 //	t <time> <client/request suffix of the r key>   empty; retention index of r
+//	m <master ID>                   MasterRecord: a master's gRPC and HTTP addresses
 //
 // Nothing is held in Go memory in proportion to the namespace: lookups are
 // point reads; a directory listing is one prefix scan of d <parent>, in byte

@@ -417,6 +417,8 @@ func (t *txn) dispatch(c *fsmpb.Command) (Result, error) {
 		return t.commitSlice(op.CommitSlice)
 	case *fsmpb.Command_AckGarbage:
 		return t.ackGarbage(op.AckGarbage)
+	case *fsmpb.Command_SetMaster:
+		return t.setMaster(op.SetMaster)
 	}
 	return Result{}, newErr("apply", "command", errInval, "unknown operation")
 }

@@ -17,6 +17,7 @@ const (
 	tGarbage = 'g'
 	tRequest = 'r'
 	tReqTime = 't'
+	tMaster  = 'm'
 )
 
 // metaKey and restoreKey are single-byte keys.
@@ -50,6 +51,8 @@ func chunkPrefix(ino uint64) []byte { return appendU64([]byte{tChunk}, ino) }
 func chunkKey(ino, idx uint64) []byte { return appendU64(chunkPrefix(ino), idx) }
 
 func sliceKey(id uint64) []byte { return appendU64([]byte{tSlice}, id) }
+
+func masterKey(id string) []byte { return append([]byte{tMaster}, id...) }
 
 func garbageKey(id uint64) []byte { return appendU64([]byte{tGarbage}, id) }
 

@@ -100,6 +100,11 @@ func (f *FSM) Verify() error {
 				continue
 			}
 			c.reqTimes[string(k[9:])] = unsortableTime(u64At(k, 1))
+		case tMaster:
+			var rec fsmpb.MasterRecord
+			if proto.Unmarshal(val, &rec) != nil || rec.Id != string(k[1:]) {
+				c.fail("bad master record %q", k)
+			}
 		case tRestore:
 			c.fail("restore marker present")
 		default:
