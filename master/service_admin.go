@@ -1,0 +1,166 @@
+package master
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cairnfs/cairn/proto/fsmpb"
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+// membershipTimeout bounds how long a membership change may wait to be
+// committed.
+const membershipTimeout = 30 * time.Second
+
+// adminService implements masterpb.AdminServer, on the leader only.
+type adminService struct {
+	masterpb.UnimplementedAdminServer
+	s *Server
+}
+
+// AddMaster adds a voter to the Raft group. address is the new master's
+// Raft address; grpc_address, if given, goes into the master directory at
+// once. The new master must have been started with Join (empty state); it
+// catches up from the log or, if the log was compacted, from a snapshot
+// streamed by the leader. Adding a master that is already a member with
+// the same address succeeds and changes nothing.
+func (a *adminService) AddMaster(ctx context.Context, req *masterpb.AddMasterRequest) (*masterpb.AddMasterResponse, error) {
+	const op = "addmaster"
+	s := a.s
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	if req.Id == "" || req.Address == "" {
+		return nil, invalid(op, "master ID and Raft address are required")
+	}
+	if req.GrpcAddress != "" {
+		if err := s.setMaster(ctx, &fsmpb.SetMaster{Id: req.Id, GrpcAddress: req.GrpcAddress}); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.raft.AddVoter(raft.ServerID(req.Id), raft.ServerAddress(req.Address), 0, membershipTimeout).Error(); err != nil {
+		return nil, s.toStatus(err)
+	}
+	s.log.Info("master added", "id", req.Id, "raft", req.Address, "grpc", req.GrpcAddress)
+	return &masterpb.AddMasterResponse{}, nil
+}
+
+// RemoveMaster removes a master from the Raft group and the directory.
+// Removing the leader itself is allowed: it steps down once the change
+// commits and the others elect a new leader.
+func (a *adminService) RemoveMaster(ctx context.Context, req *masterpb.RemoveMasterRequest) (*masterpb.RemoveMasterResponse, error) {
+	const op = "removemaster"
+	s := a.s
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, s.toStatus(err)
+	}
+	member := false
+	for _, sv := range f.Configuration().Servers {
+		member = member || sv.ID == raft.ServerID(req.Id)
+	}
+	if !member {
+		return nil, errnoErr(syscall.ENOENT, op, "master %q is not a member", req.Id)
+	}
+	// The directory entry goes first: once the leader removes itself it
+	// can propose nothing more.
+	if err := s.setMaster(ctx, &fsmpb.SetMaster{Id: req.Id, Remove: true}); err != nil {
+		return nil, err
+	}
+	if err := s.raft.RemoveServer(raft.ServerID(req.Id), 0, membershipTimeout).Error(); err != nil {
+		return nil, s.toStatus(err)
+	}
+	s.log.Info("master removed", "id", req.Id)
+	return &masterpb.RemoveMasterResponse{}, nil
+}
+
+func (s *Server) setMaster(ctx context.Context, m *fsmpb.SetMaster) error {
+	_, err := s.propose(ctx, nil, &fsmpb.Command{Op: &fsmpb.Command_SetMaster{SetMaster: m}})
+	return err
+}
+
+// Drain marks a chunkserver as draining: it takes no new shards. The mark
+// is soft state of the current leader (lost at a leader change) until
+// drains are recorded through Raft; moving the shards off is repair work,
+// not implemented yet.
+func (a *adminService) Drain(ctx context.Context, req *masterpb.DrainRequest) (*masterpb.DrainResponse, error) {
+	if err := a.s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	if req.ChunkserverId == "" {
+		return nil, invalid("drain", "chunkserver ID is required")
+	}
+	a.s.registry().Drain(req.ChunkserverId)
+	return &masterpb.DrainResponse{}, nil
+}
+
+// Undrain clears a drain mark.
+func (a *adminService) Undrain(ctx context.Context, req *masterpb.UndrainRequest) (*masterpb.UndrainResponse, error) {
+	if err := a.s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	a.s.registry().Undrain(req.ChunkserverId)
+	return &masterpb.UndrainResponse{}, nil
+}
+
+// Status describes the cluster as this master sees it; any master answers
+// (no NotLeader), so an operator can ask each one. Masters come from the
+// Raft configuration: address is the gRPC address from the master
+// directory (the Raft address when unknown); state, term and applied
+// index are exact for the answering master, while for the others state
+// is "leader", "follower" or "nonvoter" as this master believes, and term
+// and applied index are 0. Chunkservers are the leader's registry (empty
+// on a follower); slices counts committed slices. Degraded and lost slice
+// counts and repair bytes await repair and are 0.
+func (m *masterService) Status(ctx context.Context, _ *masterpb.StatusRequest) (*masterpb.StatusResponse, error) {
+	s := m.s
+	resp := &masterpb.StatusResponse{}
+	dir := map[string]string{}
+	if ms, err := s.fsm.Masters(); err == nil {
+		for _, rec := range ms {
+			dir[rec.Id] = rec.GrpcAddress
+		}
+	}
+	dir[s.cfg.ID] = s.grpcAdvertise
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, s.toStatus(err)
+	}
+	_, leaderID := s.raft.LeaderWithID()
+	for _, sv := range f.Configuration().Servers {
+		info := &masterpb.MasterInfo{Id: string(sv.ID), Address: dir[string(sv.ID)]}
+		if info.Address == "" {
+			info.Address = string(sv.Address)
+		}
+		switch {
+		case string(sv.ID) == s.cfg.ID:
+			info.State = strings.ToLower(s.raft.State().String())
+			info.Term = s.raft.CurrentTerm()
+			info.AppliedIndex = s.AppliedIndex()
+		case sv.ID == leaderID:
+			info.State = "leader"
+		case sv.Suffrage != raft.Voter:
+			info.State = "nonvoter"
+		default:
+			info.State = "follower"
+		}
+		resp.Masters = append(resp.Masters, info)
+	}
+	for _, sv := range s.registry().Servers() {
+		resp.Chunkservers = append(resp.Chunkservers, &masterpb.ChunkserverInfo{
+			Id: sv.ID, Address: sv.Address, Rack: sv.Rack, State: sv.Status(),
+			CapacityBytes: sv.Capacity, FreeBytes: sv.Free, Shards: uint64(sv.Shards),
+		})
+	}
+	if st, err := s.fsm.StatFS(); err == nil {
+		resp.Slices = st.CommittedSlices
+	}
+	return resp, nil
+}
