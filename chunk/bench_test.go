@@ -31,6 +31,10 @@ import (
 // BenchmarkShardRead reads the shard back and a raw file of the same size,
 // with the page cache dropped before each (as root; otherwise cold=0 says
 // the cache was warm).
+//
+// Both also report cpu-ms/shard: the CPU time the process (server and
+// client together) spent per shard streamed, which is steadier than MB/s
+// when other work shares the machine's cores.
 
 const benchCell = 1 << 20
 

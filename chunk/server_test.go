@@ -12,7 +12,6 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -57,11 +56,9 @@ func start(t testing.TB, mod func(*Config)) *harness {
 	conn, err := grpc.NewClient(srv.Addr(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(h.codec), grpc.MaxCallRecvMsgSize(MaxCellSize+1<<20)),
-		experimental.WithBufferPool(h.codec.BufferPool()),
+		// The windows client/pool.go dials with.
 		grpc.WithInitialWindowSize(4<<20),
-		grpc.WithInitialConnWindowSize(16<<20),
-		grpc.WithReadBufferSize(1<<20),
-		grpc.WithWriteBufferSize(1<<20))
+		grpc.WithInitialConnWindowSize(16<<20))
 	if err != nil {
 		t.Fatal(err)
 	}

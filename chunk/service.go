@@ -263,7 +263,9 @@ func shardInfo(i shardstore.Info) *chunkpb.ShardInfo {
 }
 
 // cellPipe hands cells to a writer goroutine that verifies and stores them
-// in order. It holds at most two cells in flight, so memory per stream stays
+// in order (the store writes a large shard's cells to disk on a goroutine of
+// its own, so receiving, hashing and writing all overlap). It holds at most
+// two cells in flight, and the store a few more, so memory per stream stays
 // at a few cells whatever the shard's size. The goroutine is owned by the
 // stream's handler and always stopped by close.
 type cellPipe struct {
@@ -285,15 +287,21 @@ func newCellPipe(w *shardstore.Writer, codec *shardcodec.Codec, m *metrics) *cel
 	go func() {
 		defer close(p.done)
 		for c := range p.cells {
-			if p.err == nil {
-				if err := w.WriteCell(c.data, c.sum); err != nil {
-					p.err = err
-					close(p.failed)
-				} else {
-					m.bytesIn.Add(float64(len(c.data)))
-				}
+			if p.err != nil {
+				codec.Release(c.data)
+				continue
 			}
-			codec.Release(c.data)
+			// The writer takes the buffer over (a large shard's cells
+			// are written to disk from it, behind this goroutine) and
+			// releases it when done.
+			data := c.data
+			if err := w.WriteCellOwned(data, c.sum, func() { codec.Release(data) }); err != nil {
+				p.err = err
+				close(p.failed)
+				codec.Release(data)
+			} else {
+				m.bytesIn.Add(float64(len(data)))
+			}
 		}
 	}()
 	return p

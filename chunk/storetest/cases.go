@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -813,4 +814,73 @@ func dirBytes(t testing.TB, fs vfs.FS, dir string) int64 {
 		}
 	}
 	return n
+}
+
+// slicePool is a shardstore.BufferPool that counts what it lends.
+type slicePool struct{ out atomic.Int64 }
+
+func (p *slicePool) Get(n int) []byte { p.out.Add(1); return make([]byte, n) }
+func (p *slicePool) Put([]byte)       { p.out.Add(-1) }
+
+// testDeleteWhileReading deletes shards while reads stream them: the reads
+// finish with the whole shard (from their view), and the shards are gone
+// afterwards. ReadCellsInto hands every buffer to fn or back to the pool.
+func testDeleteWhileReading(t *testing.T, e *env) {
+	for i, into := range []bool{false, true} {
+		sh := newShard(id(30, uint32(i)), uint64(i), 6*cell+5, cell)
+		mustWrite(t, e.s, sh)
+		var got []byte
+		pool := &slicePool{}
+		fn := func(c uint32, data []byte, sm [32]byte) error {
+			if c == 1 {
+				if existed, err := e.s.Delete(sh.id); err != nil || !existed {
+					return fmt.Errorf("delete during read: %v, %v", existed, err)
+				}
+			}
+			if sum(data) != sm {
+				return fmt.Errorf("cell %d does not match its checksum", c)
+			}
+			got = append(got, data...)
+			if into {
+				pool.Put(data)
+			}
+			return nil
+		}
+		var err error
+		if into {
+			err = e.s.ReadCellsInto(sh.id, 0, 0, pool, fn)
+		} else {
+			err = e.s.ReadCells(sh.id, 0, 0, fn)
+		}
+		if err != nil {
+			t.Fatalf("read (into %v): %v", into, err)
+		}
+		if string(got) != string(sh.data) {
+			t.Fatalf("read (into %v) %d bytes, not the %d written", into, len(got), len(sh.data))
+		}
+		if n := pool.out.Load(); n != 0 {
+			t.Fatalf("%d buffers not returned to the pool", n)
+		}
+		checkAbsent(t, e.s, sh.id)
+		// A read stopped early by fn returns its buffers too.
+		sh2 := newShard(id(31, uint32(i)), uint64(i), 6*cell, cell)
+		mustWrite(t, e.s, sh2)
+		stop := errors.New("stop")
+		if into {
+			err = e.s.ReadCellsInto(sh2.id, 0, 0, pool, func(c uint32, data []byte, _ [32]byte) error {
+				pool.Put(data)
+				return stop
+			})
+			if !errors.Is(err, stop) {
+				t.Fatalf("read stopped by fn: %v", err)
+			}
+			if n := pool.out.Load(); n != 0 {
+				t.Fatalf("%d buffers not returned to the pool after an early stop", n)
+			}
+		}
+	}
+	e.reopen()
+	for i := range 2 {
+		checkAbsent(t, e.s, id(30, uint32(i)))
+	}
 }

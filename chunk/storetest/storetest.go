@@ -140,6 +140,7 @@ var modeCases = []testCase[*env]{
 	{"CellLengths", testCellLengths},
 	{"ReadRanges", testReadRanges},
 	{"StatListDelete", testStatListDelete},
+	{"DeleteWhileReading", testDeleteWhileReading},
 	{"ConcurrentWriters", testConcurrentWriters},
 	{"Abort", testAbort},
 	{"Reopen", testReopen},

@@ -106,3 +106,65 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// TestHandOff checks that Pooled and Borrowed messages marshal to the same
+// bytes as the plain message, without copying Data, and that a Pooled
+// buffer goes back to the pool only when gRPC frees what it sent.
+func TestHandOff(t *testing.T) {
+	c := New()
+	for _, wrap := range []func(any) any{
+		func(m any) any { return Pooled{Msg: m} },
+		func(m any) any { return &Borrowed{Msg: m} },
+	} {
+		for _, mk := range []func([]byte) any{
+			func(d []byte) any {
+				return &chunkpb.ReadShardResponse{Offset: 4096, Data: d, Sha256: bytes.Repeat([]byte{1}, 32)}
+			},
+			func(d []byte) any { return &chunkpb.WriteShardRequest{Data: d, Sha256: bytes.Repeat([]byte{2}, 32)} },
+		} {
+			data := c.Get(1 << 20)
+			for i := range data {
+				data[i] = byte(i)
+			}
+			want, err := proto.Marshal(mk(bytes.Clone(data)).(proto.Message))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := c.Marshal(wrap(mk(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := out.Materialize(); !bytes.Equal(got, want) {
+				t.Fatalf("%T: marshaled %d bytes, not the %d of the plain message", wrap(nil), len(got), len(want))
+			}
+			shared := false
+			for _, b := range out {
+				if d := b.ReadOnlyData(); len(d) == len(data) && &d[0] == &data[0] {
+					shared = true
+				}
+			}
+			if !shared {
+				t.Errorf("%T: Data was copied", wrap(nil))
+			}
+			out.Free()
+		}
+	}
+	if _, err := c.Marshal(Pooled{Msg: &chunkpb.ReadShardRequest{}}); err == nil {
+		t.Error("Pooled accepted a message without bulk data")
+	}
+}
+
+// TestDirtyPool checks the pool's size classes.
+func TestDirtyPool(t *testing.T) {
+	p := &dirtyPool{}
+	for _, n := range []int{0, 1, 255, 256, 257, 4096, 1 << 20, 1<<20 + 1, 1 << 24, 1<<24 + 1} {
+		b := p.Get(n)
+		if len(*b) != n {
+			t.Fatalf("Get(%d) has length %d", n, len(*b))
+		}
+		if n <= 1<<24 && (cap(*b) < n || cap(*b)&(cap(*b)-1) != 0) {
+			t.Fatalf("Get(%d) has capacity %d, want a power of two", n, cap(*b))
+		}
+		p.Put(b)
+	}
+}

@@ -8,6 +8,9 @@
 //
 // All methods are safe for concurrent use.
 //
+// Layout of Dir: db/ (Pebble), staging/ (files of open Writers), shards/
+// (large shards' cells files), ballast.
+//
 // # Write paths
 //
 // Shards shorter than Options.LargeShardThreshold (1 MiB by default) are
@@ -15,19 +18,31 @@
 // Pebble shares one WAL sync among concurrent commits. Their bytes are
 // written twice (WAL, then a memtable flush), plus compactions.
 //
-// Larger shards are streamed, as the cells arrive, into an sstable of their
-// own in Dir/staging (memory stays bounded by a few cells), synced, and
-// ingested on Commit together with a one-key sstable holding the metadata:
-// Ingest is atomic and, because a large shard's key range never overlaps
-// another's, the table lands in the bottom level and is never rewritten, so
-// its bytes are written once. Open removes staging files a crash left.
+// Larger shards keep their bytes in a plain file of their own, and only
+// their metadata and per-cell checksums in Pebble. The cells are appended, as
+// they arrive, to a file in Dir/staging (memory stays bounded by a cell),
+// and their checksums to a small sstable beside it. Commit syncs both, moves
+// the file to Dir/shards under a name no other shard ever had (see fileName)
+// and ingests the checksum table together with a one-key sstable holding
+// the metadata: the Ingest is the commit point, atomic and synced. A crash
+// before it leaves at most a file that no metadata names, which Open
+// removes (it also empties Dir/staging). The bytes are written once, and
+// read back without Pebble's block cache: reads fetch a file's cells a few
+// at a time ahead of the caller, straight into pooled buffers (for
+// ReadCellsInto, the caller's).
+//
+// Stores written before cells files existed hold large shards' bytes in
+// ingested sstables ('L' keys holding checksum and bytes, see keys.go);
+// those are still read and deleted as before.
 //
 // # Space
 //
 // Create reserves the shard's size against Usage().Free. Deleting a large
-// shard excises its sstable, so the space comes back at once; a small shard's
-// range deletion is reclaimed by compactions. A ballast file (see
-// Options.BallastSize) keeps a full disk from failing Pebble's own writes.
+// shard removes its file and excises its checksums, so the space comes back
+// at once (a read still streaming the shard keeps the file until it ends);
+// a small shard's range deletion is reclaimed by compactions. A ballast file
+// (see Options.BallastSize) keeps a full disk from failing Pebble's own
+// writes.
 //
 // # Failures
 //

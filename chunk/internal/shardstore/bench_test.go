@@ -24,6 +24,14 @@ package shardstore
 // faster (one shared fsync instead of a file, three fsyncs and a MANIFEST
 // edit); at 512 KiB ingest wins by only 16% while costing one sstable per
 // shard in the LSM; from 1 MiB it is 1.8x faster and writes half as much.
+//
+// The Large and Threshold figures above are from when a large shard's bytes
+// went into an sstable of its own. With cells files (written behind the
+// hashing, read a few cells ahead into pooled buffers), two runs at load
+// average 3.4, 3x:
+//
+//	LargeWrite   570-674 MB/s, write-amp 1.000   RawWrite  874-1275 MB/s
+//	LargeRead   2696-4345 MB/s (cold cache)       RawRead  4381-4911 MB/s (cold cache)
 
 import (
 	"fmt"

@@ -56,6 +56,31 @@ func TestMetaRoundTrip(t *testing.T) {
 	if _, err := decodeMeta(m.encode()[:10]); err == nil {
 		t.Fatal("decoded a truncated record")
 	}
+	f := m
+	f.file, f.gen = true, 1<<40+7
+	enc := f.encode()
+	if len(enc) != metaLenFile || enc[0] != metaVersionFile {
+		t.Fatalf("file-backed record: %d bytes, version %d", len(enc), enc[0])
+	}
+	if got, err := decodeMeta(enc); err != nil || got != f {
+		t.Fatalf("decode(encode(%+v)) = %+v, %v", f, got, err)
+	}
+	if _, err := decodeMeta(enc[:metaLen]); err == nil {
+		t.Fatal("decoded a truncated file-backed record")
+	}
+}
+
+func TestFileName(t *testing.T) {
+	id := ID{Slice: 1<<63 + 5, Index: 1<<32 - 1}
+	got, gen, ok := parseFileName(fileName(id, 42))
+	if !ok || got != id || gen != 42 {
+		t.Fatalf("parseFileName(fileName(%v, 42)) = %v, %d, %v", id, got, gen, ok)
+	}
+	for _, bad := range []string{"", "1-2-3", "1-2.cells", "1-2-x.cells", "1-2-3-4.cells", "1-99999999999-3.cells"} {
+		if _, _, ok := parseFileName(bad); ok {
+			t.Errorf("parseFileName(%q) accepted it", bad)
+		}
+	}
 }
 
 func TestCellLen(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 // Defaults for the tuning knobs of Options. The numbers come from the
 // measurements recorded in bench_test.go.
 const (
-	// DefaultLargeShardThreshold: shards at least this long are staged
-	// as their own sstable and ingested (written to disk once); shorter
+	// DefaultLargeShardThreshold: shards at least this long get a cells
+	// file of their own (written to disk once); shorter
 	// ones go through a synced Pebble batch (WAL, then a memtable flush:
 	// written twice, but concurrent commits share one fsync).
 	DefaultLargeShardThreshold = 1 << 20
@@ -39,7 +39,8 @@ const (
 type Options struct {
 	// Dir is the directory on FS holding the store. Open creates it.
 	// Pebble lives in Dir/db, Writers stage large shards in Dir/staging,
-	// and Dir/ballast is the ballast file.
+	// committed large shards' bytes are in Dir/shards, and Dir/ballast is
+	// the ballast file.
 	Dir string
 	// FS is the file system; nil means vfs.Default (the real disk).
 	FS vfs.FS
@@ -51,9 +52,9 @@ type Options struct {
 	// Now is the clock stamped into Info.Created; nil means time.Now.
 	Now func() time.Time
 
-	// LargeShardThreshold is the shard length from which a shard is
-	// staged as its own sstable and ingested instead of written through
-	// a batch. 0 means DefaultLargeShardThreshold; at most 64 MiB.
+	// LargeShardThreshold is the shard length from which a shard's bytes
+	// go to a cells file of their own instead of through a batch. 0 means
+	// DefaultLargeShardThreshold; at most 64 MiB.
 	LargeShardThreshold uint64
 	// CacheSize is Pebble's block cache size; 0 means DefaultCacheSize.
 	CacheSize int64

@@ -33,14 +33,14 @@ type Store struct {
 	db          *pebble.DB
 	wopts       sstable.WriterOptions // for staged (ingested) tables
 
-	seq      atomic.Uint64 // names staging files and cells files (generations)
+	seq atomic.Uint64 // names staging files and cells files (generations)
 	// fileWritten counts bytes written to cells files, for
 	// DiskBytesWritten.
 	fileWritten atomic.Uint64
-	bufs        bufferPool // for ReadCells of file-backed shards
-	closing  atomic.Bool   // set by Close: streaming calls stop early
-	diskFull atomic.Bool   // the FS reported ENOSPC to Pebble (ballast gone)
-	ballast  atomic.Bool   // the ballast file is in place
+	bufs        bufferPool  // for ReadCells of file-backed shards
+	closing     atomic.Bool // set by Close: streaming calls stop early
+	diskFull    atomic.Bool // the FS reported ENOSPC to Pebble (ballast gone)
+	ballast     atomic.Bool // the ballast file is in place
 
 	ops      sync.WaitGroup // in-flight calls; Add only under mu while !closed
 	ballastM sync.Mutex     // serializes ballast restores
@@ -555,11 +555,17 @@ func (s *Store) readCells(id ID, first, count uint32, pool BufferPool, fn func(c
 	iter.SetBounds(cellKey(tag, id, first), end)
 
 	// Where the bytes come from: the iterator's values (after the
-	// checksum), or the cells file.
-	var f vfs.File
-	var own []byte // ReadCells' buffer for a file's cells
+	// checksum), or the cells file, read ahead by a fetcher into buffers
+	// from pool (the caller's, or for ReadCells the store's own, taken
+	// back after fn).
+	owned := pool != nil
+	var ft *fetcher
 	if m.file {
-		f, err = s.fs.Open(s.fs.PathJoin(s.shardsDir, fileName(id, m.gen)), vfs.SequentialReadsOption)
+		if !owned {
+			pool = &s.bufs
+		}
+		path := s.fs.PathJoin(s.shardsDir, fileName(id, m.gen))
+		f, err := s.fs.Open(path, vfs.SequentialReadsOption)
 		if oserror.IsNotExist(err) {
 			err = fmt.Errorf("%w: cells file missing: %w", ErrCorrupt, err)
 		}
@@ -567,29 +573,13 @@ func (s *Store) readCells(id ID, first, count uint32, pool BufferPool, fn func(c
 			return opErr("read", id, err)
 		}
 		defer f.Close()
-		if pool == nil {
-			own = s.bufs.get(int(min(uint64(m.cellSize), m.length)))
-			defer s.bufs.put(own)
-		}
-	}
-	// Keep the disk busy while fn works: ask the kernel to read ahead a
-	// window of cells beyond the one being read (readahead(2); a no-op
-	// where unsupported).
-	var ahead, stop int64
-	if m.file {
-		ahead = int64(first) * int64(m.cellSize)
-		stop = min(int64(last)*int64(m.cellSize), int64(m.length))
+		ft = startFetcher(f, m, first, uint32(last), pool)
+		defer ft.stop()
 	}
 	want := first
 	for ok := iter.First(); ok; ok = iter.Next() {
 		if s.closing.Load() {
 			return opErr("read", id, ErrClosed)
-		}
-		if m.file {
-			if next := min(int64(want)*int64(m.cellSize)+readAhead, stop); next-ahead >= readAhead/4 || next == stop && ahead < stop {
-				_ = f.Prefetch(ahead, next-ahead)
-				ahead = next
-			}
 		}
 		c, ok := parseCellKey(iter.Key(), tag, id)
 		if !ok || c != want {
@@ -613,28 +603,21 @@ func (s *Store) readCells(id ID, first, count uint32, pool BufferPool, fn func(c
 		sum := [32]byte(v[:32])
 		var data []byte
 		switch {
-		case m.file:
-			if pool != nil {
-				data = pool.Get(size)
-			} else {
-				data = own[:size]
-			}
-			if _, err := f.ReadAt(data, int64(c)*int64(m.cellSize)); err != nil {
-				if pool != nil {
-					pool.Put(data)
-				}
-				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-					err = fmt.Errorf("%w: cells file ends before cell %d: %w", ErrCorrupt, c, err)
-				}
+		case ft != nil:
+			if data, err = ft.next(); err != nil {
 				return opErr("read", id, err)
 			}
-		case pool != nil:
+		case owned:
 			data = pool.Get(size)
 			copy(data, v[32:])
 		default:
 			data = v[32:]
 		}
-		if err := fn(c, data, sum); err != nil {
+		err = fn(c, data, sum)
+		if ft != nil && !owned {
+			pool.Put(data)
+		}
+		if err != nil {
 			return err
 		}
 		want++
@@ -647,10 +630,6 @@ func (s *Store) readCells(id ID, first, count uint32, pool BufferPool, fn func(c
 	}
 	return nil
 }
-
-// readAhead is how far ahead of a read of a file-backed shard the kernel is
-// asked to read.
-const readAhead = 8 << 20
 
 // doneReading ends a read registered in s.mu.readers; the last reader of a
 // deleted shard removes its cells file.
@@ -740,10 +719,11 @@ func (s *Store) List(start ID, limit int, fn func(Info) error) error {
 }
 
 // Delete removes the shard and reports whether it existed. The removal is
-// durable when Delete returns. A large shard's sstable is excised at once,
-// so its space comes back as soon as no read holds it; a small shard's
-// cells are covered by a range deletion whose space compactions reclaim.
-// Reads already streaming the shard finish from their view.
+// durable when Delete returns. A large shard's cells file is removed and
+// its checksums excised at once, so its space comes back as soon as no read
+// holds it; a small shard's cells are covered by a range deletion whose
+// space compactions reclaim. Reads already streaming the shard finish from
+// their view.
 func (s *Store) Delete(id ID) (existed bool, err error) {
 	if err := s.begin(); err != nil {
 		return false, opErr("delete", id, err)
@@ -765,9 +745,10 @@ func (s *Store) Delete(id ID) (existed bool, err error) {
 	defer b.Close()
 	_ = b.Delete(idKey(tagMeta, id), nil)
 	if m.large {
-		// Metadata goes first, with a note to excise the cells: a
-		// crash before the excise leaves no visible shard, and Open
-		// finishes the job.
+		// Metadata goes first, with a note to excise the cells (or
+		// their checksums): a crash before the excise leaves no
+		// visible shard, and Open finishes the job (and removes the
+		// cells file, which no metadata names any more).
 		_ = b.Set(idKey(tagGC, id), nil, nil)
 	} else {
 		start, end := cellSpan(tagSmall, id)
@@ -952,7 +933,8 @@ func (s *Store) maybeRestoreBallast(deleted bool) {
 var _ io.Closer = (*Store)(nil)
 
 // bufferPool recycles ReadCells' buffers for file-backed shards, by size
-// class (powers of two), so that reads do not touch fresh memory.
+// class (powers of two), so that reads do not touch fresh memory. Buffers
+// are not cleared: the fetcher overwrites them whole.
 type bufferPool struct {
 	classes [32]sync.Pool
 }
@@ -965,7 +947,8 @@ func sizeClass(n int) int {
 	return c
 }
 
-func (p *bufferPool) get(n int) []byte {
+// Get implements BufferPool.
+func (p *bufferPool) Get(n int) []byte {
 	c := sizeClass(n)
 	if c >= len(p.classes) {
 		return make([]byte, n)
@@ -976,7 +959,8 @@ func (p *bufferPool) get(n int) []byte {
 	return make([]byte, n, 1<<c)
 }
 
-func (p *bufferPool) put(b []byte) {
+// Put implements BufferPool.
+func (p *bufferPool) Put(b []byte) {
 	c := sizeClass(cap(b))
 	if c >= len(p.classes) || cap(b) != 1<<c {
 		return

@@ -7,6 +7,7 @@ import (
 	"hash"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/errors/oserror"
@@ -44,6 +45,7 @@ type Writer struct {
 	cells     *stagingFile  // large shards: the cells' bytes
 	cellsPath string        // in the staging directory
 	gen       uint64        // large shards: names the cells' file
+	files     *fileWriter   // large shards: writes cells to cells
 }
 
 // Create starts writing shard id of length bytes cut into cells of cellSize
@@ -109,8 +111,17 @@ func (s *Store) Create(id ID, length uint64, cellSize uint32) (*Writer, error) {
 				// Start writeback every few MiB (sync_file_range where
 				// available), so the disk works while the next cells
 				// arrive and Commit's fsync finds little left to write.
+				// vfs.File.Write may modify what it is given;
+				// files of the OS do not, so on a real disk
+				// cells are written from the caller's buffer,
+				// elsewhere from a scratch copy.
+				var scratch []byte
+				if f.Fd() == vfs.InvalidFd {
+					scratch = make([]byte, 0, min(uint64(cellSize), length))
+				}
 				f = vfs.NewSyncingFile(f, vfs.SyncingFileOptions{NoSyncOnClose: true, BytesPerSync: stagingBytesPerSync})
 				w.cells = &stagingFile{f: f}
+				w.files = startFileWriter(s, w.cells, scratch)
 			}
 		}
 		if err != nil {
@@ -129,8 +140,23 @@ func (s *Store) Create(id ID, length uint64, cellSize uint32) (*Writer, error) {
 // for the last cell (ErrInvalid), and that the shard is not complete yet
 // (ErrInvalid). A rejected cell is not recorded: the Writer stays usable
 // and the caller may send the cell again. Storage errors (ErrNoSpace, I/O)
-// finish the Writer. data may be reused when WriteCell returns.
+// finish the Writer; a large shard's cells are written to disk behind the
+// caller, so such an error may surface at a later cell or at Commit. data
+// may be reused when WriteCell returns.
 func (w *Writer) WriteCell(data []byte, sum [32]byte) error {
+	return w.writeCell(data, sum, nil)
+}
+
+// WriteCellOwned is WriteCell for a caller that hands data over: when it
+// returns nil, the Writer owns data and calls release once it no longer
+// needs the bytes (possibly after WriteCellOwned returns, on another
+// goroutine); this saves a large shard's cells a copy. When it returns an
+// error, data is still the caller's and release is not called.
+func (w *Writer) WriteCellOwned(data []byte, sum [32]byte, release func()) error {
+	return w.writeCell(data, sum, release)
+}
+
+func (w *Writer) writeCell(data []byte, sum [32]byte, release func()) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
@@ -151,8 +177,7 @@ func (w *Writer) WriteCell(data []byte, sum [32]byte) error {
 		return opErr("write", w.id, fmt.Errorf("%w in cell %d", ErrChecksum, c))
 	}
 	if w.large {
-		err := w.cells.Write(data)
-		w.s.fileWritten.Add(uint64(len(data)))
+		err := w.files.failed()
 		if err == nil {
 			err = w.stage.sst.Set(cellKey(tagLarge, w.id, c), sum[:])
 		}
@@ -161,6 +186,13 @@ func (w *Writer) WriteCell(data []byte, sum [32]byte) error {
 			w.finish(err)
 			return opErr("write", w.id, err)
 		}
+		if release == nil {
+			// The caller keeps data: write a copy.
+			buf := w.s.bufs.Get(len(data))
+			copy(buf, data)
+			data, release = buf, func() { w.s.bufs.Put(buf) }
+		}
+		w.files.add(data, release)
 	} else {
 		var kb [cellKeyLen]byte
 		op := w.batch.SetDeferred(cellKeyLen, 32+len(data))
@@ -172,10 +204,78 @@ func (w *Writer) WriteCell(data []byte, sum [32]byte) error {
 			w.finish(err)
 			return opErr("write", w.id, err)
 		}
+		if release != nil {
+			release()
+		}
 	}
 	w.digest.Write(sum[:])
 	w.next++
 	return nil
+}
+
+// fileWriter appends a large shard's verified cells to its cells file on a
+// goroutine of its own, so that the caller hashes the next cell while this
+// one is written. It holds at most fileDepth cells queued.
+type fileWriter struct {
+	s       *Store
+	out     *stagingFile
+	scratch []byte // see Writer.scratch
+	queue   chan fileCell
+	stopped chan struct{}
+	err     atomic.Pointer[error]
+}
+
+type fileCell struct {
+	data    []byte
+	release func()
+}
+
+const fileDepth = 2
+
+func startFileWriter(s *Store, out *stagingFile, scratch []byte) *fileWriter {
+	fw := &fileWriter{s: s, out: out, scratch: scratch, queue: make(chan fileCell, fileDepth), stopped: make(chan struct{})}
+	queue := fw.queue // stop clears the field
+	go func() {
+		defer close(fw.stopped)
+		for c := range queue {
+			if fw.err.Load() == nil {
+				out := c.data
+				if fw.scratch != nil {
+					out = append(fw.scratch[:0], c.data...)
+				}
+				err := fw.out.Write(out)
+				fw.s.fileWritten.Add(uint64(len(c.data)))
+				if err != nil {
+					fw.err.Store(&err)
+				}
+			}
+			c.release()
+		}
+	}()
+	return fw
+}
+
+func (fw *fileWriter) add(data []byte, release func()) {
+	fw.queue <- fileCell{data, release}
+}
+
+// failed returns the error of an earlier cell's write, if any.
+func (fw *fileWriter) failed() error {
+	if err := fw.err.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// stop waits for the queued cells and stops the goroutine; it returns the
+// first write error. It is idempotent.
+func (fw *fileWriter) stop() error {
+	if fw.queue != nil {
+		close(fw.queue)
+		fw.queue = nil
+	}
+	<-fw.stopped
+	return fw.failed()
 }
 
 // Commit makes the shard durable (synced) and visible, atomically: after a
@@ -230,13 +330,16 @@ func (w *Writer) commit(m *meta) (Info, error) {
 		// Sync the cells' file and their checksums' table and write the
 		// metadata table before taking the ID lock: the slow part runs
 		// in parallel with other writers of the same ID.
-		if err := w.cells.Finish(); err != nil {
+		err := w.files.stop()
+		if err == nil {
+			err = w.cells.Finish()
+		}
+		if err != nil {
 			return Info{}, fmt.Errorf("stage cells: %w", classify(err))
 		}
 		if err := w.stage.finish(); err != nil {
 			return Info{}, fmt.Errorf("stage checksums: %w", classify(err))
 		}
-		var err error
 		metaTable, err = s.newStagedTable(w.id, "meta")
 		if err != nil {
 			return Info{}, err
@@ -295,9 +398,15 @@ func (s *Store) commitFile(w *Writer, metaTable *stagedTable) error {
 	if err := syncDir(s.fs, s.shardsDir); err != nil {
 		return fmt.Errorf("sync %s: %w", s.shardsDir, classify(err))
 	}
-	if err := s.guard(func() error {
+	err := s.guard(func() error {
 		return s.db.Ingest(context.Background(), []string{w.stage.path, metaTable.path})
-	}); err != nil {
+	})
+	if errors.Is(err, ErrFailed) {
+		// What reached the disk is unknown: the shard may come back
+		// whole at the next Open, which removes the file if not.
+		w.cellsPath = ""
+	}
+	if err != nil {
 		return err
 	}
 	w.cellsPath = "" // the store's now
@@ -339,7 +448,8 @@ func (w *Writer) finish(err error) {
 		w.stage = nil
 	}
 	if w.cells != nil {
-		w.cells.abort()
+		w.cells.abort() // queued cells fail fast
+		_ = w.files.stop()
 		w.cells = nil
 	}
 	s := w.s
