@@ -1,7 +1,12 @@
 // Command chunkserver runs one Cairn chunkserver: it stores erasure-coded,
 // checksummed shards and serves them over gRPC.
 //
-//	chunkserver --id cs-1 --dir /var/lib/cairn/cs-1 --listen :7100 --http :7101 --cluster-key-file /etc/cairn/key
+//	chunkserver --id cs-1 --dir /var/lib/cairn/cs-1 --listen :7100 --http :7101 --cluster-key-file /etc/cairn/key \
+//		--master 10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000
+//
+// With --master it registers with the master leader and heartbeats to it
+// (package chunk/heartbeat); --advertise is the address the master hands
+// to clients when --listen is a wildcard.
 package main
 
 import (
@@ -16,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cairnfs/cairn/chunk"
+	"github.com/cairnfs/cairn/chunk/heartbeat"
 )
 
 func main() {
@@ -30,6 +36,8 @@ func run() error {
 		cfg     chunk.Config
 		keyFile string
 		scrub   string
+		masters string
+		adv     string
 	)
 	fs := flag.NewFlagSet("chunkserver", flag.ContinueOnError)
 	fs.StringVar(&cfg.ID, "id", "", "chunkserver ID, stable across restarts (required)")
@@ -42,6 +50,8 @@ func run() error {
 	fs.StringVar(&scrub, "scrub-rate", "20MiB", "scrubber pace in bytes per second (0: off)")
 	fs.DurationVar(&cfg.ScrubInterval, "scrub-interval", chunk.DefaultScrubInterval, "pause between scrub passes")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", chunk.DefaultShutdownGrace, "how long to let streams finish on shutdown")
+	fs.StringVar(&masters, "master", "", "comma-separated master gRPC addresses to register with (empty: do not register)")
+	fs.StringVar(&adv, "advertise", "", "address the master hands out for this chunkserver (default: the bound address)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -63,8 +73,39 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return srv.Run(ctx)
+	var addrs []string
+	for _, a := range strings.Split(masters, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return srv.Run(ctx)
+	}
+	var node heartbeat.Node = srv
+	if adv != "" {
+		node = advertised{srv, adv}
+	}
+	hbCtx, hbStop := context.WithCancel(ctx)
+	hbDone := make(chan error, 1)
+	go func() {
+		hbDone <- heartbeat.Run(hbCtx, heartbeat.Config{Masters: addrs, Node: node, Rack: cfg.Rack, Logger: cfg.Logger})
+	}()
+	err = srv.Run(ctx)
+	hbStop()
+	if hbErr := <-hbDone; err == nil {
+		err = hbErr
+	}
+	return err
 }
+
+// advertised reports another address than the bound one to the master.
+type advertised struct {
+	*chunk.Server
+	addr string
+}
+
+func (a advertised) Addr() string { return a.addr }
 
 // parseBytes reads sizes like "20MiB", "1GB", "4096".
 func parseBytes(s string) (uint64, error) {

@@ -1,0 +1,235 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+// Defaults for MasterConnConfig fields left zero.
+const (
+	DefaultRetryTimeout = 30 * time.Second
+	DefaultCallTimeout  = 10 * time.Second
+	DefaultMinBackoff   = 20 * time.Millisecond
+	DefaultMaxBackoff   = time.Second
+)
+
+// MasterConnConfig configures a MasterConn.
+type MasterConnConfig struct {
+	// Masters are the masters' gRPC addresses; at least one.
+	Masters []string
+	// RetryTimeout bounds the retries of one call (the call's context may
+	// bound it more). Default DefaultRetryTimeout.
+	RetryTimeout time.Duration
+	// CallTimeout bounds one attempt. Default DefaultCallTimeout.
+	CallTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the jittered exponential pause
+	// between attempts when no leader is known.
+	MinBackoff, MaxBackoff time.Duration
+	// DialOptions are added to the master connections' options.
+	DialOptions []grpc.DialOption
+}
+
+func (c *MasterConnConfig) validate() error {
+	if len(c.Masters) == 0 {
+		return errors.New("client: no master addresses")
+	}
+	if c.RetryTimeout <= 0 {
+		c.RetryTimeout = DefaultRetryTimeout
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
+	}
+	return nil
+}
+
+// MasterConn is a connection to a master group that finds the leader: a
+// call goes to the master believed to lead; a NotLeader answer redirects
+// it to the leader it names; an Unavailable answer (no leader known, a
+// master down) is retried on the next master after a jittered exponential
+// backoff, within RetryTimeout and the call's context. A retried request is
+// sent unchanged, so a mutation keeps its request ID and the master applies
+// it once.
+//
+// It implements Metadata (with retries), and Do runs any other call the
+// same way. It is safe for concurrent use; Close closes the connections.
+type MasterConn struct {
+	cfg MasterConnConfig
+
+	mu struct {
+		sync.Mutex
+		leader string
+		next   int
+		conns  map[string]*grpc.ClientConn
+		closed bool
+	}
+}
+
+// NewMasterConn returns a MasterConn; it dials lazily.
+func NewMasterConn(cfg MasterConnConfig) (*MasterConn, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &MasterConn{cfg: cfg}
+	c.mu.leader = cfg.Masters[0]
+	c.mu.conns = map[string]*grpc.ClientConn{}
+	return c, nil
+}
+
+// Close closes every master connection; later calls fail.
+func (c *MasterConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.closed = true
+	var errs []error
+	for _, cc := range c.mu.conns {
+		errs = append(errs, cc.Close())
+	}
+	c.mu.conns = map[string]*grpc.ClientConn{}
+	return errors.Join(errs...)
+}
+
+// target returns the address to try and its connection.
+func (c *MasterConn) target() (string, *grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.closed {
+		return "", nil, ErrClosed
+	}
+	addr := c.mu.leader
+	if cc, ok := c.mu.conns[addr]; ok {
+		return addr, cc, nil
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.cfg.DialOptions...)
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return "", nil, fmt.Errorf("client: dial master %s: %w", addr, err)
+	}
+	c.mu.conns[addr] = cc
+	return addr, cc, nil
+}
+
+// moveOn records that addr could not serve: leader (if not empty) is where
+// to go next, else the next master in the list.
+func (c *MasterConn) moveOn(addr, leader string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.leader != addr {
+		return // another call moved on already
+	}
+	if leader != "" {
+		c.mu.leader = leader
+		return
+	}
+	c.mu.next = (c.mu.next + 1) % len(c.cfg.Masters)
+	c.mu.leader = c.cfg.Masters[c.mu.next]
+}
+
+// Do runs fn against the leader, following NotLeader answers and retrying
+// unavailability as described on MasterConn. fn must send the same request
+// each time. The error is fn's (a gRPC status error): when the retries run
+// out of time mid-attempt, the previous attempt's, which says why the
+// retries were needed.
+func (c *MasterConn) Do(ctx context.Context, fn func(ctx context.Context, mc masterpb.MasterClient) error) error {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RetryTimeout)
+	defer cancel()
+	backoff := c.cfg.MinBackoff
+	redirects := 0
+	var last error
+	for {
+		addr, cc, err := c.target()
+		if err != nil {
+			return err
+		}
+		actx, acancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+		err = fn(actx, masterpb.NewMasterClient(cc))
+		acancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			if last != nil && parent.Err() == nil {
+				return last
+			}
+			return err
+		}
+		last = err
+		code := status.Code(err)
+		leader, notLeader := masterpb.LeaderAddressOf(err)
+		if !notLeader && code != codes.Unavailable && code != codes.DeadlineExceeded {
+			return err
+		}
+		if notLeader && leader != "" && leader != addr && redirects < 3 {
+			// Straight to the named leader, without a pause.
+			redirects++
+			c.moveOn(addr, leader)
+			continue
+		}
+		redirects = 0
+		c.moveOn(addr, "")
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+// call is Do for one unary method.
+func call[Req, Resp any](ctx context.Context, c *MasterConn, req *Req,
+	m func(masterpb.MasterClient, context.Context, *Req, ...grpc.CallOption) (*Resp, error), opts ...grpc.CallOption) (*Resp, error) {
+	var resp *Resp
+	err := c.Do(ctx, func(ctx context.Context, mc masterpb.MasterClient) error {
+		var err error
+		resp, err = m(mc, ctx, req, opts...)
+		return err
+	})
+	return resp, err
+}
+
+// AllocateSlice implements Metadata.
+func (c *MasterConn) AllocateSlice(ctx context.Context, in *masterpb.AllocateSliceRequest, opts ...grpc.CallOption) (*masterpb.AllocateSliceResponse, error) {
+	return call(ctx, c, in, masterpb.MasterClient.AllocateSlice, opts...)
+}
+
+// ReplaceShard implements Metadata.
+func (c *MasterConn) ReplaceShard(ctx context.Context, in *masterpb.ReplaceShardRequest, opts ...grpc.CallOption) (*masterpb.ReplaceShardResponse, error) {
+	return call(ctx, c, in, masterpb.MasterClient.ReplaceShard, opts...)
+}
+
+// CommitSlice implements Metadata.
+func (c *MasterConn) CommitSlice(ctx context.Context, in *masterpb.CommitSliceRequest, opts ...grpc.CallOption) (*masterpb.CommitSliceResponse, error) {
+	return call(ctx, c, in, masterpb.MasterClient.CommitSlice, opts...)
+}
+
+// GetLayout implements Metadata.
+func (c *MasterConn) GetLayout(ctx context.Context, in *masterpb.GetLayoutRequest, opts ...grpc.CallOption) (*masterpb.GetLayoutResponse, error) {
+	return call(ctx, c, in, masterpb.MasterClient.GetLayout, opts...)
+}
+
+// ReportBadShard implements Metadata.
+func (c *MasterConn) ReportBadShard(ctx context.Context, in *masterpb.ReportBadShardRequest, opts ...grpc.CallOption) (*masterpb.ReportBadShardResponse, error) {
+	return call(ctx, c, in, masterpb.MasterClient.ReportBadShard, opts...)
+}
+
+var _ Metadata = (*MasterConn)(nil)

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// dfs runs one command and returns its exit status, stdout and stderr.
+func dfs(t *testing.T, stdin []byte, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, bytes.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func mustDfs(t *testing.T, stdin []byte, args ...string) string {
+	t.Helper()
+	code, out, errs := dfs(t, stdin, args...)
+	if code != 0 {
+		t.Fatalf("dfs %s: exit %d: %s", strings.Join(args, " "), code, errs)
+	}
+	return out
+}
+
+// TestDfs runs `dfs up` and drives the cluster through the other
+// commands, as a user would from another terminal.
+func TestDfs(t *testing.T) {
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	upOut := &syncBuffer{}
+	upErr := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"up", "--dir", dir, "--chunkservers", "3"}, nil, upOut, upErr)
+	}()
+	defer func() {
+		stop()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("dfs up: exit %d: %s", code, upErr.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("dfs up did not stop")
+		}
+		if _, err := os.Stat(filepath.Join(dir, mastersFile)); !os.IsNotExist(err) {
+			t.Errorf("masters file left behind: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(upOut.String(), "Ctrl-C") {
+		if time.Now().After(deadline) || strings.Contains(upErr.String(), "dfs: up") {
+			t.Fatalf("dfs up did not come up: %s %s", upOut.String(), upErr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d := "--dir=" + dir
+
+	data := make([]byte, 3<<20+12345)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	local := filepath.Join(t.TempDir(), "data.bin")
+	if err := os.WriteFile(local, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	mustDfs(t, nil, "mkdir", d, "-p", "/x/y")
+	mustDfs(t, nil, "put", d, local, "/x/y")
+	mustDfs(t, []byte("hello\n"), "put", d, "-", "/x/hello.txt")
+	if out := mustDfs(t, nil, "cat", d, "/x/hello.txt"); out != "hello\n" {
+		t.Fatalf("cat: %q", out)
+	}
+	if out := mustDfs(t, nil, "get", d, "/x/y/data.bin", "-"); out != string(data) {
+		t.Fatalf("get -: %d bytes, want %d", len(out), len(data))
+	}
+	back := filepath.Join(t.TempDir(), "back.bin")
+	mustDfs(t, nil, "get", d, "/x/y/data.bin", back)
+	if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get to a file: %d bytes, %v", len(got), err)
+	}
+	if out := mustDfs(t, nil, "ls", d, "/x"); out != "hello.txt\ny\n" {
+		t.Fatalf("ls: %q", out)
+	}
+	if out := mustDfs(t, nil, "ls", d, "-l", "/x/y"); !strings.Contains(out, "3158073") || !strings.Contains(out, "data.bin") {
+		t.Fatalf("ls -l: %q", out)
+	}
+	mustDfs(t, nil, "mv", d, "/x/hello.txt", "/x/y")
+	if out := mustDfs(t, nil, "stat", d, "/x/y/hello.txt"); !strings.Contains(out, "Size: 6") {
+		t.Fatalf("stat: %q", out)
+	}
+	if out := mustDfs(t, nil, "status", d); !strings.Contains(out, "cs3") || !strings.Contains(out, "leader") {
+		t.Fatalf("status: %q", out)
+	}
+
+	// Errors: exit 1 and a message naming the command and operand.
+	code, _, errs := dfs(t, nil, "cat", d, "/nope")
+	if code != 1 || errs != "dfs: cat /nope: no such file or directory\n" {
+		t.Fatalf("cat missing: %d %q", code, errs)
+	}
+	if code, _, errs := dfs(t, nil, "rm", d, "/x"); code != 1 || !strings.Contains(errs, "dfs: rm /x:") {
+		t.Fatalf("rm of a directory: %d %q", code, errs)
+	}
+	if code, _, _ := dfs(t, nil, "frobnicate"); code != 1 {
+		t.Fatalf("unknown command: exit %d", code)
+	}
+
+	// --master works as well as --dir.
+	addrs, err := os.ReadFile(filepath.Join(dir, mastersFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := "--master=" + strings.ReplaceAll(strings.TrimSpace(string(addrs)), "\n", ",")
+	mustDfs(t, nil, "rm", m, "-r", "/x")
+	if out := mustDfs(t, nil, "ls", m, "/"); out != "" {
+		t.Fatalf("ls after rm -r: %q", out)
+	}
+}

@@ -1,0 +1,561 @@
+// Package cluster runs a whole Cairn cluster — masters and chunkservers —
+// inside one process over loopback, for tests and for `dfs up`.
+//
+// Start binds every node to a 127.0.0.1 port (chosen by the kernel the
+// first time, and recorded in Dir/cluster.json so that a cluster started
+// again on the same Dir comes back on the same addresses with its data).
+// Each chunkserver runs a heartbeat loop (package chunk/heartbeat) that
+// keeps it registered with the master leader. Nodes can be killed and
+// restarted individually; Close stops everything and leaves no goroutine
+// behind.
+//
+// A Cluster's methods are safe for concurrent use.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/cairnfs/cairn/chunk"
+	"github.com/cairnfs/cairn/chunk/heartbeat"
+	"github.com/cairnfs/cairn/master"
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultHeartbeatInterval = 500 * time.Millisecond
+	// DefaultFullReportInterval is how often chunkservers resend their
+	// shard inventory (it keeps shard counts in Status current).
+	DefaultFullReportInterval = 10 * time.Second
+	// stateFile records the nodes' addresses under Config.Dir.
+	stateFile = "cluster.json"
+)
+
+// Config configures an in-process cluster.
+type Config struct {
+	// Dir holds every node's data (Dir/masters/mN, Dir/chunkservers/csN)
+	// and the address record. Required. Reusing a Dir restarts the same
+	// cluster; Masters must then match what it was created with.
+	Dir string
+	// Masters is 1 or 3 (default 1).
+	Masters int
+	// Chunkservers is how many chunkservers to run (default 6).
+	Chunkservers int
+	// ClusterKey signs shard tokens; at least 16 bytes. Default: a fixed
+	// development key (an in-process cluster is not a security boundary).
+	ClusterKey []byte
+	// HeartbeatInterval is the chunkservers' heartbeat period, which the
+	// masters hand out. Default DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// FullReportInterval is how often chunkservers send full shard
+	// reports. Default DefaultFullReportInterval; negative: only at
+	// registration and when the master asks.
+	FullReportInterval time.Duration
+	// ChunkserverCapacity, if not zero, caps each chunkserver's store.
+	ChunkserverCapacity uint64
+	// DefaultLayout is the masters' default layout ("" chooses by the
+	// number of live chunkservers).
+	DefaultLayout string
+	// Logger receives every node's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate checks c and fills in defaults.
+func (c *Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("cluster: config: Dir is required")
+	}
+	if c.Masters == 0 {
+		c.Masters = 1
+	}
+	if c.Masters != 1 && c.Masters != 3 && c.Masters != 5 {
+		return fmt.Errorf("cluster: config: Masters is %d, want 1, 3 or 5", c.Masters)
+	}
+	if c.Chunkservers == 0 {
+		c.Chunkservers = 6
+	}
+	if c.Chunkservers < 0 {
+		return fmt.Errorf("cluster: config: Chunkservers %d is negative", c.Chunkservers)
+	}
+	if c.ClusterKey == nil {
+		c.ClusterKey = []byte("cairn-local-development-cluster-key")
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.FullReportInterval == 0 {
+		c.FullReportInterval = DefaultFullReportInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// addrs is the persisted address record.
+type addrs struct {
+	Masters      []masterAddrs `json:"masters"`
+	Chunkservers []string      `json:"chunkservers"`
+}
+
+type masterAddrs struct {
+	Raft string `json:"raft"`
+	GRPC string `json:"grpc"`
+}
+
+// Cluster is a running in-process cluster. Create one with Start and
+// stop it with Close.
+type Cluster struct {
+	cfg   Config
+	addrs addrs
+
+	mu      sync.Mutex
+	masters []*masterNode
+	chunks  []*chunkNode
+	closed  bool
+}
+
+type masterNode struct {
+	id     string
+	srv    *master.Server // nil while stopped
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type chunkNode struct {
+	id     string
+	srv    *chunk.Server // nil while stopped
+	cancel context.CancelFunc
+	done   chan error // Run's result
+	hbDone chan struct{}
+}
+
+// Start creates (or, on a used Dir, restarts) the cluster and starts every
+// node. It returns once every node is serving; use WaitReady to wait for a
+// leader and for the chunkservers to be registered. ctx bounds only the
+// start; Close stops the cluster.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	c := &Cluster{cfg: cfg}
+	fresh, err := c.loadAddrs()
+	if err != nil {
+		return nil, err
+	}
+	// Bind every listener first, so the masters know each other's
+	// addresses before any starts.
+	type mlis struct{ raft, grpc net.Listener }
+	ml := make([]mlis, cfg.Masters)
+	var cl []net.Listener
+	closeAll := func() {
+		for _, l := range ml {
+			if l.raft != nil {
+				l.raft.Close()
+			}
+			if l.grpc != nil {
+				l.grpc.Close()
+			}
+		}
+		for _, l := range cl {
+			l.Close()
+		}
+	}
+	for i := range cfg.Masters {
+		want := masterAddrs{Raft: "127.0.0.1:0", GRPC: "127.0.0.1:0"}
+		if i < len(c.addrs.Masters) {
+			want = c.addrs.Masters[i]
+		}
+		if ml[i].raft, err = listen(ctx, want.Raft); err == nil {
+			ml[i].grpc, err = listen(ctx, want.GRPC)
+		}
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("cluster: master m%d: %w", i+1, err)
+		}
+		if i >= len(c.addrs.Masters) {
+			c.addrs.Masters = append(c.addrs.Masters, masterAddrs{Raft: ml[i].raft.Addr().String(), GRPC: ml[i].grpc.Addr().String()})
+		}
+	}
+	for i := range cfg.Chunkservers {
+		want := "127.0.0.1:0"
+		if i < len(c.addrs.Chunkservers) {
+			want = c.addrs.Chunkservers[i]
+		}
+		l, err := listen(ctx, want)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("cluster: chunkserver cs%d: %w", i+1, err)
+		}
+		cl = append(cl, l)
+		if i >= len(c.addrs.Chunkservers) {
+			c.addrs.Chunkservers = append(c.addrs.Chunkservers, l.Addr().String())
+		}
+	}
+	if err := c.saveAddrs(); err != nil {
+		closeAll()
+		return nil, err
+	}
+	var peers []master.Peer
+	if cfg.Masters > 1 && fresh {
+		for i, a := range c.addrs.Masters {
+			peers = append(peers, master.Peer{ID: masterID(i), RaftAddr: a.Raft})
+		}
+	}
+	for i := range cfg.Masters {
+		c.masters = append(c.masters, &masterNode{id: masterID(i)})
+	}
+	for i := range cfg.Chunkservers {
+		c.chunks = append(c.chunks, &chunkNode{id: fmt.Sprintf("cs%d", i+1)})
+	}
+	for i, nd := range c.masters {
+		if err := c.startMaster(nd, ml[i].raft, ml[i].grpc, peers); err != nil {
+			ml[i] = mlis{}
+			closeAll()
+			c.Close()
+			return nil, err
+		}
+		ml[i] = mlis{}
+	}
+	for i, nd := range c.chunks {
+		l := cl[i]
+		cl[i] = nil
+		if err := c.startChunk(nd, l); err != nil {
+			for _, l := range cl {
+				if l != nil {
+					l.Close()
+				}
+			}
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func masterID(i int) string { return fmt.Sprintf("m%d", i+1) }
+
+// loadAddrs reads the address record; fresh reports that there was none.
+func (c *Cluster) loadAddrs() (fresh bool, err error) {
+	b, err := os.ReadFile(filepath.Join(c.cfg.Dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cluster: %w", err)
+	}
+	if err := json.Unmarshal(b, &c.addrs); err != nil {
+		return false, fmt.Errorf("cluster: read %s: %w", stateFile, err)
+	}
+	if len(c.addrs.Masters) != c.cfg.Masters {
+		return false, fmt.Errorf("cluster: %s was created with %d masters, not %d", c.cfg.Dir, len(c.addrs.Masters), c.cfg.Masters)
+	}
+	return false, nil
+}
+
+func (c *Cluster) saveAddrs() error {
+	b, err := json.MarshalIndent(c.addrs, "", "  ")
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	tmp := filepath.Join(c.cfg.Dir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(c.cfg.Dir, stateFile)); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
+}
+
+// listen binds addr, retrying for a few seconds while a just-closed
+// listener's port is still held by the kernel.
+func listen(ctx context.Context, addr string) (net.Listener, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			return l, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) startMaster(nd *masterNode, rl, gl net.Listener, peers []master.Peer) error {
+	srv, err := master.New(master.Config{
+		ID:                nd.id,
+		Dir:               filepath.Join(c.cfg.Dir, "masters", nd.id),
+		RaftListener:      rl,
+		GRPCListener:      gl,
+		Peers:             peers,
+		ClusterKey:        c.cfg.ClusterKey,
+		Logger:            c.cfg.Logger.With("node", nd.id),
+		HeartbeatInterval: c.cfg.HeartbeatInterval,
+		DefaultLayout:     c.cfg.DefaultLayout,
+	})
+	if err != nil {
+		rl.Close()
+		gl.Close()
+		return fmt.Errorf("cluster: start master %s: %w", nd.id, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nd.srv, nd.cancel, nd.done = srv, cancel, make(chan error, 1)
+	go func() { nd.done <- srv.Run(ctx) }()
+	return nil
+}
+
+func (c *Cluster) startChunk(nd *chunkNode, l net.Listener) error {
+	srv, err := chunk.New(chunk.Config{
+		ID:            nd.id,
+		Listener:      l,
+		Dir:           filepath.Join(c.cfg.Dir, "chunkservers", nd.id),
+		Capacity:      c.cfg.ChunkserverCapacity,
+		ClusterKey:    c.cfg.ClusterKey,
+		ShutdownGrace: 2 * time.Second,
+		Logger:        c.cfg.Logger.With("node", nd.id),
+	})
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("cluster: start chunkserver %s: %w", nd.id, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nd.srv, nd.cancel, nd.done, nd.hbDone = srv, cancel, make(chan error, 1), make(chan struct{})
+	go func() { nd.done <- srv.Run(ctx) }()
+	go func() {
+		defer close(nd.hbDone)
+		_ = heartbeat.Run(ctx, heartbeat.Config{
+			Masters:            c.MasterAddrs(),
+			Node:               srv,
+			Interval:           c.cfg.HeartbeatInterval,
+			FullReportInterval: c.cfg.FullReportInterval,
+			Logger:             c.cfg.Logger.With("node", nd.id),
+		})
+	}()
+	return nil
+}
+
+// MasterAddrs returns every master's gRPC address, whether running or not.
+func (c *Cluster) MasterAddrs() []string {
+	out := make([]string, len(c.addrs.Masters))
+	for i, a := range c.addrs.Masters {
+		out[i] = a.GRPC
+	}
+	return out
+}
+
+// ChunkserverInfo describes one chunkserver of the cluster.
+type ChunkserverInfo struct {
+	ID      string
+	Addr    string
+	Running bool
+}
+
+// Chunkservers describes every chunkserver, running or not.
+func (c *Cluster) Chunkservers() []ChunkserverInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]ChunkserverInfo, len(c.chunks))
+	for i, nd := range c.chunks {
+		out[i] = ChunkserverInfo{ID: nd.id, Addr: c.addrs.Chunkservers[i], Running: nd.srv != nil}
+	}
+	return out
+}
+
+// Leader returns the index of the master that leads and is ready, or -1.
+func (c *Cluster) Leader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, nd := range c.masters {
+		if nd.srv != nil && nd.srv.IsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+// KillChunkserver stops chunkserver i (0-based) and its heartbeats. Its
+// data stays in Dir for RestartChunkserver.
+func (c *Cluster) KillChunkserver(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.chunks) {
+		return fmt.Errorf("cluster: no chunkserver %d", i)
+	}
+	return stopChunk(c.chunks[i])
+}
+
+func stopChunk(nd *chunkNode) error {
+	if nd.srv == nil {
+		return nil
+	}
+	nd.cancel()
+	<-nd.hbDone
+	err := <-nd.done
+	nd.srv = nil
+	if err != nil {
+		return fmt.Errorf("cluster: chunkserver %s: %w", nd.id, err)
+	}
+	return nil
+}
+
+// RestartChunkserver starts a killed chunkserver i again on its data and
+// address.
+func (c *Cluster) RestartChunkserver(ctx context.Context, i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.chunks) {
+		return fmt.Errorf("cluster: no chunkserver %d", i)
+	}
+	if c.closed {
+		return errors.New("cluster: closed")
+	}
+	nd := c.chunks[i]
+	if nd.srv != nil {
+		return fmt.Errorf("cluster: chunkserver %s is running", nd.id)
+	}
+	l, err := listen(ctx, c.addrs.Chunkservers[i])
+	if err != nil {
+		return fmt.Errorf("cluster: restart chunkserver %s: %w", nd.id, err)
+	}
+	return c.startChunk(nd, l)
+}
+
+// KillMaster stops master i (0-based); its data stays for RestartMaster.
+func (c *Cluster) KillMaster(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.masters) {
+		return fmt.Errorf("cluster: no master %d", i)
+	}
+	return stopMaster(c.masters[i])
+}
+
+func stopMaster(nd *masterNode) error {
+	if nd.srv == nil {
+		return nil
+	}
+	nd.cancel()
+	err := <-nd.done
+	nd.srv = nil
+	if err != nil {
+		return fmt.Errorf("cluster: master %s: %w", nd.id, err)
+	}
+	return nil
+}
+
+// RestartMaster starts a killed master i again on its data and addresses.
+func (c *Cluster) RestartMaster(ctx context.Context, i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.masters) {
+		return fmt.Errorf("cluster: no master %d", i)
+	}
+	if c.closed {
+		return errors.New("cluster: closed")
+	}
+	nd := c.masters[i]
+	if nd.srv != nil {
+		return fmt.Errorf("cluster: master %s is running", nd.id)
+	}
+	a := c.addrs.Masters[i]
+	rl, err := listen(ctx, a.Raft)
+	if err != nil {
+		return fmt.Errorf("cluster: restart master %s: %w", nd.id, err)
+	}
+	gl, err := listen(ctx, a.GRPC)
+	if err != nil {
+		rl.Close()
+		return fmt.Errorf("cluster: restart master %s: %w", nd.id, err)
+	}
+	return c.startMaster(nd, rl, gl, nil)
+}
+
+// WaitReady waits until a master leads and every running chunkserver is
+// registered with it and live, or ctx ends.
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	conns := map[string]*grpc.ClientConn{}
+	defer func() {
+		for _, cc := range conns {
+			cc.Close()
+		}
+	}()
+	var last error
+	for {
+		if err := c.ready(ctx, conns); err == nil {
+			return nil
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: not ready: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) ready(ctx context.Context, conns map[string]*grpc.ClientConn) error {
+	i := c.Leader()
+	if i < 0 {
+		return errors.New("no leader")
+	}
+	addr := c.addrs.Masters[i].GRPC
+	cc, ok := conns[addr]
+	if !ok {
+		var err error
+		if cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			return err
+		}
+		conns[addr] = cc
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := masterpb.NewMasterClient(cc).Status(cctx, &masterpb.StatusRequest{})
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, cs := range st.Chunkservers {
+		live[cs.Id] = cs.State == "live"
+	}
+	for _, cs := range c.Chunkservers() {
+		if cs.Running && !live[cs.ID] {
+			return fmt.Errorf("chunkserver %s not live", cs.ID)
+		}
+	}
+	return nil
+}
+
+// Close stops every node, chunkservers first, and waits for them. It
+// returns the first error a node's Run reported. Close is idempotent.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	var errs []error
+	for _, nd := range c.chunks {
+		errs = append(errs, stopChunk(nd))
+	}
+	for _, nd := range c.masters {
+		errs = append(errs, stopMaster(nd))
+	}
+	return errors.Join(errs...)
+}
