@@ -1,9 +1,5 @@
 package chunk
 
-import (
-	"github.com/prometheus/client_golang/prometheus"
-)
-
 // gaugeValue reads one metric's value from a server's registry (0 if absent).
 func gaugeValue(s *Server, name string) float64 {
 	mfs, err := s.cfg.Gatherer.Gather()
@@ -28,4 +24,3 @@ func gaugeValue(s *Server, name string) float64 {
 	return 0
 }
 
-var _ prometheus.Gatherer = prometheus.NewRegistry()

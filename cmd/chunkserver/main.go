@@ -18,7 +18,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/cairnfs/cairn/chunk"
 	"github.com/cairnfs/cairn/chunk/heartbeat"
@@ -128,4 +127,3 @@ func parseBytes(s string) (uint64, error) {
 	return n * mult, nil
 }
 
-var _ = time.Second

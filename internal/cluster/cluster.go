@@ -379,6 +379,14 @@ func (c *Cluster) Chunkservers() []ChunkserverInfo {
 	return out
 }
 
+// ChunkserverDir returns chunkserver i's (0-based) data directory, where
+// its Pebble store and its shards directory (large shards' cells files,
+// "<slice>-<index>-<gen>.cells") live. Tests use it to damage stored data;
+// the directory exists whether the chunkserver runs or not.
+func (c *Cluster) ChunkserverDir(i int) string {
+	return filepath.Join(c.cfg.Dir, "chunkservers", fmt.Sprintf("cs%d", i+1))
+}
+
 // Leader returns the index of the master that leads and is ready, or -1.
 func (c *Cluster) Leader() int {
 	c.mu.Lock()
