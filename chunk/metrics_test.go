@@ -23,4 +23,3 @@ func gaugeValue(s *Server, name string) float64 {
 	}
 	return 0
 }
-

@@ -126,4 +126,3 @@ func parseBytes(s string) (uint64, error) {
 	}
 	return n * mult, nil
 }
-
