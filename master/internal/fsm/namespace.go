@@ -241,21 +241,7 @@ func (t *txn) link(c *fsmpb.Link) (Result, error) {
 func (t *txn) unlink(c *fsmpb.Unlink) (Result, error) {
 	const op = "unlink"
 	obj := objName(c.Parent, c.Name)
-	if err := checkName(op, obj, c.Name); err != nil {
-		return Result{}, err
-	}
-	dir, err := t.dir(op, obj, c.Parent)
-	if err != nil {
-		return Result{}, err
-	}
-	ino, _, err := t.dentry(c.Parent, c.Name)
-	if err != nil {
-		return Result{}, err
-	}
-	if ino == 0 {
-		return Result{}, newErr(op, obj, errNoEnt, "")
-	}
-	n, err := t.existing(ino)
+	dir, ino, n, err := t.entry(op, obj, c.Parent, c.Name)
 	if err != nil {
 		return Result{}, err
 	}
@@ -267,6 +253,28 @@ func (t *txn) unlink(c *fsmpb.Unlink) (Result, error) {
 		return Result{}, err
 	}
 	return Result{}, t.dropLink(ino, n)
+}
+
+// entry resolves the existing entry name in directory parent for unlink and
+// rmdir: the parent directory's inode, and the entry's inode number and
+// inode, or the error the operation must return.
+func (t *txn) entry(op, obj string, parent uint64, name string) (dir *fsmpb.Inode, ino uint64, n *fsmpb.Inode, err error) {
+	if err := checkName(op, obj, name); err != nil {
+		return nil, 0, nil, err
+	}
+	if dir, err = t.dir(op, obj, parent); err != nil {
+		return nil, 0, nil, err
+	}
+	if ino, _, err = t.dentry(parent, name); err != nil {
+		return nil, 0, nil, err
+	}
+	if ino == 0 {
+		return nil, 0, nil, newErr(op, obj, errNoEnt, "")
+	}
+	if n, err = t.existing(ino); err != nil {
+		return nil, 0, nil, err
+	}
+	return dir, ino, n, nil
 }
 
 // dropLink removes one link to a non-directory and the inode with its last.
@@ -282,21 +290,7 @@ func (t *txn) dropLink(ino uint64, n *fsmpb.Inode) error {
 func (t *txn) rmdir(c *fsmpb.Rmdir) (Result, error) {
 	const op = "rmdir"
 	obj := objName(c.Parent, c.Name)
-	if err := checkName(op, obj, c.Name); err != nil {
-		return Result{}, err
-	}
-	dir, err := t.dir(op, obj, c.Parent)
-	if err != nil {
-		return Result{}, err
-	}
-	ino, _, err := t.dentry(c.Parent, c.Name)
-	if err != nil {
-		return Result{}, err
-	}
-	if ino == 0 {
-		return Result{}, newErr(op, obj, errNoEnt, "")
-	}
-	n, err := t.existing(ino)
+	dir, ino, n, err := t.entry(op, obj, c.Parent, c.Name)
 	if err != nil {
 		return Result{}, err
 	}
