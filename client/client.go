@@ -61,6 +61,7 @@ type Client struct {
 	cfg  ClientConfig
 	conn *MasterConn
 	data *DataPath
+	sess *session
 }
 
 // Dial connects to the masters in cfg and checks that the namespace root
@@ -87,12 +88,14 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		c.Close()
 		return nil, fmt.Errorf("client: reach masters %v: %w", cfg.Masters, err)
 	}
+	c.startSession()
 	return c, nil
 }
 
 // Close releases the data path and the master connections. Files must be
 // closed first.
 func (c *Client) Close() error {
+	c.stopSession()
 	return errors.Join(c.data.Close(), c.conn.Close())
 }
 

@@ -88,6 +88,9 @@ const (
 	DefaultTokenTTL      = 10 * time.Minute
 	DefaultApplyTimeout  = 10 * time.Second
 	DefaultShutdownGrace = 5 * time.Second
+	// DefaultClientLease is how long a client's open handles and locks
+	// outlive its last KeepAlive.
+	DefaultClientLease = 30 * time.Second
 )
 
 // Config configures a master. Zero fields take the defaults above (filled
@@ -186,6 +189,9 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// ShutdownGrace is how long Run lets in-flight RPCs finish.
 	ShutdownGrace time.Duration
+	// ClientLease is how long a client's open handles and locks survive
+	// without a KeepAlive from it (DefaultClientLease).
+	ClientLease time.Duration
 }
 
 // Validate fills in defaults and reports what is missing or inconsistent.
@@ -246,6 +252,7 @@ func (c *Config) Validate() error {
 		"RaftElectionTimeout": c.RaftElectionTimeout, "RaftLeaderLeaseTimeout": c.RaftLeaderLeaseTimeout,
 		"RaftCommitTimeout": c.RaftCommitTimeout, "SnapshotInterval": c.SnapshotInterval,
 		"ApplyTimeout": c.ApplyTimeout, "ShutdownGrace": c.ShutdownGrace,
+		"ClientLease": c.ClientLease,
 	} {
 		if d < 0 {
 			bad("%s is negative", name)
@@ -268,6 +275,7 @@ func (c *Config) Validate() error {
 	setDur(&c.SnapshotInterval, DefaultSnapshotInterval)
 	setDur(&c.ApplyTimeout, DefaultApplyTimeout)
 	setDur(&c.ShutdownGrace, DefaultShutdownGrace)
+	setDur(&c.ClientLease, DefaultClientLease)
 	setDur(&c.BatchLinger, DefaultBatchLinger)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold

@@ -94,6 +94,8 @@ type Server struct {
 	raftPtr atomic.Pointer[raft.Raft]
 	batch   *batcher
 	reads   *readIndex
+	// leases are the client session deadlines (service_sessions.go).
+	leases leases
 
 	// reg is the chunkserver registry of the current leadership epoch.
 	reg atomic.Pointer[registry.Registry]
@@ -335,6 +337,11 @@ func (s *Server) run(ctx context.Context) (err error) {
 	go func() {
 		defer s.wg.Done()
 		s.reads.run(work)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.expireLeases(work)
 	}()
 
 	serveErr := make(chan error, 2)

@@ -9,9 +9,9 @@ import (
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
-// masterService implements masterpb.MasterServer. Open, Release, Lock,
-// KeepAlive and Fsck are not implemented yet and answer Unimplemented (the
-// embedded UnimplementedMasterServer).
+// masterService implements masterpb.MasterServer: the namespace here,
+// slices in service_data.go, handles, locks, leases and Concat in
+// service_sessions.go.
 type masterService struct {
 	masterpb.UnimplementedMasterServer
 	s *Server

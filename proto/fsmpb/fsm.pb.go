@@ -104,6 +104,11 @@ type Command struct {
 	//	*Command_CommitSlice
 	//	*Command_AckGarbage
 	//	*Command_SetMaster
+	//	*Command_Concat
+	//	*Command_OpenHandle
+	//	*Command_ReleaseHandle
+	//	*Command_ExpireClient
+	//	*Command_SetLock
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -320,6 +325,51 @@ func (x *Command) GetSetMaster() *SetMaster {
 	return nil
 }
 
+func (x *Command) GetConcat() *Concat {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Concat); ok {
+			return x.Concat
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetOpenHandle() *OpenHandle {
+	if x != nil {
+		if x, ok := x.Op.(*Command_OpenHandle); ok {
+			return x.OpenHandle
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReleaseHandle() *ReleaseHandle {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ReleaseHandle); ok {
+			return x.ReleaseHandle
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetExpireClient() *ExpireClient {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ExpireClient); ok {
+			return x.ExpireClient
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetLock() *SetLock {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetLock); ok {
+			return x.SetLock
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -392,6 +442,26 @@ type Command_SetMaster struct {
 	SetMaster *SetMaster `protobuf:"bytes,26,opt,name=set_master,json=setMaster,proto3,oneof"`
 }
 
+type Command_Concat struct {
+	Concat *Concat `protobuf:"bytes,30,opt,name=concat,proto3,oneof"`
+}
+
+type Command_OpenHandle struct {
+	OpenHandle *OpenHandle `protobuf:"bytes,31,opt,name=open_handle,json=openHandle,proto3,oneof"`
+}
+
+type Command_ReleaseHandle struct {
+	ReleaseHandle *ReleaseHandle `protobuf:"bytes,32,opt,name=release_handle,json=releaseHandle,proto3,oneof"`
+}
+
+type Command_ExpireClient struct {
+	ExpireClient *ExpireClient `protobuf:"bytes,33,opt,name=expire_client,json=expireClient,proto3,oneof"`
+}
+
+type Command_SetLock struct {
+	SetLock *SetLock `protobuf:"bytes,34,opt,name=set_lock,json=setLock,proto3,oneof"`
+}
+
 func (*Command_Mkdir) isCommand_Op() {}
 
 func (*Command_Create) isCommand_Op() {}
@@ -425,6 +495,16 @@ func (*Command_CommitSlice) isCommand_Op() {}
 func (*Command_AckGarbage) isCommand_Op() {}
 
 func (*Command_SetMaster) isCommand_Op() {}
+
+func (*Command_Concat) isCommand_Op() {}
+
+func (*Command_OpenHandle) isCommand_Op() {}
+
+func (*Command_ReleaseHandle) isCommand_Op() {}
+
+func (*Command_ExpireClient) isCommand_Op() {}
+
+func (*Command_SetLock) isCommand_Op() {}
 
 type Mkdir struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1624,9 +1704,11 @@ type Meta struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	AppliedIndex uint64                 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// next_inode and next_slice are the next IDs to hand out; they only grow.
-	NextInode     uint64 `protobuf:"varint,2,opt,name=next_inode,json=nextInode,proto3" json:"next_inode,omitempty"`
-	NextSlice     uint64 `protobuf:"varint,3,opt,name=next_slice,json=nextSlice,proto3" json:"next_slice,omitempty"`
-	Stats         *Stats `protobuf:"bytes,4,opt,name=stats,proto3" json:"stats,omitempty"`
+	NextInode uint64 `protobuf:"varint,2,opt,name=next_inode,json=nextInode,proto3" json:"next_inode,omitempty"`
+	NextSlice uint64 `protobuf:"varint,3,opt,name=next_slice,json=nextSlice,proto3" json:"next_slice,omitempty"`
+	Stats     *Stats `protobuf:"bytes,4,opt,name=stats,proto3" json:"stats,omitempty"`
+	// next_handle is the next open-handle ID; it only grows.
+	NextHandle    uint64 `protobuf:"varint,5,opt,name=next_handle,json=nextHandle,proto3" json:"next_handle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1687,6 +1769,13 @@ func (x *Meta) GetStats() *Stats {
 		return x.Stats
 	}
 	return nil
+}
+
+func (x *Meta) GetNextHandle() uint64 {
+	if x != nil {
+		return x.NextHandle
+	}
+	return 0
 }
 
 // Stats are namespace totals kept incrementally.
@@ -2161,6 +2250,7 @@ type RequestRecord struct {
 	Attr          *masterpb.Attr `protobuf:"bytes,3,opt,name=attr,proto3" json:"attr,omitempty"`
 	Created       bool           `protobuf:"varint,4,opt,name=created,proto3" json:"created,omitempty"`
 	SliceId       uint64         `protobuf:"varint,5,opt,name=slice_id,json=sliceId,proto3" json:"slice_id,omitempty"`
+	Handle        uint64         `protobuf:"varint,6,opt,name=handle,proto3" json:"handle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2230,6 +2320,13 @@ func (x *RequestRecord) GetSliceId() uint64 {
 	return 0
 }
 
+func (x *RequestRecord) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
 // MasterRecord is one master's entry in the master directory.
 type MasterRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2291,13 +2388,554 @@ func (x *MasterRecord) GetHttpAddress() string {
 	return ""
 }
 
+// EntryName names a directory entry.
+type EntryName struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Parent        uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntryName) Reset() {
+	*x = EntryName{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntryName) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntryName) ProtoMessage() {}
+
+func (x *EntryName) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntryName.ProtoReflect.Descriptor instead.
+func (*EntryName) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *EntryName) GetParent() uint64 {
+	if x != nil {
+		return x.Parent
+	}
+	return 0
+}
+
+func (x *EntryName) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Concat makes the entry dst a new regular file whose bytes are the srcs'
+// bytes one after another, by moving their slices (no data is copied), and
+// removes the srcs. An existing dst is replaced as rename(2) replaces.
+type Concat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dst           *EntryName             `protobuf:"bytes,1,opt,name=dst,proto3" json:"dst,omitempty"`
+	Srcs          []*EntryName           `protobuf:"bytes,2,rep,name=srcs,proto3" json:"srcs,omitempty"`
+	Mode          uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Concat) Reset() {
+	*x = Concat{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Concat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Concat) ProtoMessage() {}
+
+func (x *Concat) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Concat.ProtoReflect.Descriptor instead.
+func (*Concat) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Concat) GetDst() *EntryName {
+	if x != nil {
+		return x.Dst
+	}
+	return nil
+}
+
+func (x *Concat) GetSrcs() []*EntryName {
+	if x != nil {
+		return x.Srcs
+	}
+	return nil
+}
+
+func (x *Concat) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *Concat) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *Concat) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+// OpenHandle records that client_id has inode open; an inode whose last
+// link goes while it has handles stays, unnamed, until the last is released.
+type OpenHandle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenHandle) Reset() {
+	*x = OpenHandle{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenHandle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenHandle) ProtoMessage() {}
+
+func (x *OpenHandle) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenHandle.ProtoReflect.Descriptor instead.
+func (*OpenHandle) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *OpenHandle) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *OpenHandle) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// ReleaseHandle drops one open handle.
+type ReleaseHandle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	Handle        uint64                 `protobuf:"varint,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseHandle) Reset() {
+	*x = ReleaseHandle{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseHandle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseHandle) ProtoMessage() {}
+
+func (x *ReleaseHandle) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseHandle.ProtoReflect.Descriptor instead.
+func (*ReleaseHandle) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ReleaseHandle) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *ReleaseHandle) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+// ExpireClient drops every open handle and lock of a client whose lease
+// lapsed.
+type ExpireClient struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireClient) Reset() {
+	*x = ExpireClient{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireClient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireClient) ProtoMessage() {}
+
+func (x *ExpireClient) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireClient.ProtoReflect.Descriptor instead.
+func (*ExpireClient) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ExpireClient) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// Handle is the stored record of an open handle.
+type Handle struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ClientId       string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	OpenedUnixNano int64                  `protobuf:"varint,2,opt,name=opened_unix_nano,json=openedUnixNano,proto3" json:"opened_unix_nano,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Handle) Reset() {
+	*x = Handle{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Handle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Handle) ProtoMessage() {}
+
+func (x *Handle) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Handle.ProtoReflect.Descriptor instead.
+func (*Handle) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Handle) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Handle) GetOpenedUnixNano() int64 {
+	if x != nil {
+		return x.OpenedUnixNano
+	}
+	return 0
+}
+
+// FileLock is one held lock: a POSIX byte-range lock or a flock.
+type FileLock struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Owner    uint64                 `protobuf:"varint,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	// flock is true for flock(2) locks, false for POSIX record locks; the two
+	// kinds do not conflict with each other, as on Linux.
+	Flock bool   `protobuf:"varint,3,opt,name=flock,proto3" json:"flock,omitempty"`
+	Write bool   `protobuf:"varint,4,opt,name=write,proto3" json:"write,omitempty"`
+	Start uint64 `protobuf:"varint,5,opt,name=start,proto3" json:"start,omitempty"`
+	// end is inclusive; max uint64 means to EOF and beyond.
+	End           uint64 `protobuf:"varint,6,opt,name=end,proto3" json:"end,omitempty"`
+	Pid           uint32 `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileLock) Reset() {
+	*x = FileLock{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileLock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileLock) ProtoMessage() {}
+
+func (x *FileLock) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
+func (*FileLock) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *FileLock) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *FileLock) GetOwner() uint64 {
+	if x != nil {
+		return x.Owner
+	}
+	return 0
+}
+
+func (x *FileLock) GetFlock() bool {
+	if x != nil {
+		return x.Flock
+	}
+	return false
+}
+
+func (x *FileLock) GetWrite() bool {
+	if x != nil {
+		return x.Write
+	}
+	return false
+}
+
+func (x *FileLock) GetStart() uint64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *FileLock) GetEnd() uint64 {
+	if x != nil {
+		return x.End
+	}
+	return 0
+}
+
+func (x *FileLock) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+// FileLocks are the locks held on one inode.
+type FileLocks struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Locks         []*FileLock            `protobuf:"bytes,1,rep,name=locks,proto3" json:"locks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileLocks) Reset() {
+	*x = FileLocks{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileLocks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileLocks) ProtoMessage() {}
+
+func (x *FileLocks) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileLocks.ProtoReflect.Descriptor instead.
+func (*FileLocks) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *FileLocks) GetLocks() []*FileLock {
+	if x != nil {
+		return x.Locks
+	}
+	return nil
+}
+
+// SetLock acquires, converts or releases (unlock) a lock on inode.
+type SetLock struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	Lock          *FileLock              `protobuf:"bytes,2,opt,name=lock,proto3" json:"lock,omitempty"`
+	Unlock        bool                   `protobuf:"varint,3,opt,name=unlock,proto3" json:"unlock,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLock) Reset() {
+	*x = SetLock{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLock) ProtoMessage() {}
+
+func (x *SetLock) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLock.ProtoReflect.Descriptor instead.
+func (*SetLock) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetLock) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *SetLock) GetLock() *FileLock {
+	if x != nil {
+		return x.Lock
+	}
+	return nil
+}
+
+func (x *SetLock) GetUnlock() bool {
+	if x != nil {
+		return x.Unlock
+	}
+	return false
+}
+
 var File_proto_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"\x15proto/fsmpb/fsm.proto\x12\fcairn.fsm.v1\x1a\x19proto/chunkpb/chunk.proto\x1a\x1bproto/masterpb/master.proto\":\n" +
 	"\x05Entry\x121\n" +
-	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\x88\b\n" +
+	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\xb2\n" +
+	"\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -2323,7 +2961,13 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\vack_garbage\x18\x19 \x01(\v2\x18.cairn.fsm.v1.AckGarbageH\x00R\n" +
 	"ackGarbage\x128\n" +
 	"\n" +
-	"set_master\x18\x1a \x01(\v2\x17.cairn.fsm.v1.SetMasterH\x00R\tsetMasterB\x04\n" +
+	"set_master\x18\x1a \x01(\v2\x17.cairn.fsm.v1.SetMasterH\x00R\tsetMaster\x12.\n" +
+	"\x06concat\x18\x1e \x01(\v2\x14.cairn.fsm.v1.ConcatH\x00R\x06concat\x12;\n" +
+	"\vopen_handle\x18\x1f \x01(\v2\x18.cairn.fsm.v1.OpenHandleH\x00R\n" +
+	"openHandle\x12D\n" +
+	"\x0erelease_handle\x18  \x01(\v2\x1b.cairn.fsm.v1.ReleaseHandleH\x00R\rreleaseHandle\x12A\n" +
+	"\rexpire_client\x18! \x01(\v2\x1a.cairn.fsm.v1.ExpireClientH\x00R\fexpireClient\x122\n" +
+	"\bset_lock\x18\" \x01(\v2\x15.cairn.fsm.v1.SetLockH\x00R\asetLockB\x04\n" +
 	"\x02op\"\x9b\x01\n" +
 	"\x05Mkdir\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
@@ -2421,14 +3065,16 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fgrpc_address\x18\x02 \x01(\tR\vgrpcAddress\x12!\n" +
 	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddress\x12\x16\n" +
-	"\x06remove\x18\x04 \x01(\bR\x06remove\"\x94\x01\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\"\xb5\x01\n" +
 	"\x04Meta\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12\x1d\n" +
 	"\n" +
 	"next_inode\x18\x02 \x01(\x04R\tnextInode\x12\x1d\n" +
 	"\n" +
 	"next_slice\x18\x03 \x01(\x04R\tnextSlice\x12)\n" +
-	"\x05stats\x18\x04 \x01(\v2\x13.cairn.fsm.v1.StatsR\x05stats\"\x84\x02\n" +
+	"\x05stats\x18\x04 \x01(\v2\x13.cairn.fsm.v1.StatsR\x05stats\x12\x1f\n" +
+	"\vnext_handle\x18\x05 \x01(\x04R\n" +
+	"nextHandle\"\x84\x02\n" +
 	"\x05Stats\x12\x16\n" +
 	"\x06inodes\x18\x01 \x01(\x04R\x06inodes\x12 \n" +
 	"\vdirectories\x18\x02 \x01(\x04R\vdirectories\x12#\n" +
@@ -2468,17 +3114,53 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06shards\x18\x05 \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\x12\x1c\n" +
 	"\tcommitted\x18\x06 \x01(\bR\tcommitted\x12*\n" +
 	"\x11expires_unix_nano\x18\a \x01(\x03R\x0fexpiresUnixNano\x12\x12\n" +
-	"\x04refs\x18\b \x01(\rR\x04refs\"\xa5\x01\n" +
+	"\x04refs\x18\b \x01(\rR\x04refs\"\xbd\x01\n" +
 	"\rRequestRecord\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\rR\x02op\x12)\n" +
 	"\x04attr\x18\x03 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12\x18\n" +
 	"\acreated\x18\x04 \x01(\bR\acreated\x12\x19\n" +
-	"\bslice_id\x18\x05 \x01(\x04R\asliceId\"d\n" +
+	"\bslice_id\x18\x05 \x01(\x04R\asliceId\x12\x16\n" +
+	"\x06handle\x18\x06 \x01(\x04R\x06handle\"d\n" +
 	"\fMasterRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fgrpc_address\x18\x02 \x01(\tR\vgrpcAddress\x12!\n" +
-	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddressB&Z$github.com/cairnfs/cairn/proto/fsmpbb\x06proto3"
+	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddress\"7\n" +
+	"\tEntryName\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x98\x01\n" +
+	"\x06Concat\x12)\n" +
+	"\x03dst\x18\x01 \x01(\v2\x17.cairn.fsm.v1.EntryNameR\x03dst\x12+\n" +
+	"\x04srcs\x18\x02 \x03(\v2\x17.cairn.fsm.v1.EntryNameR\x04srcs\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\"?\n" +
+	"\n" +
+	"OpenHandle\x12\x14\n" +
+	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\"=\n" +
+	"\rReleaseHandle\x12\x14\n" +
+	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x16\n" +
+	"\x06handle\x18\x02 \x01(\x04R\x06handle\"+\n" +
+	"\fExpireClient\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"O\n" +
+	"\x06Handle\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12(\n" +
+	"\x10opened_unix_nano\x18\x02 \x01(\x03R\x0eopenedUnixNano\"\xa3\x01\n" +
+	"\bFileLock\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\x04R\x05owner\x12\x14\n" +
+	"\x05flock\x18\x03 \x01(\bR\x05flock\x12\x14\n" +
+	"\x05write\x18\x04 \x01(\bR\x05write\x12\x14\n" +
+	"\x05start\x18\x05 \x01(\x04R\x05start\x12\x10\n" +
+	"\x03end\x18\x06 \x01(\x04R\x03end\x12\x10\n" +
+	"\x03pid\x18\a \x01(\rR\x03pid\"9\n" +
+	"\tFileLocks\x12,\n" +
+	"\x05locks\x18\x01 \x03(\v2\x16.cairn.fsm.v1.FileLockR\x05locks\"c\n" +
+	"\aSetLock\x12\x14\n" +
+	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12*\n" +
+	"\x04lock\x18\x02 \x01(\v2\x16.cairn.fsm.v1.FileLockR\x04lock\x12\x16\n" +
+	"\x06unlock\x18\x03 \x01(\bR\x06unlockB&Z$github.com/cairnfs/cairn/proto/fsmpbb\x06proto3"
 
 var (
 	file_proto_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -2492,7 +3174,7 @@ func file_proto_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_proto_fsmpb_fsm_proto_rawDescData
 }
 
-var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*Entry)(nil),                      // 0: cairn.fsm.v1.Entry
 	(*Command)(nil),                    // 1: cairn.fsm.v1.Command
@@ -2521,12 +3203,21 @@ var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*Slice)(nil),                      // 24: cairn.fsm.v1.Slice
 	(*RequestRecord)(nil),              // 25: cairn.fsm.v1.RequestRecord
 	(*MasterRecord)(nil),               // 26: cairn.fsm.v1.MasterRecord
-	(*chunkpb.Layout)(nil),             // 27: cairn.chunk.v1.Layout
-	(masterpb.FileType)(0),             // 28: cairn.master.v1.FileType
-	(masterpb.RenameRequest_Mode)(0),   // 29: cairn.master.v1.RenameRequest.Mode
-	(masterpb.SetXattrRequest_Flag)(0), // 30: cairn.master.v1.SetXattrRequest.Flag
-	(*masterpb.ShardLocation)(nil),     // 31: cairn.master.v1.ShardLocation
-	(*masterpb.Attr)(nil),              // 32: cairn.master.v1.Attr
+	(*EntryName)(nil),                  // 27: cairn.fsm.v1.EntryName
+	(*Concat)(nil),                     // 28: cairn.fsm.v1.Concat
+	(*OpenHandle)(nil),                 // 29: cairn.fsm.v1.OpenHandle
+	(*ReleaseHandle)(nil),              // 30: cairn.fsm.v1.ReleaseHandle
+	(*ExpireClient)(nil),               // 31: cairn.fsm.v1.ExpireClient
+	(*Handle)(nil),                     // 32: cairn.fsm.v1.Handle
+	(*FileLock)(nil),                   // 33: cairn.fsm.v1.FileLock
+	(*FileLocks)(nil),                  // 34: cairn.fsm.v1.FileLocks
+	(*SetLock)(nil),                    // 35: cairn.fsm.v1.SetLock
+	(*chunkpb.Layout)(nil),             // 36: cairn.chunk.v1.Layout
+	(masterpb.FileType)(0),             // 37: cairn.master.v1.FileType
+	(masterpb.RenameRequest_Mode)(0),   // 38: cairn.master.v1.RenameRequest.Mode
+	(masterpb.SetXattrRequest_Flag)(0), // 39: cairn.master.v1.SetXattrRequest.Flag
+	(*masterpb.ShardLocation)(nil),     // 40: cairn.master.v1.ShardLocation
+	(*masterpb.Attr)(nil),              // 41: cairn.master.v1.Attr
 }
 var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: cairn.fsm.v1.Entry.commands:type_name -> cairn.fsm.v1.Command
@@ -2547,27 +3238,36 @@ var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	16, // 15: cairn.fsm.v1.Command.commit_slice:type_name -> cairn.fsm.v1.CommitSlice
 	17, // 16: cairn.fsm.v1.Command.ack_garbage:type_name -> cairn.fsm.v1.AckGarbage
 	18, // 17: cairn.fsm.v1.Command.set_master:type_name -> cairn.fsm.v1.SetMaster
-	27, // 18: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
-	28, // 19: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
-	29, // 20: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
-	30, // 21: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
-	27, // 22: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
-	27, // 23: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
-	31, // 24: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	31, // 25: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
-	31, // 26: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	20, // 27: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
-	28, // 28: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
-	27, // 29: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
-	23, // 30: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
-	27, // 31: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
-	31, // 32: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
-	32, // 33: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	28, // 18: cairn.fsm.v1.Command.concat:type_name -> cairn.fsm.v1.Concat
+	29, // 19: cairn.fsm.v1.Command.open_handle:type_name -> cairn.fsm.v1.OpenHandle
+	30, // 20: cairn.fsm.v1.Command.release_handle:type_name -> cairn.fsm.v1.ReleaseHandle
+	31, // 21: cairn.fsm.v1.Command.expire_client:type_name -> cairn.fsm.v1.ExpireClient
+	35, // 22: cairn.fsm.v1.Command.set_lock:type_name -> cairn.fsm.v1.SetLock
+	36, // 23: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
+	37, // 24: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
+	38, // 25: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
+	39, // 26: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
+	36, // 27: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
+	36, // 28: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
+	40, // 29: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	40, // 30: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
+	40, // 31: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	20, // 32: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
+	37, // 33: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
+	36, // 34: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
+	23, // 35: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
+	36, // 36: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
+	40, // 37: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
+	41, // 38: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
+	27, // 39: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
+	27, // 40: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
+	33, // 41: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
+	33, // 42: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_proto_fsmpb_fsm_proto_init() }
@@ -2593,6 +3293,11 @@ func file_proto_fsmpb_fsm_proto_init() {
 		(*Command_CommitSlice)(nil),
 		(*Command_AckGarbage)(nil),
 		(*Command_SetMaster)(nil),
+		(*Command_Concat)(nil),
+		(*Command_OpenHandle)(nil),
+		(*Command_ReleaseHandle)(nil),
+		(*Command_ExpireClient)(nil),
+		(*Command_SetLock)(nil),
 	}
 	file_proto_fsmpb_fsm_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
@@ -2601,7 +3306,7 @@ func file_proto_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fsmpb_fsm_proto_rawDesc), len(file_proto_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -138,7 +138,7 @@ func (x RenameRequest_Mode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RenameRequest_Mode.Descriptor instead.
 func (RenameRequest_Mode) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{19, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type SetXattrRequest_Flag int32
@@ -187,7 +187,7 @@ func (x SetXattrRequest_Flag) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SetXattrRequest_Flag.Descriptor instead.
 func (SetXattrRequest_Flag) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{32, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{34, 0}
 }
 
 type LockRequest_Kind int32
@@ -233,7 +233,7 @@ func (x LockRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Kind.Descriptor instead.
 func (LockRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58, 0}
 }
 
 type LockRequest_Type int32
@@ -282,7 +282,7 @@ func (x LockRequest_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Type.Descriptor instead.
 func (LockRequest_Type) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56, 1}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58, 1}
 }
 
 type FsckResponse_Health int32
@@ -331,7 +331,7 @@ func (x FsckResponse_Health) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FsckResponse_Health.Descriptor instead.
 func (FsckResponse_Health) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67, 0}
 }
 
 // ErrorDetail rides in a gRPC status's details.
@@ -1513,6 +1513,126 @@ func (*RmdirResponse) Descriptor() ([]byte, []int) {
 	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{18}
 }
 
+type ConcatRequest struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Header        *RequestHeader          `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Parent        uint64                  `protobuf:"varint,2,opt,name=parent,proto3" json:"parent,omitempty"`
+	Name          string                  `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Sources       []*ConcatRequest_Source `protobuf:"bytes,4,rep,name=sources,proto3" json:"sources,omitempty"`
+	Mode          uint32                  `protobuf:"varint,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConcatRequest) Reset() {
+	*x = ConcatRequest{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConcatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConcatRequest) ProtoMessage() {}
+
+func (x *ConcatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConcatRequest.ProtoReflect.Descriptor instead.
+func (*ConcatRequest) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ConcatRequest) GetHeader() *RequestHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ConcatRequest) GetParent() uint64 {
+	if x != nil {
+		return x.Parent
+	}
+	return 0
+}
+
+func (x *ConcatRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConcatRequest) GetSources() []*ConcatRequest_Source {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *ConcatRequest) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+type ConcatResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConcatResponse) Reset() {
+	*x = ConcatResponse{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConcatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConcatResponse) ProtoMessage() {}
+
+func (x *ConcatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConcatResponse.ProtoReflect.Descriptor instead.
+func (*ConcatResponse) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ConcatResponse) GetAttr() *Attr {
+	if x != nil {
+		return x.Attr
+	}
+	return nil
+}
+
 type RenameRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1527,7 +1647,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[19]
+	mi := &file_proto_masterpb_master_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1659,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[19]
+	mi := &file_proto_masterpb_master_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1672,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{19}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RenameRequest) GetHeader() *RequestHeader {
@@ -1605,7 +1725,7 @@ type RenameResponse struct {
 
 func (x *RenameResponse) Reset() {
 	*x = RenameResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[20]
+	mi := &file_proto_masterpb_master_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1737,7 @@ func (x *RenameResponse) String() string {
 func (*RenameResponse) ProtoMessage() {}
 
 func (x *RenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[20]
+	mi := &file_proto_masterpb_master_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1750,7 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{20}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{22}
 }
 
 type LinkRequest struct {
@@ -1645,7 +1765,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[21]
+	mi := &file_proto_masterpb_master_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1777,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[21]
+	mi := &file_proto_masterpb_master_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1790,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{21}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LinkRequest) GetHeader() *RequestHeader {
@@ -1710,7 +1830,7 @@ type LinkResponse struct {
 
 func (x *LinkResponse) Reset() {
 	*x = LinkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[22]
+	mi := &file_proto_masterpb_master_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1842,7 @@ func (x *LinkResponse) String() string {
 func (*LinkResponse) ProtoMessage() {}
 
 func (x *LinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[22]
+	mi := &file_proto_masterpb_master_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1855,7 @@ func (x *LinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkResponse.ProtoReflect.Descriptor instead.
 func (*LinkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{22}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LinkResponse) GetAttr() *Attr {
@@ -1757,7 +1877,7 @@ type SymlinkRequest struct {
 
 func (x *SymlinkRequest) Reset() {
 	*x = SymlinkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[23]
+	mi := &file_proto_masterpb_master_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1889,7 @@ func (x *SymlinkRequest) String() string {
 func (*SymlinkRequest) ProtoMessage() {}
 
 func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[23]
+	mi := &file_proto_masterpb_master_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1902,7 @@ func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymlinkRequest.ProtoReflect.Descriptor instead.
 func (*SymlinkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{23}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SymlinkRequest) GetHeader() *RequestHeader {
@@ -1822,7 +1942,7 @@ type SymlinkResponse struct {
 
 func (x *SymlinkResponse) Reset() {
 	*x = SymlinkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[24]
+	mi := &file_proto_masterpb_master_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +1954,7 @@ func (x *SymlinkResponse) String() string {
 func (*SymlinkResponse) ProtoMessage() {}
 
 func (x *SymlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[24]
+	mi := &file_proto_masterpb_master_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +1967,7 @@ func (x *SymlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymlinkResponse.ProtoReflect.Descriptor instead.
 func (*SymlinkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{24}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SymlinkResponse) GetAttr() *Attr {
@@ -1866,7 +1986,7 @@ type ReadlinkRequest struct {
 
 func (x *ReadlinkRequest) Reset() {
 	*x = ReadlinkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[25]
+	mi := &file_proto_masterpb_master_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +1998,7 @@ func (x *ReadlinkRequest) String() string {
 func (*ReadlinkRequest) ProtoMessage() {}
 
 func (x *ReadlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[25]
+	mi := &file_proto_masterpb_master_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2011,7 @@ func (x *ReadlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadlinkRequest.ProtoReflect.Descriptor instead.
 func (*ReadlinkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{25}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReadlinkRequest) GetInode() uint64 {
@@ -1910,7 +2030,7 @@ type ReadlinkResponse struct {
 
 func (x *ReadlinkResponse) Reset() {
 	*x = ReadlinkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[26]
+	mi := &file_proto_masterpb_master_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +2042,7 @@ func (x *ReadlinkResponse) String() string {
 func (*ReadlinkResponse) ProtoMessage() {}
 
 func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[26]
+	mi := &file_proto_masterpb_master_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2055,7 @@ func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadlinkResponse.ProtoReflect.Descriptor instead.
 func (*ReadlinkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{26}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReadlinkResponse) GetTarget() string {
@@ -1958,7 +2078,7 @@ type DirEntry struct {
 
 func (x *DirEntry) Reset() {
 	*x = DirEntry{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[27]
+	mi := &file_proto_masterpb_master_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2090,7 @@ func (x *DirEntry) String() string {
 func (*DirEntry) ProtoMessage() {}
 
 func (x *DirEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[27]
+	mi := &file_proto_masterpb_master_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2103,7 @@ func (x *DirEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirEntry.ProtoReflect.Descriptor instead.
 func (*DirEntry) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{27}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DirEntry) GetName() string {
@@ -2028,7 +2148,7 @@ type ReadDirRequest struct {
 
 func (x *ReadDirRequest) Reset() {
 	*x = ReadDirRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[28]
+	mi := &file_proto_masterpb_master_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +2160,7 @@ func (x *ReadDirRequest) String() string {
 func (*ReadDirRequest) ProtoMessage() {}
 
 func (x *ReadDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[28]
+	mi := &file_proto_masterpb_master_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +2173,7 @@ func (x *ReadDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadDirRequest.ProtoReflect.Descriptor instead.
 func (*ReadDirRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{28}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReadDirRequest) GetInode() uint64 {
@@ -2094,7 +2214,7 @@ type ReadDirResponse struct {
 
 func (x *ReadDirResponse) Reset() {
 	*x = ReadDirResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[29]
+	mi := &file_proto_masterpb_master_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2226,7 @@ func (x *ReadDirResponse) String() string {
 func (*ReadDirResponse) ProtoMessage() {}
 
 func (x *ReadDirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[29]
+	mi := &file_proto_masterpb_master_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2239,7 @@ func (x *ReadDirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadDirResponse.ProtoReflect.Descriptor instead.
 func (*ReadDirResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{29}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReadDirResponse) GetEntries() []*DirEntry {
@@ -2146,7 +2266,7 @@ type GetXattrRequest struct {
 
 func (x *GetXattrRequest) Reset() {
 	*x = GetXattrRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[30]
+	mi := &file_proto_masterpb_master_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2278,7 @@ func (x *GetXattrRequest) String() string {
 func (*GetXattrRequest) ProtoMessage() {}
 
 func (x *GetXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[30]
+	mi := &file_proto_masterpb_master_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2291,7 @@ func (x *GetXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetXattrRequest.ProtoReflect.Descriptor instead.
 func (*GetXattrRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{30}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetXattrRequest) GetInode() uint64 {
@@ -2197,7 +2317,7 @@ type GetXattrResponse struct {
 
 func (x *GetXattrResponse) Reset() {
 	*x = GetXattrResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[31]
+	mi := &file_proto_masterpb_master_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2329,7 @@ func (x *GetXattrResponse) String() string {
 func (*GetXattrResponse) ProtoMessage() {}
 
 func (x *GetXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[31]
+	mi := &file_proto_masterpb_master_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2342,7 @@ func (x *GetXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetXattrResponse.ProtoReflect.Descriptor instead.
 func (*GetXattrResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{31}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetXattrResponse) GetValue() []byte {
@@ -2245,7 +2365,7 @@ type SetXattrRequest struct {
 
 func (x *SetXattrRequest) Reset() {
 	*x = SetXattrRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[32]
+	mi := &file_proto_masterpb_master_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2377,7 @@ func (x *SetXattrRequest) String() string {
 func (*SetXattrRequest) ProtoMessage() {}
 
 func (x *SetXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[32]
+	mi := &file_proto_masterpb_master_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2390,7 @@ func (x *SetXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXattrRequest.ProtoReflect.Descriptor instead.
 func (*SetXattrRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{32}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetXattrRequest) GetHeader() *RequestHeader {
@@ -2316,7 +2436,7 @@ type SetXattrResponse struct {
 
 func (x *SetXattrResponse) Reset() {
 	*x = SetXattrResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[33]
+	mi := &file_proto_masterpb_master_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2448,7 @@ func (x *SetXattrResponse) String() string {
 func (*SetXattrResponse) ProtoMessage() {}
 
 func (x *SetXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[33]
+	mi := &file_proto_masterpb_master_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2461,7 @@ func (x *SetXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXattrResponse.ProtoReflect.Descriptor instead.
 func (*SetXattrResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{33}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{35}
 }
 
 type ListXattrRequest struct {
@@ -2353,7 +2473,7 @@ type ListXattrRequest struct {
 
 func (x *ListXattrRequest) Reset() {
 	*x = ListXattrRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[34]
+	mi := &file_proto_masterpb_master_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2485,7 @@ func (x *ListXattrRequest) String() string {
 func (*ListXattrRequest) ProtoMessage() {}
 
 func (x *ListXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[34]
+	mi := &file_proto_masterpb_master_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2498,7 @@ func (x *ListXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListXattrRequest.ProtoReflect.Descriptor instead.
 func (*ListXattrRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{34}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListXattrRequest) GetInode() uint64 {
@@ -2397,7 +2517,7 @@ type ListXattrResponse struct {
 
 func (x *ListXattrResponse) Reset() {
 	*x = ListXattrResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[35]
+	mi := &file_proto_masterpb_master_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2529,7 @@ func (x *ListXattrResponse) String() string {
 func (*ListXattrResponse) ProtoMessage() {}
 
 func (x *ListXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[35]
+	mi := &file_proto_masterpb_master_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2542,7 @@ func (x *ListXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListXattrResponse.ProtoReflect.Descriptor instead.
 func (*ListXattrResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{35}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListXattrResponse) GetNames() []string {
@@ -2443,7 +2563,7 @@ type RemoveXattrRequest struct {
 
 func (x *RemoveXattrRequest) Reset() {
 	*x = RemoveXattrRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[36]
+	mi := &file_proto_masterpb_master_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2575,7 @@ func (x *RemoveXattrRequest) String() string {
 func (*RemoveXattrRequest) ProtoMessage() {}
 
 func (x *RemoveXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[36]
+	mi := &file_proto_masterpb_master_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2588,7 @@ func (x *RemoveXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveXattrRequest.ProtoReflect.Descriptor instead.
 func (*RemoveXattrRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{36}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RemoveXattrRequest) GetHeader() *RequestHeader {
@@ -2500,7 +2620,7 @@ type RemoveXattrResponse struct {
 
 func (x *RemoveXattrResponse) Reset() {
 	*x = RemoveXattrResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[37]
+	mi := &file_proto_masterpb_master_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2632,7 @@ func (x *RemoveXattrResponse) String() string {
 func (*RemoveXattrResponse) ProtoMessage() {}
 
 func (x *RemoveXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[37]
+	mi := &file_proto_masterpb_master_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2645,7 @@ func (x *RemoveXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveXattrResponse.ProtoReflect.Descriptor instead.
 func (*RemoveXattrResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{37}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{39}
 }
 
 type StatFSRequest struct {
@@ -2536,7 +2656,7 @@ type StatFSRequest struct {
 
 func (x *StatFSRequest) Reset() {
 	*x = StatFSRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[38]
+	mi := &file_proto_masterpb_master_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2668,7 @@ func (x *StatFSRequest) String() string {
 func (*StatFSRequest) ProtoMessage() {}
 
 func (x *StatFSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[38]
+	mi := &file_proto_masterpb_master_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2681,7 @@ func (x *StatFSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFSRequest.ProtoReflect.Descriptor instead.
 func (*StatFSRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{38}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{40}
 }
 
 type StatFSResponse struct {
@@ -2576,7 +2696,7 @@ type StatFSResponse struct {
 
 func (x *StatFSResponse) Reset() {
 	*x = StatFSResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[39]
+	mi := &file_proto_masterpb_master_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2708,7 @@ func (x *StatFSResponse) String() string {
 func (*StatFSResponse) ProtoMessage() {}
 
 func (x *StatFSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[39]
+	mi := &file_proto_masterpb_master_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2721,7 @@ func (x *StatFSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFSResponse.ProtoReflect.Descriptor instead.
 func (*StatFSResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{39}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StatFSResponse) GetTotalBytes() uint64 {
@@ -2642,7 +2762,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[40]
+	mi := &file_proto_masterpb_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +2774,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[40]
+	mi := &file_proto_masterpb_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +2787,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{40}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *OpenRequest) GetHeader() *RequestHeader {
@@ -2694,7 +2814,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[41]
+	mi := &file_proto_masterpb_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2706,7 +2826,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[41]
+	mi := &file_proto_masterpb_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2719,7 +2839,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{41}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *OpenResponse) GetAttr() *Attr {
@@ -2747,7 +2867,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[42]
+	mi := &file_proto_masterpb_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +2879,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[42]
+	mi := &file_proto_masterpb_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +2892,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{42}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReleaseRequest) GetHeader() *RequestHeader {
@@ -2804,7 +2924,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[43]
+	mi := &file_proto_masterpb_master_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +2936,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[43]
+	mi := &file_proto_masterpb_master_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +2949,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{43}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{45}
 }
 
 // ShardLocation is where one shard of a slice lives.
@@ -2846,7 +2966,7 @@ type ShardLocation struct {
 
 func (x *ShardLocation) Reset() {
 	*x = ShardLocation{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[44]
+	mi := &file_proto_masterpb_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2858,7 +2978,7 @@ func (x *ShardLocation) String() string {
 func (*ShardLocation) ProtoMessage() {}
 
 func (x *ShardLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[44]
+	mi := &file_proto_masterpb_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2871,7 +2991,7 @@ func (x *ShardLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardLocation.ProtoReflect.Descriptor instead.
 func (*ShardLocation) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{44}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ShardLocation) GetIndex() uint32 {
@@ -2914,7 +3034,7 @@ type AllocateSliceRequest struct {
 
 func (x *AllocateSliceRequest) Reset() {
 	*x = AllocateSliceRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[45]
+	mi := &file_proto_masterpb_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3046,7 @@ func (x *AllocateSliceRequest) String() string {
 func (*AllocateSliceRequest) ProtoMessage() {}
 
 func (x *AllocateSliceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[45]
+	mi := &file_proto_masterpb_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3059,7 @@ func (x *AllocateSliceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateSliceRequest.ProtoReflect.Descriptor instead.
 func (*AllocateSliceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{45}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AllocateSliceRequest) GetHeader() *RequestHeader {
@@ -2974,7 +3094,7 @@ type AllocateSliceResponse struct {
 
 func (x *AllocateSliceResponse) Reset() {
 	*x = AllocateSliceResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[46]
+	mi := &file_proto_masterpb_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3106,7 @@ func (x *AllocateSliceResponse) String() string {
 func (*AllocateSliceResponse) ProtoMessage() {}
 
 func (x *AllocateSliceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[46]
+	mi := &file_proto_masterpb_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3119,7 @@ func (x *AllocateSliceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateSliceResponse.ProtoReflect.Descriptor instead.
 func (*AllocateSliceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{46}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AllocateSliceResponse) GetSliceId() uint64 {
@@ -3037,7 +3157,7 @@ type ReplaceShardRequest struct {
 
 func (x *ReplaceShardRequest) Reset() {
 	*x = ReplaceShardRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[47]
+	mi := &file_proto_masterpb_master_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3049,7 +3169,7 @@ func (x *ReplaceShardRequest) String() string {
 func (*ReplaceShardRequest) ProtoMessage() {}
 
 func (x *ReplaceShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[47]
+	mi := &file_proto_masterpb_master_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3062,7 +3182,7 @@ func (x *ReplaceShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceShardRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceShardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{47}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReplaceShardRequest) GetHeader() *RequestHeader {
@@ -3102,7 +3222,7 @@ type ReplaceShardResponse struct {
 
 func (x *ReplaceShardResponse) Reset() {
 	*x = ReplaceShardResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[48]
+	mi := &file_proto_masterpb_master_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3114,7 +3234,7 @@ func (x *ReplaceShardResponse) String() string {
 func (*ReplaceShardResponse) ProtoMessage() {}
 
 func (x *ReplaceShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[48]
+	mi := &file_proto_masterpb_master_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3127,7 +3247,7 @@ func (x *ReplaceShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceShardResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceShardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{48}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplaceShardResponse) GetShard() *ShardLocation {
@@ -3155,7 +3275,7 @@ type CommitSliceRequest struct {
 
 func (x *CommitSliceRequest) Reset() {
 	*x = CommitSliceRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[49]
+	mi := &file_proto_masterpb_master_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3167,7 +3287,7 @@ func (x *CommitSliceRequest) String() string {
 func (*CommitSliceRequest) ProtoMessage() {}
 
 func (x *CommitSliceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[49]
+	mi := &file_proto_masterpb_master_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3180,7 +3300,7 @@ func (x *CommitSliceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSliceRequest.ProtoReflect.Descriptor instead.
 func (*CommitSliceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{49}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CommitSliceRequest) GetHeader() *RequestHeader {
@@ -3241,7 +3361,7 @@ type CommitSliceResponse struct {
 
 func (x *CommitSliceResponse) Reset() {
 	*x = CommitSliceResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[50]
+	mi := &file_proto_masterpb_master_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3373,7 @@ func (x *CommitSliceResponse) String() string {
 func (*CommitSliceResponse) ProtoMessage() {}
 
 func (x *CommitSliceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[50]
+	mi := &file_proto_masterpb_master_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3386,7 @@ func (x *CommitSliceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSliceResponse.ProtoReflect.Descriptor instead.
 func (*CommitSliceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{50}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CommitSliceResponse) GetAttr() *Attr {
@@ -3294,7 +3414,7 @@ type SliceRef struct {
 
 func (x *SliceRef) Reset() {
 	*x = SliceRef{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[51]
+	mi := &file_proto_masterpb_master_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3306,7 +3426,7 @@ func (x *SliceRef) String() string {
 func (*SliceRef) ProtoMessage() {}
 
 func (x *SliceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[51]
+	mi := &file_proto_masterpb_master_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3319,7 +3439,7 @@ func (x *SliceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SliceRef.ProtoReflect.Descriptor instead.
 func (*SliceRef) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{51}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SliceRef) GetSliceId() uint64 {
@@ -3383,7 +3503,7 @@ type GetLayoutRequest struct {
 
 func (x *GetLayoutRequest) Reset() {
 	*x = GetLayoutRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[52]
+	mi := &file_proto_masterpb_master_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3515,7 @@ func (x *GetLayoutRequest) String() string {
 func (*GetLayoutRequest) ProtoMessage() {}
 
 func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[52]
+	mi := &file_proto_masterpb_master_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3528,7 @@ func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutRequest.ProtoReflect.Descriptor instead.
 func (*GetLayoutRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{52}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetLayoutRequest) GetInode() uint64 {
@@ -3445,7 +3565,7 @@ type GetLayoutResponse struct {
 
 func (x *GetLayoutResponse) Reset() {
 	*x = GetLayoutResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	mi := &file_proto_masterpb_master_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3457,7 +3577,7 @@ func (x *GetLayoutResponse) String() string {
 func (*GetLayoutResponse) ProtoMessage() {}
 
 func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	mi := &file_proto_masterpb_master_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3470,7 +3590,7 @@ func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutResponse.ProtoReflect.Descriptor instead.
 func (*GetLayoutResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{53}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetLayoutResponse) GetAttr() *Attr {
@@ -3506,7 +3626,7 @@ type ReportBadShardRequest struct {
 
 func (x *ReportBadShardRequest) Reset() {
 	*x = ReportBadShardRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3518,7 +3638,7 @@ func (x *ReportBadShardRequest) String() string {
 func (*ReportBadShardRequest) ProtoMessage() {}
 
 func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3531,7 +3651,7 @@ func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardRequest.ProtoReflect.Descriptor instead.
 func (*ReportBadShardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{54}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReportBadShardRequest) GetSliceId() uint64 {
@@ -3570,7 +3690,7 @@ type ReportBadShardResponse struct {
 
 func (x *ReportBadShardResponse) Reset() {
 	*x = ReportBadShardResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[55]
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3702,7 @@ func (x *ReportBadShardResponse) String() string {
 func (*ReportBadShardResponse) ProtoMessage() {}
 
 func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[55]
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3715,7 @@ func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardResponse.ProtoReflect.Descriptor instead.
 func (*ReportBadShardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{55}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
 }
 
 type LockRequest struct {
@@ -3615,7 +3735,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3627,7 +3747,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3640,7 +3760,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *LockRequest) GetHeader() *RequestHeader {
@@ -3717,7 +3837,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3729,7 +3849,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3742,7 +3862,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *LockResponse) GetGranted() bool {
@@ -3768,7 +3888,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3780,7 +3900,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3793,7 +3913,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *KeepAliveRequest) GetClientId() string {
@@ -3812,7 +3932,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3824,7 +3944,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3837,7 +3957,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *KeepAliveResponse) GetLeaseUnixNano() int64 {
@@ -3860,7 +3980,7 @@ type MasterInfo struct {
 
 func (x *MasterInfo) Reset() {
 	*x = MasterInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3872,7 +3992,7 @@ func (x *MasterInfo) String() string {
 func (*MasterInfo) ProtoMessage() {}
 
 func (x *MasterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3885,7 +4005,7 @@ func (x *MasterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterInfo.ProtoReflect.Descriptor instead.
 func (*MasterInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MasterInfo) GetId() string {
@@ -3938,7 +4058,7 @@ type ChunkserverInfo struct {
 
 func (x *ChunkserverInfo) Reset() {
 	*x = ChunkserverInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3950,7 +4070,7 @@ func (x *ChunkserverInfo) String() string {
 func (*ChunkserverInfo) ProtoMessage() {}
 
 func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3963,7 +4083,7 @@ func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkserverInfo.ProtoReflect.Descriptor instead.
 func (*ChunkserverInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ChunkserverInfo) GetId() string {
@@ -4023,7 +4143,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4035,7 +4155,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4048,7 +4168,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
 }
 
 type StatusResponse struct {
@@ -4065,7 +4185,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4077,7 +4197,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4090,7 +4210,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *StatusResponse) GetMasters() []*MasterInfo {
@@ -4144,7 +4264,7 @@ type FsckRequest struct {
 
 func (x *FsckRequest) Reset() {
 	*x = FsckRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4156,7 +4276,7 @@ func (x *FsckRequest) String() string {
 func (*FsckRequest) ProtoMessage() {}
 
 func (x *FsckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4169,7 +4289,7 @@ func (x *FsckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
 func (*FsckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *FsckRequest) GetPath() string {
@@ -4192,7 +4312,7 @@ type FsckResponse struct {
 
 func (x *FsckResponse) Reset() {
 	*x = FsckResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4204,7 +4324,7 @@ func (x *FsckResponse) String() string {
 func (*FsckResponse) ProtoMessage() {}
 
 func (x *FsckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4217,7 +4337,7 @@ func (x *FsckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
 func (*FsckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *FsckResponse) GetPath() string {
@@ -4261,7 +4381,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4273,7 +4393,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4286,7 +4406,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RegisterRequest) GetId() string {
@@ -4334,7 +4454,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4346,7 +4466,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4359,7 +4479,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RegisterResponse) GetHeartbeatIntervalMs() uint32 {
@@ -4383,7 +4503,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4395,7 +4515,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4408,7 +4528,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *HeartbeatRequest) GetId() string {
@@ -4468,7 +4588,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4480,7 +4600,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4493,7 +4613,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Order) GetId() uint64 {
@@ -4556,7 +4676,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4568,7 +4688,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4581,7 +4701,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *HeartbeatResponse) GetOrders() []*Order {
@@ -4609,7 +4729,7 @@ type FullReportRequest struct {
 
 func (x *FullReportRequest) Reset() {
 	*x = FullReportRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4621,7 +4741,7 @@ func (x *FullReportRequest) String() string {
 func (*FullReportRequest) ProtoMessage() {}
 
 func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4634,7 +4754,7 @@ func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportRequest.ProtoReflect.Descriptor instead.
 func (*FullReportRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *FullReportRequest) GetId() string {
@@ -4666,7 +4786,7 @@ type FullReportResponse struct {
 
 func (x *FullReportResponse) Reset() {
 	*x = FullReportResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4678,7 +4798,7 @@ func (x *FullReportResponse) String() string {
 func (*FullReportResponse) ProtoMessage() {}
 
 func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4691,7 +4811,7 @@ func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportResponse.ProtoReflect.Descriptor instead.
 func (*FullReportResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
 }
 
 type ReportCorruptRequest struct {
@@ -4704,7 +4824,7 @@ type ReportCorruptRequest struct {
 
 func (x *ReportCorruptRequest) Reset() {
 	*x = ReportCorruptRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4716,7 +4836,7 @@ func (x *ReportCorruptRequest) String() string {
 func (*ReportCorruptRequest) ProtoMessage() {}
 
 func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4729,7 +4849,7 @@ func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptRequest.ProtoReflect.Descriptor instead.
 func (*ReportCorruptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ReportCorruptRequest) GetId() string {
@@ -4754,7 +4874,7 @@ type ReportCorruptResponse struct {
 
 func (x *ReportCorruptResponse) Reset() {
 	*x = ReportCorruptResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4766,7 +4886,7 @@ func (x *ReportCorruptResponse) String() string {
 func (*ReportCorruptResponse) ProtoMessage() {}
 
 func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4779,7 +4899,7 @@ func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptResponse.ProtoReflect.Descriptor instead.
 func (*ReportCorruptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
 }
 
 type OrderDoneRequest struct {
@@ -4793,7 +4913,7 @@ type OrderDoneRequest struct {
 
 func (x *OrderDoneRequest) Reset() {
 	*x = OrderDoneRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4805,7 +4925,7 @@ func (x *OrderDoneRequest) String() string {
 func (*OrderDoneRequest) ProtoMessage() {}
 
 func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4818,7 +4938,7 @@ func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneRequest.ProtoReflect.Descriptor instead.
 func (*OrderDoneRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *OrderDoneRequest) GetId() string {
@@ -4850,7 +4970,7 @@ type OrderDoneResponse struct {
 
 func (x *OrderDoneResponse) Reset() {
 	*x = OrderDoneResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4862,7 +4982,7 @@ func (x *OrderDoneResponse) String() string {
 func (*OrderDoneResponse) ProtoMessage() {}
 
 func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4875,7 +4995,7 @@ func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneResponse.ProtoReflect.Descriptor instead.
 func (*OrderDoneResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
 }
 
 // AddMasterRequest adds a master to the Raft group. address is its Raft
@@ -4893,7 +5013,7 @@ type AddMasterRequest struct {
 
 func (x *AddMasterRequest) Reset() {
 	*x = AddMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4905,7 +5025,7 @@ func (x *AddMasterRequest) String() string {
 func (*AddMasterRequest) ProtoMessage() {}
 
 func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4918,7 +5038,7 @@ func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterRequest.ProtoReflect.Descriptor instead.
 func (*AddMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *AddMasterRequest) GetId() string {
@@ -4950,7 +5070,7 @@ type AddMasterResponse struct {
 
 func (x *AddMasterResponse) Reset() {
 	*x = AddMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4962,7 +5082,7 @@ func (x *AddMasterResponse) String() string {
 func (*AddMasterResponse) ProtoMessage() {}
 
 func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4975,7 +5095,7 @@ func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterResponse.ProtoReflect.Descriptor instead.
 func (*AddMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
 }
 
 type RemoveMasterRequest struct {
@@ -4987,7 +5107,7 @@ type RemoveMasterRequest struct {
 
 func (x *RemoveMasterRequest) Reset() {
 	*x = RemoveMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4999,7 +5119,7 @@ func (x *RemoveMasterRequest) String() string {
 func (*RemoveMasterRequest) ProtoMessage() {}
 
 func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5012,7 +5132,7 @@ func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *RemoveMasterRequest) GetId() string {
@@ -5030,7 +5150,7 @@ type RemoveMasterResponse struct {
 
 func (x *RemoveMasterResponse) Reset() {
 	*x = RemoveMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5042,7 +5162,7 @@ func (x *RemoveMasterResponse) String() string {
 func (*RemoveMasterResponse) ProtoMessage() {}
 
 func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5055,7 +5175,7 @@ func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
 }
 
 type DrainRequest struct {
@@ -5067,7 +5187,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5079,7 +5199,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5092,7 +5212,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *DrainRequest) GetChunkserverId() string {
@@ -5110,7 +5230,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5122,7 +5242,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5135,7 +5255,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
 }
 
 type UndrainRequest struct {
@@ -5147,7 +5267,7 @@ type UndrainRequest struct {
 
 func (x *UndrainRequest) Reset() {
 	*x = UndrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5159,7 +5279,7 @@ func (x *UndrainRequest) String() string {
 func (*UndrainRequest) ProtoMessage() {}
 
 func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5172,7 +5292,7 @@ func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainRequest.ProtoReflect.Descriptor instead.
 func (*UndrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *UndrainRequest) GetChunkserverId() string {
@@ -5190,7 +5310,7 @@ type UndrainResponse struct {
 
 func (x *UndrainResponse) Reset() {
 	*x = UndrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5202,7 +5322,7 @@ func (x *UndrainResponse) String() string {
 func (*UndrainResponse) ProtoMessage() {}
 
 func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5215,7 +5335,59 @@ func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainResponse.ProtoReflect.Descriptor instead.
 func (*UndrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
+}
+
+type ConcatRequest_Source struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Parent        uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConcatRequest_Source) Reset() {
+	*x = ConcatRequest_Source{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConcatRequest_Source) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConcatRequest_Source) ProtoMessage() {}
+
+func (x *ConcatRequest_Source) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConcatRequest_Source.ProtoReflect.Descriptor instead.
+func (*ConcatRequest_Source) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{19, 0}
+}
+
+func (x *ConcatRequest_Source) GetParent() uint64 {
+	if x != nil {
+		return x.Parent
+	}
+	return 0
+}
+
+func (x *ConcatRequest_Source) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 var File_proto_masterpb_master_proto protoreflect.FileDescriptor
@@ -5311,7 +5483,18 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"\x0f\n" +
-	"\rRmdirResponse\"\xb5\x02\n" +
+	"\rRmdirResponse\"\xfe\x01\n" +
+	"\rConcatRequest\x126\n" +
+	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
+	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12?\n" +
+	"\asources\x18\x04 \x03(\v2%.cairn.master.v1.ConcatRequest.SourceR\asources\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\rR\x04mode\x1a4\n" +
+	"\x06Source\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\";\n" +
+	"\x0eConcatResponse\x12)\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xb5\x02\n" +
 	"\rRenameRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x1d\n" +
 	"\n" +
@@ -5583,7 +5766,7 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x14\n" +
 	"\x10FILE_TYPE_SOCKET\x10\x05\x12\x19\n" +
 	"\x15FILE_TYPE_CHAR_DEVICE\x10\x06\x12\x1a\n" +
-	"\x16FILE_TYPE_BLOCK_DEVICE\x10\a2\x81\x12\n" +
+	"\x16FILE_TYPE_BLOCK_DEVICE\x10\a2\xcc\x12\n" +
 	"\x06Master\x12I\n" +
 	"\x06Lookup\x12\x1e.cairn.master.v1.LookupRequest\x1a\x1f.cairn.master.v1.LookupResponse\x12L\n" +
 	"\aGetAttr\x12\x1f.cairn.master.v1.GetAttrRequest\x1a .cairn.master.v1.GetAttrResponse\x12L\n" +
@@ -5593,7 +5776,8 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x05Mknod\x12\x1d.cairn.master.v1.MknodRequest\x1a\x1e.cairn.master.v1.MknodResponse\x12I\n" +
 	"\x06Unlink\x12\x1e.cairn.master.v1.UnlinkRequest\x1a\x1f.cairn.master.v1.UnlinkResponse\x12F\n" +
 	"\x05Rmdir\x12\x1d.cairn.master.v1.RmdirRequest\x1a\x1e.cairn.master.v1.RmdirResponse\x12I\n" +
-	"\x06Rename\x12\x1e.cairn.master.v1.RenameRequest\x1a\x1f.cairn.master.v1.RenameResponse\x12C\n" +
+	"\x06Rename\x12\x1e.cairn.master.v1.RenameRequest\x1a\x1f.cairn.master.v1.RenameResponse\x12I\n" +
+	"\x06Concat\x12\x1e.cairn.master.v1.ConcatRequest\x1a\x1f.cairn.master.v1.ConcatResponse\x12C\n" +
 	"\x04Link\x12\x1c.cairn.master.v1.LinkRequest\x1a\x1d.cairn.master.v1.LinkResponse\x12L\n" +
 	"\aSymlink\x12\x1f.cairn.master.v1.SymlinkRequest\x1a .cairn.master.v1.SymlinkResponse\x12O\n" +
 	"\bReadlink\x12 .cairn.master.v1.ReadlinkRequest\x1a!.cairn.master.v1.ReadlinkResponse\x12L\n" +
@@ -5640,7 +5824,7 @@ func file_proto_masterpb_master_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_masterpb_master_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
+var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
 var file_proto_masterpb_master_proto_goTypes = []any{
 	(FileType)(0),                           // 0: cairn.master.v1.FileType
 	(RenameRequest_Mode)(0),                 // 1: cairn.master.v1.RenameRequest.Mode
@@ -5667,78 +5851,81 @@ var file_proto_masterpb_master_proto_goTypes = []any{
 	(*UnlinkResponse)(nil),                  // 22: cairn.master.v1.UnlinkResponse
 	(*RmdirRequest)(nil),                    // 23: cairn.master.v1.RmdirRequest
 	(*RmdirResponse)(nil),                   // 24: cairn.master.v1.RmdirResponse
-	(*RenameRequest)(nil),                   // 25: cairn.master.v1.RenameRequest
-	(*RenameResponse)(nil),                  // 26: cairn.master.v1.RenameResponse
-	(*LinkRequest)(nil),                     // 27: cairn.master.v1.LinkRequest
-	(*LinkResponse)(nil),                    // 28: cairn.master.v1.LinkResponse
-	(*SymlinkRequest)(nil),                  // 29: cairn.master.v1.SymlinkRequest
-	(*SymlinkResponse)(nil),                 // 30: cairn.master.v1.SymlinkResponse
-	(*ReadlinkRequest)(nil),                 // 31: cairn.master.v1.ReadlinkRequest
-	(*ReadlinkResponse)(nil),                // 32: cairn.master.v1.ReadlinkResponse
-	(*DirEntry)(nil),                        // 33: cairn.master.v1.DirEntry
-	(*ReadDirRequest)(nil),                  // 34: cairn.master.v1.ReadDirRequest
-	(*ReadDirResponse)(nil),                 // 35: cairn.master.v1.ReadDirResponse
-	(*GetXattrRequest)(nil),                 // 36: cairn.master.v1.GetXattrRequest
-	(*GetXattrResponse)(nil),                // 37: cairn.master.v1.GetXattrResponse
-	(*SetXattrRequest)(nil),                 // 38: cairn.master.v1.SetXattrRequest
-	(*SetXattrResponse)(nil),                // 39: cairn.master.v1.SetXattrResponse
-	(*ListXattrRequest)(nil),                // 40: cairn.master.v1.ListXattrRequest
-	(*ListXattrResponse)(nil),               // 41: cairn.master.v1.ListXattrResponse
-	(*RemoveXattrRequest)(nil),              // 42: cairn.master.v1.RemoveXattrRequest
-	(*RemoveXattrResponse)(nil),             // 43: cairn.master.v1.RemoveXattrResponse
-	(*StatFSRequest)(nil),                   // 44: cairn.master.v1.StatFSRequest
-	(*StatFSResponse)(nil),                  // 45: cairn.master.v1.StatFSResponse
-	(*OpenRequest)(nil),                     // 46: cairn.master.v1.OpenRequest
-	(*OpenResponse)(nil),                    // 47: cairn.master.v1.OpenResponse
-	(*ReleaseRequest)(nil),                  // 48: cairn.master.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),                 // 49: cairn.master.v1.ReleaseResponse
-	(*ShardLocation)(nil),                   // 50: cairn.master.v1.ShardLocation
-	(*AllocateSliceRequest)(nil),            // 51: cairn.master.v1.AllocateSliceRequest
-	(*AllocateSliceResponse)(nil),           // 52: cairn.master.v1.AllocateSliceResponse
-	(*ReplaceShardRequest)(nil),             // 53: cairn.master.v1.ReplaceShardRequest
-	(*ReplaceShardResponse)(nil),            // 54: cairn.master.v1.ReplaceShardResponse
-	(*CommitSliceRequest)(nil),              // 55: cairn.master.v1.CommitSliceRequest
-	(*CommitSliceResponse)(nil),             // 56: cairn.master.v1.CommitSliceResponse
-	(*SliceRef)(nil),                        // 57: cairn.master.v1.SliceRef
-	(*GetLayoutRequest)(nil),                // 58: cairn.master.v1.GetLayoutRequest
-	(*GetLayoutResponse)(nil),               // 59: cairn.master.v1.GetLayoutResponse
-	(*ReportBadShardRequest)(nil),           // 60: cairn.master.v1.ReportBadShardRequest
-	(*ReportBadShardResponse)(nil),          // 61: cairn.master.v1.ReportBadShardResponse
-	(*LockRequest)(nil),                     // 62: cairn.master.v1.LockRequest
-	(*LockResponse)(nil),                    // 63: cairn.master.v1.LockResponse
-	(*KeepAliveRequest)(nil),                // 64: cairn.master.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),               // 65: cairn.master.v1.KeepAliveResponse
-	(*MasterInfo)(nil),                      // 66: cairn.master.v1.MasterInfo
-	(*ChunkserverInfo)(nil),                 // 67: cairn.master.v1.ChunkserverInfo
-	(*StatusRequest)(nil),                   // 68: cairn.master.v1.StatusRequest
-	(*StatusResponse)(nil),                  // 69: cairn.master.v1.StatusResponse
-	(*FsckRequest)(nil),                     // 70: cairn.master.v1.FsckRequest
-	(*FsckResponse)(nil),                    // 71: cairn.master.v1.FsckResponse
-	(*RegisterRequest)(nil),                 // 72: cairn.master.v1.RegisterRequest
-	(*RegisterResponse)(nil),                // 73: cairn.master.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),                // 74: cairn.master.v1.HeartbeatRequest
-	(*Order)(nil),                           // 75: cairn.master.v1.Order
-	(*HeartbeatResponse)(nil),               // 76: cairn.master.v1.HeartbeatResponse
-	(*FullReportRequest)(nil),               // 77: cairn.master.v1.FullReportRequest
-	(*FullReportResponse)(nil),              // 78: cairn.master.v1.FullReportResponse
-	(*ReportCorruptRequest)(nil),            // 79: cairn.master.v1.ReportCorruptRequest
-	(*ReportCorruptResponse)(nil),           // 80: cairn.master.v1.ReportCorruptResponse
-	(*OrderDoneRequest)(nil),                // 81: cairn.master.v1.OrderDoneRequest
-	(*OrderDoneResponse)(nil),               // 82: cairn.master.v1.OrderDoneResponse
-	(*AddMasterRequest)(nil),                // 83: cairn.master.v1.AddMasterRequest
-	(*AddMasterResponse)(nil),               // 84: cairn.master.v1.AddMasterResponse
-	(*RemoveMasterRequest)(nil),             // 85: cairn.master.v1.RemoveMasterRequest
-	(*RemoveMasterResponse)(nil),            // 86: cairn.master.v1.RemoveMasterResponse
-	(*DrainRequest)(nil),                    // 87: cairn.master.v1.DrainRequest
-	(*DrainResponse)(nil),                   // 88: cairn.master.v1.DrainResponse
-	(*UndrainRequest)(nil),                  // 89: cairn.master.v1.UndrainRequest
-	(*UndrainResponse)(nil),                 // 90: cairn.master.v1.UndrainResponse
-	(*chunkpb.Layout)(nil),                  // 91: cairn.chunk.v1.Layout
-	(*chunkpb.Token)(nil),                   // 92: cairn.chunk.v1.Token
-	(*chunkpb.ShardID)(nil),                 // 93: cairn.chunk.v1.ShardID
-	(*chunkpb.ReconstructShardRequest)(nil), // 94: cairn.chunk.v1.ReconstructShardRequest
-	(*chunkpb.DeleteShardRequest)(nil),      // 95: cairn.chunk.v1.DeleteShardRequest
-	(*chunkpb.ShardInfo)(nil),               // 96: cairn.chunk.v1.ShardInfo
+	(*ConcatRequest)(nil),                   // 25: cairn.master.v1.ConcatRequest
+	(*ConcatResponse)(nil),                  // 26: cairn.master.v1.ConcatResponse
+	(*RenameRequest)(nil),                   // 27: cairn.master.v1.RenameRequest
+	(*RenameResponse)(nil),                  // 28: cairn.master.v1.RenameResponse
+	(*LinkRequest)(nil),                     // 29: cairn.master.v1.LinkRequest
+	(*LinkResponse)(nil),                    // 30: cairn.master.v1.LinkResponse
+	(*SymlinkRequest)(nil),                  // 31: cairn.master.v1.SymlinkRequest
+	(*SymlinkResponse)(nil),                 // 32: cairn.master.v1.SymlinkResponse
+	(*ReadlinkRequest)(nil),                 // 33: cairn.master.v1.ReadlinkRequest
+	(*ReadlinkResponse)(nil),                // 34: cairn.master.v1.ReadlinkResponse
+	(*DirEntry)(nil),                        // 35: cairn.master.v1.DirEntry
+	(*ReadDirRequest)(nil),                  // 36: cairn.master.v1.ReadDirRequest
+	(*ReadDirResponse)(nil),                 // 37: cairn.master.v1.ReadDirResponse
+	(*GetXattrRequest)(nil),                 // 38: cairn.master.v1.GetXattrRequest
+	(*GetXattrResponse)(nil),                // 39: cairn.master.v1.GetXattrResponse
+	(*SetXattrRequest)(nil),                 // 40: cairn.master.v1.SetXattrRequest
+	(*SetXattrResponse)(nil),                // 41: cairn.master.v1.SetXattrResponse
+	(*ListXattrRequest)(nil),                // 42: cairn.master.v1.ListXattrRequest
+	(*ListXattrResponse)(nil),               // 43: cairn.master.v1.ListXattrResponse
+	(*RemoveXattrRequest)(nil),              // 44: cairn.master.v1.RemoveXattrRequest
+	(*RemoveXattrResponse)(nil),             // 45: cairn.master.v1.RemoveXattrResponse
+	(*StatFSRequest)(nil),                   // 46: cairn.master.v1.StatFSRequest
+	(*StatFSResponse)(nil),                  // 47: cairn.master.v1.StatFSResponse
+	(*OpenRequest)(nil),                     // 48: cairn.master.v1.OpenRequest
+	(*OpenResponse)(nil),                    // 49: cairn.master.v1.OpenResponse
+	(*ReleaseRequest)(nil),                  // 50: cairn.master.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),                 // 51: cairn.master.v1.ReleaseResponse
+	(*ShardLocation)(nil),                   // 52: cairn.master.v1.ShardLocation
+	(*AllocateSliceRequest)(nil),            // 53: cairn.master.v1.AllocateSliceRequest
+	(*AllocateSliceResponse)(nil),           // 54: cairn.master.v1.AllocateSliceResponse
+	(*ReplaceShardRequest)(nil),             // 55: cairn.master.v1.ReplaceShardRequest
+	(*ReplaceShardResponse)(nil),            // 56: cairn.master.v1.ReplaceShardResponse
+	(*CommitSliceRequest)(nil),              // 57: cairn.master.v1.CommitSliceRequest
+	(*CommitSliceResponse)(nil),             // 58: cairn.master.v1.CommitSliceResponse
+	(*SliceRef)(nil),                        // 59: cairn.master.v1.SliceRef
+	(*GetLayoutRequest)(nil),                // 60: cairn.master.v1.GetLayoutRequest
+	(*GetLayoutResponse)(nil),               // 61: cairn.master.v1.GetLayoutResponse
+	(*ReportBadShardRequest)(nil),           // 62: cairn.master.v1.ReportBadShardRequest
+	(*ReportBadShardResponse)(nil),          // 63: cairn.master.v1.ReportBadShardResponse
+	(*LockRequest)(nil),                     // 64: cairn.master.v1.LockRequest
+	(*LockResponse)(nil),                    // 65: cairn.master.v1.LockResponse
+	(*KeepAliveRequest)(nil),                // 66: cairn.master.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),               // 67: cairn.master.v1.KeepAliveResponse
+	(*MasterInfo)(nil),                      // 68: cairn.master.v1.MasterInfo
+	(*ChunkserverInfo)(nil),                 // 69: cairn.master.v1.ChunkserverInfo
+	(*StatusRequest)(nil),                   // 70: cairn.master.v1.StatusRequest
+	(*StatusResponse)(nil),                  // 71: cairn.master.v1.StatusResponse
+	(*FsckRequest)(nil),                     // 72: cairn.master.v1.FsckRequest
+	(*FsckResponse)(nil),                    // 73: cairn.master.v1.FsckResponse
+	(*RegisterRequest)(nil),                 // 74: cairn.master.v1.RegisterRequest
+	(*RegisterResponse)(nil),                // 75: cairn.master.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),                // 76: cairn.master.v1.HeartbeatRequest
+	(*Order)(nil),                           // 77: cairn.master.v1.Order
+	(*HeartbeatResponse)(nil),               // 78: cairn.master.v1.HeartbeatResponse
+	(*FullReportRequest)(nil),               // 79: cairn.master.v1.FullReportRequest
+	(*FullReportResponse)(nil),              // 80: cairn.master.v1.FullReportResponse
+	(*ReportCorruptRequest)(nil),            // 81: cairn.master.v1.ReportCorruptRequest
+	(*ReportCorruptResponse)(nil),           // 82: cairn.master.v1.ReportCorruptResponse
+	(*OrderDoneRequest)(nil),                // 83: cairn.master.v1.OrderDoneRequest
+	(*OrderDoneResponse)(nil),               // 84: cairn.master.v1.OrderDoneResponse
+	(*AddMasterRequest)(nil),                // 85: cairn.master.v1.AddMasterRequest
+	(*AddMasterResponse)(nil),               // 86: cairn.master.v1.AddMasterResponse
+	(*RemoveMasterRequest)(nil),             // 87: cairn.master.v1.RemoveMasterRequest
+	(*RemoveMasterResponse)(nil),            // 88: cairn.master.v1.RemoveMasterResponse
+	(*DrainRequest)(nil),                    // 89: cairn.master.v1.DrainRequest
+	(*DrainResponse)(nil),                   // 90: cairn.master.v1.DrainResponse
+	(*UndrainRequest)(nil),                  // 91: cairn.master.v1.UndrainRequest
+	(*UndrainResponse)(nil),                 // 92: cairn.master.v1.UndrainResponse
+	(*ConcatRequest_Source)(nil),            // 93: cairn.master.v1.ConcatRequest.Source
+	(*chunkpb.Layout)(nil),                  // 94: cairn.chunk.v1.Layout
+	(*chunkpb.Token)(nil),                   // 95: cairn.chunk.v1.Token
+	(*chunkpb.ShardID)(nil),                 // 96: cairn.chunk.v1.ShardID
+	(*chunkpb.ReconstructShardRequest)(nil), // 97: cairn.chunk.v1.ReconstructShardRequest
+	(*chunkpb.DeleteShardRequest)(nil),      // 98: cairn.chunk.v1.DeleteShardRequest
+	(*chunkpb.ShardInfo)(nil),               // 99: cairn.chunk.v1.ShardInfo
 }
 var file_proto_masterpb_master_proto_depIdxs = []int32{
 	0,  // 0: cairn.master.v1.Attr.type:type_name -> cairn.master.v1.FileType
@@ -5747,7 +5934,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,  // 3: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,  // 4: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
 	7,  // 5: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	91, // 6: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
+	94, // 6: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
 	8,  // 7: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
 	7,  // 8: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,  // 9: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
@@ -5756,129 +5943,134 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	8,  // 12: cairn.master.v1.MknodResponse.attr:type_name -> cairn.master.v1.Attr
 	7,  // 13: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
 	7,  // 14: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,  // 15: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
-	1,  // 16: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
-	7,  // 17: cairn.master.v1.LinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,  // 18: cairn.master.v1.LinkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 19: cairn.master.v1.SymlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,  // 20: cairn.master.v1.SymlinkResponse.attr:type_name -> cairn.master.v1.Attr
-	0,  // 21: cairn.master.v1.DirEntry.type:type_name -> cairn.master.v1.FileType
-	8,  // 22: cairn.master.v1.DirEntry.attr:type_name -> cairn.master.v1.Attr
-	33, // 23: cairn.master.v1.ReadDirResponse.entries:type_name -> cairn.master.v1.DirEntry
-	7,  // 24: cairn.master.v1.SetXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	2,  // 25: cairn.master.v1.SetXattrRequest.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
-	7,  // 26: cairn.master.v1.RemoveXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,  // 27: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,  // 28: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 29: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
-	92, // 30: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
-	7,  // 31: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	91, // 32: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
-	50, // 33: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
-	7,  // 34: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
-	50, // 35: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
-	7,  // 36: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	50, // 37: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	8,  // 38: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
-	91, // 39: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
-	50, // 40: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
-	8,  // 41: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
-	57, // 42: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
-	7,  // 43: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
-	3,  // 44: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
-	4,  // 45: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
-	62, // 46: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
-	66, // 47: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
-	67, // 48: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
-	5,  // 49: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
-	93, // 50: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
-	93, // 51: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
-	94, // 52: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
-	95, // 53: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
-	75, // 54: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
-	96, // 55: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
-	93, // 56: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
-	9,  // 57: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
-	11, // 58: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
-	13, // 59: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
-	15, // 60: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
-	17, // 61: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
-	19, // 62: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
-	21, // 63: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
-	23, // 64: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
-	25, // 65: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
-	27, // 66: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
-	29, // 67: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
-	31, // 68: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
-	34, // 69: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
-	36, // 70: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
-	38, // 71: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
-	40, // 72: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
-	42, // 73: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
-	44, // 74: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
-	46, // 75: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
-	48, // 76: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
-	51, // 77: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
-	53, // 78: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
-	55, // 79: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
-	58, // 80: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
-	60, // 81: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
-	62, // 82: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
-	64, // 83: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
-	68, // 84: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
-	70, // 85: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
-	72, // 86: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
-	74, // 87: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
-	77, // 88: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
-	79, // 89: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
-	81, // 90: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
-	83, // 91: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
-	85, // 92: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
-	87, // 93: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
-	89, // 94: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
-	10, // 95: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
-	12, // 96: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
-	14, // 97: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
-	16, // 98: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
-	18, // 99: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
-	20, // 100: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
-	22, // 101: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
-	24, // 102: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
-	26, // 103: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
-	28, // 104: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
-	30, // 105: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
-	32, // 106: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
-	35, // 107: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
-	37, // 108: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
-	39, // 109: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
-	41, // 110: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
-	43, // 111: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
-	45, // 112: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
-	47, // 113: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
-	49, // 114: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
-	52, // 115: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
-	54, // 116: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
-	56, // 117: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
-	59, // 118: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
-	61, // 119: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
-	63, // 120: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
-	65, // 121: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
-	69, // 122: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
-	71, // 123: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
-	73, // 124: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
-	76, // 125: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
-	78, // 126: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
-	80, // 127: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
-	82, // 128: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
-	84, // 129: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
-	86, // 130: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
-	88, // 131: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
-	90, // 132: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
-	95, // [95:133] is the sub-list for method output_type
-	57, // [57:95] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	7,  // 15: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
+	93, // 16: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
+	8,  // 17: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
+	7,  // 18: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
+	1,  // 19: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
+	7,  // 20: cairn.master.v1.LinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,  // 21: cairn.master.v1.LinkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,  // 22: cairn.master.v1.SymlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,  // 23: cairn.master.v1.SymlinkResponse.attr:type_name -> cairn.master.v1.Attr
+	0,  // 24: cairn.master.v1.DirEntry.type:type_name -> cairn.master.v1.FileType
+	8,  // 25: cairn.master.v1.DirEntry.attr:type_name -> cairn.master.v1.Attr
+	35, // 26: cairn.master.v1.ReadDirResponse.entries:type_name -> cairn.master.v1.DirEntry
+	7,  // 27: cairn.master.v1.SetXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	2,  // 28: cairn.master.v1.SetXattrRequest.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
+	7,  // 29: cairn.master.v1.RemoveXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	7,  // 30: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,  // 31: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
+	7,  // 32: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
+	95, // 33: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
+	7,  // 34: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	94, // 35: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
+	52, // 36: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
+	7,  // 37: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
+	52, // 38: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
+	7,  // 39: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	52, // 40: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	8,  // 41: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
+	94, // 42: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
+	52, // 43: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
+	8,  // 44: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
+	59, // 45: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
+	7,  // 46: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
+	3,  // 47: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
+	4,  // 48: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
+	64, // 49: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
+	68, // 50: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
+	69, // 51: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
+	5,  // 52: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
+	96, // 53: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
+	96, // 54: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
+	97, // 55: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
+	98, // 56: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
+	77, // 57: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
+	99, // 58: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
+	96, // 59: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
+	9,  // 60: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
+	11, // 61: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
+	13, // 62: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
+	15, // 63: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
+	17, // 64: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
+	19, // 65: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
+	21, // 66: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
+	23, // 67: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
+	27, // 68: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
+	25, // 69: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
+	29, // 70: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
+	31, // 71: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
+	33, // 72: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
+	36, // 73: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
+	38, // 74: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
+	40, // 75: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
+	42, // 76: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
+	44, // 77: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
+	46, // 78: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
+	48, // 79: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
+	50, // 80: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
+	53, // 81: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
+	55, // 82: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
+	57, // 83: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
+	60, // 84: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
+	62, // 85: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
+	64, // 86: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
+	66, // 87: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
+	70, // 88: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
+	72, // 89: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
+	74, // 90: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
+	76, // 91: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
+	79, // 92: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
+	81, // 93: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
+	83, // 94: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
+	85, // 95: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
+	87, // 96: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
+	89, // 97: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
+	91, // 98: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
+	10, // 99: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
+	12, // 100: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
+	14, // 101: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
+	16, // 102: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
+	18, // 103: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
+	20, // 104: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
+	22, // 105: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
+	24, // 106: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
+	28, // 107: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
+	26, // 108: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
+	30, // 109: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
+	32, // 110: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
+	34, // 111: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
+	37, // 112: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
+	39, // 113: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
+	41, // 114: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
+	43, // 115: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
+	45, // 116: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
+	47, // 117: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
+	49, // 118: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
+	51, // 119: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
+	54, // 120: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
+	56, // 121: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
+	58, // 122: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
+	61, // 123: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
+	63, // 124: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
+	65, // 125: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
+	67, // 126: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
+	71, // 127: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
+	73, // 128: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
+	75, // 129: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
+	78, // 130: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
+	80, // 131: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
+	82, // 132: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
+	84, // 133: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
+	86, // 134: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
+	88, // 135: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
+	90, // 136: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
+	92, // 137: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
+	99, // [99:138] is the sub-list for method output_type
+	60, // [60:99] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_proto_masterpb_master_proto_init() }
@@ -5887,7 +6079,7 @@ func file_proto_masterpb_master_proto_init() {
 		return
 	}
 	file_proto_masterpb_master_proto_msgTypes[7].OneofWrappers = []any{}
-	file_proto_masterpb_master_proto_msgTypes[69].OneofWrappers = []any{
+	file_proto_masterpb_master_proto_msgTypes[71].OneofWrappers = []any{
 		(*Order_Reconstruct)(nil),
 		(*Order_Delete)(nil),
 	}
@@ -5897,7 +6089,7 @@ func file_proto_masterpb_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_masterpb_master_proto_rawDesc), len(file_proto_masterpb_master_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   85,
+			NumMessages:   88,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

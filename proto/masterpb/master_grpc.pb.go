@@ -34,6 +34,7 @@ const (
 	Master_Unlink_FullMethodName         = "/cairn.master.v1.Master/Unlink"
 	Master_Rmdir_FullMethodName          = "/cairn.master.v1.Master/Rmdir"
 	Master_Rename_FullMethodName         = "/cairn.master.v1.Master/Rename"
+	Master_Concat_FullMethodName         = "/cairn.master.v1.Master/Concat"
 	Master_Link_FullMethodName           = "/cairn.master.v1.Master/Link"
 	Master_Symlink_FullMethodName        = "/cairn.master.v1.Master/Symlink"
 	Master_Readlink_FullMethodName       = "/cairn.master.v1.Master/Readlink"
@@ -70,6 +71,9 @@ type MasterClient interface {
 	Unlink(ctx context.Context, in *UnlinkRequest, opts ...grpc.CallOption) (*UnlinkResponse, error)
 	Rmdir(ctx context.Context, in *RmdirRequest, opts ...grpc.CallOption) (*RmdirResponse, error)
 	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*RenameResponse, error)
+	// Concat replaces or creates a file with the concatenation of others,
+	// moving their slices without copying bytes, and removes the sources.
+	Concat(ctx context.Context, in *ConcatRequest, opts ...grpc.CallOption) (*ConcatResponse, error)
 	Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*LinkResponse, error)
 	Symlink(ctx context.Context, in *SymlinkRequest, opts ...grpc.CallOption) (*SymlinkResponse, error)
 	Readlink(ctx context.Context, in *ReadlinkRequest, opts ...grpc.CallOption) (*ReadlinkResponse, error)
@@ -189,6 +193,16 @@ func (c *masterClient) Rename(ctx context.Context, in *RenameRequest, opts ...gr
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RenameResponse)
 	err := c.cc.Invoke(ctx, Master_Rename_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *masterClient) Concat(ctx context.Context, in *ConcatRequest, opts ...grpc.CallOption) (*ConcatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConcatResponse)
+	err := c.cc.Invoke(ctx, Master_Concat_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -418,6 +432,9 @@ type MasterServer interface {
 	Unlink(context.Context, *UnlinkRequest) (*UnlinkResponse, error)
 	Rmdir(context.Context, *RmdirRequest) (*RmdirResponse, error)
 	Rename(context.Context, *RenameRequest) (*RenameResponse, error)
+	// Concat replaces or creates a file with the concatenation of others,
+	// moving their slices without copying bytes, and removes the sources.
+	Concat(context.Context, *ConcatRequest) (*ConcatResponse, error)
 	Link(context.Context, *LinkRequest) (*LinkResponse, error)
 	Symlink(context.Context, *SymlinkRequest) (*SymlinkResponse, error)
 	Readlink(context.Context, *ReadlinkRequest) (*ReadlinkResponse, error)
@@ -479,6 +496,9 @@ func (UnimplementedMasterServer) Rmdir(context.Context, *RmdirRequest) (*RmdirRe
 }
 func (UnimplementedMasterServer) Rename(context.Context, *RenameRequest) (*RenameResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rename not implemented")
+}
+func (UnimplementedMasterServer) Concat(context.Context, *ConcatRequest) (*ConcatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Concat not implemented")
 }
 func (UnimplementedMasterServer) Link(context.Context, *LinkRequest) (*LinkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Link not implemented")
@@ -719,6 +739,24 @@ func _Master_Rename_Handler(srv interface{}, ctx context.Context, dec func(inter
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(MasterServer).Rename(ctx, req.(*RenameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Master_Concat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConcatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServer).Concat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Master_Concat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServer).Concat(ctx, req.(*ConcatRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1118,6 +1156,10 @@ var Master_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rename",
 			Handler:    _Master_Rename_Handler,
+		},
+		{
+			MethodName: "Concat",
+			Handler:    _Master_Concat_Handler,
 		},
 		{
 			MethodName: "Link",

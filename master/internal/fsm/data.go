@@ -197,6 +197,9 @@ func (t *txn) removeInode(ino uint64, n *fsmpb.Inode) error {
 	if err := t.deletePrefix(xattrPrefix(ino)); err != nil {
 		return err
 	}
+	if err := t.dropInodeLocks(ino); err != nil {
+		return err
+	}
 	if n.Type == typeRegular {
 		if err := t.trimChunks(ino, 0); err != nil {
 			return err

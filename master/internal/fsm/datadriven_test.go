@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,10 +201,13 @@ func fmtResult(r Result) string {
 	if r.SliceID != 0 {
 		parts = append(parts, fmt.Sprintf("slice=%d", r.SliceID))
 	}
+	if r.Handle != 0 {
+		parts = append(parts, fmt.Sprintf("handle=%d", r.Handle))
+	}
 	if r.Attr != nil {
 		parts = append(parts, fmtAttr(r.Attr))
 	}
-	if r.Attr == nil && r.SliceID == 0 {
+	if r.Attr == nil && r.SliceID == 0 && r.Handle == 0 {
 		parts = append(parts, "ok")
 	}
 	return strings.Join(parts, " ")
@@ -275,6 +279,44 @@ func (s *scenario) query(name string, a args) (string, error) {
 		}
 		return fmt.Sprintf("%s uid=%d gid=%d v=%d\natime=%s mtime=%s ctime=%s layout=%s", fmtAttr(at), at.Uid, at.Gid,
 			at.Version, fmtTime(at.AtimeUnixNano), fmtTime(at.MtimeUnixNano), fmtTime(at.CtimeUnixNano), layoutName(pol)), nil
+	case "locks":
+		ino, err := s.resolve(p[0])
+		if err != nil {
+			return "", err
+		}
+		ls, err := f.Locks(ino)
+		if err != nil {
+			return "", err
+		}
+		var out []string
+		for _, l := range ls {
+			kind, typ := "posix", "read"
+			if l.Flock {
+				kind = "flock"
+			}
+			if l.Write {
+				typ = "write"
+			}
+			end := strconv.FormatUint(l.End, 10)
+			if l.End == math.MaxUint64 {
+				end = "eof"
+			}
+			out = append(out, fmt.Sprintf("%s/%d %s %s [%d,%s]", l.ClientId, l.Owner, kind, typ, l.Start, end))
+		}
+		if len(out) == 0 {
+			return "none", nil
+		}
+		return strings.Join(out, "\n"), nil
+	case "handles":
+		ino, err := s.resolve(p[0])
+		if err != nil {
+			return "", err
+		}
+		n, err := f.OpenHandles(ino)
+		return fmt.Sprintf("%d open", n), err
+	case "clients":
+		cs, err := f.ClientsWithState()
+		return fmt.Sprintf("%q", cs), err
 	case "readlink":
 		ino, err := s.resolve(p[0])
 		if err != nil {
@@ -625,6 +667,58 @@ func (s *scenario) build(name string, a args) (*fsmpb.Command, error) {
 			}
 			c = cmd(&fsmpb.CommitSlice{Inode: ino, SliceId: id, Offset: off, Length: n})
 		}
+	case "concat":
+		if len(p) < 1 {
+			return nil, fmt.Errorf("concat needs a destination")
+		}
+		dir, base, err := s.resolveParent(p[0])
+		if err != nil {
+			return nil, err
+		}
+		op := &fsmpb.Concat{Dst: &fsmpb.EntryName{Parent: dir, Name: base}, Mode: 0o644}
+		for _, src := range p[1:] {
+			sd, sb, err := s.resolveParent(src)
+			if err != nil {
+				return nil, err
+			}
+			op.Srcs = append(op.Srcs, &fsmpb.EntryName{Parent: sd, Name: sb})
+		}
+		c = cmd(op)
+	case "open", "lock":
+		if err := need(1); err != nil {
+			return nil, err
+		}
+		ino, err := s.resolve(p[0])
+		if err != nil {
+			return nil, err
+		}
+		client, _ := a.str("client")
+		if name == "open" {
+			c = cmd(&fsmpb.OpenHandle{Inode: ino, ClientId: client})
+			break
+		}
+		owner, _, _ := a.num("owner")
+		start, _, _ := a.num("start")
+		end, ok, _ := a.num("end")
+		if !ok {
+			end = math.MaxUint64
+		}
+		c = cmd(&fsmpb.SetLock{Inode: ino, Unlock: a.has("unlock"), Lock: &fsmpb.FileLock{
+			ClientId: client, Owner: owner, Flock: a.has("flock"), Write: a.has("write"), Start: start, End: end,
+		}})
+	case "release":
+		ino, _, err := a.num("ino")
+		if err != nil {
+			return nil, err
+		}
+		h, _, err := a.num("handle")
+		if err != nil {
+			return nil, err
+		}
+		c = cmd(&fsmpb.ReleaseHandle{Inode: ino, Handle: h})
+	case "expire":
+		client, _ := a.str("client")
+		c = cmd(&fsmpb.ExpireClient{ClientId: client})
 	case "ack":
 		op := &fsmpb.AckGarbage{}
 		for _, x := range a {

@@ -66,6 +66,11 @@
 //	r <uvarint len(client)> <client> <request id>   RequestRecord
 //	t <time> <client/request suffix of the r key>   empty; retention index of r
 //	m <master ID>                   MasterRecord: a master's gRPC and HTTP addresses
+//	h <inode> <handle>              Handle: an open handle and its client
+//	H <client> <inode> <handle>     empty; index of a client's handles
+//	o <inode>                       empty; an unlinked inode kept while open
+//	k <inode>                       FileLocks: the locks held on the inode
+//	K <client> <inode>              empty; index of a client's locks
 //
 // Nothing is held in Go memory in proportion to the namespace: lookups are
 // point reads; a directory listing is one prefix scan of d <parent>, in byte
@@ -86,9 +91,9 @@
 // inodes have one link per dentry. When the last link goes the inode, its
 // xattrs and its chunks are deleted at once.
 //
-// TODO(open-unlinked): an unlinked file's data goes at its last unlink even
-// if a client still has it open; Open/Release handles that keep it alive
-// come later.
+// An inode whose last link goes while a client holds it open stays as an
+// orphan until the last handle is released (handles.go). File locks are
+// state too (locks.go), so a leader change keeps them.
 //
 // TODO(permissions): the state machine does not check permissions; the
 // master checks them against the caller's credentials before proposing.

@@ -117,6 +117,8 @@ type Result struct {
 	// SliceID is the slice an allocate made (commit and replaceshard echo
 	// theirs).
 	SliceID uint64
+	// Handle is the handle an open made.
+	Handle uint64
 	// Duplicate is true when the request ID had been applied before: the
 	// fields above are that first application's result.
 	Duplicate bool
@@ -326,7 +328,7 @@ func (t *txn) command(c *fsmpb.Command) (Result, error) {
 			if rec.Op != uint32(opNum) {
 				return Result{Err: newErr(opName, "request", errInval, "request ID reused for another operation")}, nil
 			}
-			return Result{Attr: rec.Attr, Created: rec.Created, SliceID: rec.SliceId, Duplicate: true}, nil
+			return Result{Attr: rec.Attr, Created: rec.Created, SliceID: rec.SliceId, Handle: rec.Handle, Duplicate: true}, nil
 		}
 	}
 	t.begin(c.NowUnixNano)
@@ -348,6 +350,7 @@ func (t *txn) command(c *fsmpb.Command) (Result, error) {
 			Attr:         res.Attr,
 			Created:      res.Created,
 			SliceId:      res.SliceID,
+			Handle:       res.Handle,
 		}
 		if err := setProto(t.b, requestKey(suffix), rec); err != nil {
 			return Result{}, err
@@ -419,6 +422,16 @@ func (t *txn) dispatch(c *fsmpb.Command) (Result, error) {
 		return t.ackGarbage(op.AckGarbage)
 	case *fsmpb.Command_SetMaster:
 		return t.setMaster(op.SetMaster)
+	case *fsmpb.Command_Concat:
+		return t.concat(op.Concat)
+	case *fsmpb.Command_OpenHandle:
+		return t.openHandle(op.OpenHandle)
+	case *fsmpb.Command_ReleaseHandle:
+		return t.releaseHandle(op.ReleaseHandle)
+	case *fsmpb.Command_ExpireClient:
+		return t.expireClient(op.ExpireClient)
+	case *fsmpb.Command_SetLock:
+		return t.setLock(op.SetLock)
 	}
 	return Result{}, newErr("apply", "command", errInval, "unknown operation")
 }

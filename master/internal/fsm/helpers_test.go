@@ -231,6 +231,16 @@ func cmd(op any) *fsmpb.Command {
 		c.Op = &fsmpb.Command_CommitSlice{CommitSlice: o}
 	case *fsmpb.AckGarbage:
 		c.Op = &fsmpb.Command_AckGarbage{AckGarbage: o}
+	case *fsmpb.Concat:
+		c.Op = &fsmpb.Command_Concat{Concat: o}
+	case *fsmpb.OpenHandle:
+		c.Op = &fsmpb.Command_OpenHandle{OpenHandle: o}
+	case *fsmpb.ReleaseHandle:
+		c.Op = &fsmpb.Command_ReleaseHandle{ReleaseHandle: o}
+	case *fsmpb.ExpireClient:
+		c.Op = &fsmpb.Command_ExpireClient{ExpireClient: o}
+	case *fsmpb.SetLock:
+		c.Op = &fsmpb.Command_SetLock{SetLock: o}
 	default:
 		panic(fmt.Sprintf("cmd: %T", op)) // test bug
 	}

@@ -277,14 +277,15 @@ func (t *txn) entry(op, obj string, parent uint64, name string) (dir *fsmpb.Inod
 	return dir, ino, n, nil
 }
 
-// dropLink removes one link to a non-directory and the inode with its last.
+// dropLink removes one link to a non-directory; with its last the inode
+// goes too, or becomes an orphan while it is open (see handles.go).
 func (t *txn) dropLink(ino uint64, n *fsmpb.Inode) error {
 	n.Nlink--
 	if n.Nlink > 0 {
 		t.touch(ino, n)
 		return nil
 	}
-	return t.removeInode(ino, n)
+	return t.orphanOrRemove(ino, n)
 }
 
 func (t *txn) rmdir(c *fsmpb.Rmdir) (Result, error) {

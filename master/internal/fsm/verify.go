@@ -47,6 +47,10 @@ func (f *FSM) Verify() error {
 		expiry:    make(map[string]bool),
 		reqs:      make(map[string]int64),
 		reqTimes:  make(map[string]int64),
+		handles:   make(map[uint64]int),
+		handleIdx: make(map[string]bool),
+		orphans:   make(map[uint64]bool),
+		locks:     make(map[uint64][]*fsmpb.FileLock),
 	}
 	it, err := v.NewIter(nil)
 	if err != nil {
@@ -105,6 +109,34 @@ func (f *FSM) Verify() error {
 			if proto.Unmarshal(val, &rec) != nil || rec.Id != string(k[1:]) {
 				c.fail("bad master record %q", k)
 			}
+		case tHandle:
+			var h fsmpb.Handle
+			if len(k) != 17 || proto.Unmarshal(val, &h) != nil || h.ClientId == "" {
+				c.fail("bad handle record %q", k)
+				continue
+			}
+			c.handles[u64At(k, 1)]++
+			c.handleIdx[string(clientHandleKey(h.ClientId, u64At(k, 1), u64At(k, 9)))] = true
+			if u64At(k, 9) >= c.meta.NextHandle {
+				c.fail("handle %d not below next handle %d", u64At(k, 9), c.meta.NextHandle)
+			}
+		case tClientHandle:
+			c.clientHandles = append(c.clientHandles, string(k))
+		case tOrphan:
+			if len(k) != 9 {
+				c.fail("bad orphan key %q", k)
+				continue
+			}
+			c.orphans[u64At(k, 1)] = true
+		case tLock:
+			var fl fsmpb.FileLocks
+			if len(k) != 9 || proto.Unmarshal(val, &fl) != nil || len(fl.Locks) == 0 {
+				c.fail("bad or empty lock record %q", k)
+				continue
+			}
+			c.locks[u64At(k, 1)] = fl.Locks
+		case tClientLock:
+			c.clientLocks = append(c.clientLocks, string(k))
 		case tRestore:
 			c.fail("restore marker present")
 		default:
@@ -124,6 +156,7 @@ func (f *FSM) Verify() error {
 	c.checkInodes()
 	c.checkSlices()
 	c.checkRequests()
+	c.checkHandlesAndLocks()
 	return c.err()
 }
 
@@ -139,8 +172,16 @@ type checker struct {
 	expiry    map[string]bool
 	reqs      map[string]int64
 	reqTimes  map[string]int64
-	logical   uint64
-	problems  []string
+	// handles counts each inode's open handles; handleIdx holds the client
+	// index keys the handles imply, clientHandles the ones stored.
+	handles       map[uint64]int
+	handleIdx     map[string]bool
+	clientHandles []string
+	orphans       map[uint64]bool
+	locks         map[uint64][]*fsmpb.FileLock
+	clientLocks   []string
+	logical       uint64
+	problems      []string
 }
 
 func (c *checker) fail(format string, args ...any) {
@@ -266,7 +307,7 @@ func (c *checker) checkInodes() {
 			} else if n.Size != 0 && n.Type != typeSymlink {
 				c.fail("inode %d of type %v has size %d", ino, n.Type, n.Size)
 			}
-			if int(n.Nlink) != c.links[ino] || n.Nlink == 0 {
+			if int(n.Nlink) != c.links[ino] || (n.Nlink == 0 && !c.orphans[ino]) {
 				c.fail("inode %d has nlink %d and %d dentries", ino, n.Nlink, c.links[ino])
 			}
 		}
@@ -355,5 +396,62 @@ func (c *checker) checkRequests() {
 		if _, ok := c.reqs[k]; !ok {
 			c.fail("retention entry %q for no request", k)
 		}
+	}
+}
+
+// checkHandlesAndLocks checks open handles, orphans and locks: every
+// orphan is an unlinked inode still open, every handle and lock belongs to
+// an existing inode, and the per-client indexes match the records.
+func (c *checker) checkHandlesAndLocks() {
+	for ino := range c.orphans {
+		n := c.inodes[ino]
+		switch {
+		case n == nil:
+			c.fail("orphan %d has no inode", ino)
+		case n.Nlink != 0 || c.links[ino] != 0:
+			c.fail("orphan %d still has links", ino)
+		case c.handles[ino] == 0:
+			c.fail("orphan %d is not open", ino)
+		}
+	}
+	for ino := range c.handles {
+		if c.inodes[ino] == nil {
+			c.fail("handle of missing inode %d", ino)
+		}
+	}
+	for _, k := range c.clientHandles {
+		if !c.handleIdx[k] {
+			c.fail("client handle index %q for no handle", k)
+		}
+		delete(c.handleIdx, k)
+	}
+	for k := range c.handleIdx {
+		c.fail("handle without client index %q", k)
+	}
+	want := make(map[string]bool)
+	for ino, ls := range c.locks {
+		if c.inodes[ino] == nil {
+			c.fail("locks of missing inode %d", ino)
+		}
+		for i, l := range ls {
+			if l.Start > l.End || l.ClientId == "" {
+				c.fail("inode %d has a bad lock %v", ino, l)
+			}
+			want[string(clientLockKey(l.ClientId, ino))] = true
+			for _, o := range ls[i+1:] {
+				if LockConflict([]*fsmpb.FileLock{l}, o) != nil {
+					c.fail("inode %d holds conflicting locks %v and %v", ino, l, o)
+				}
+			}
+		}
+	}
+	for _, k := range c.clientLocks {
+		if !want[k] {
+			c.fail("client lock index %q for no lock", k)
+		}
+		delete(want, k)
+	}
+	for k := range want {
+		c.fail("lock without client index %q", k)
 	}
 }

@@ -1,0 +1,239 @@
+package fsm
+
+import (
+	"encoding/binary"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cairnfs/cairn/proto/fsmpb"
+)
+
+// Open handles and orphans.
+//
+// POSIX lets a process keep reading and writing a file after its last name
+// is gone. A client records each open with OpenHandle; when the last link of
+// an inode with handles goes, the inode stays as an orphan (nlink 0, no
+// dentry, listed under o <inode>) and is removed with its data when its last
+// handle is released. Handles belong to a client ID: when that client's
+// lease lapses the leader proposes ExpireClient, which releases them all, so
+// a crashed client cannot pin data forever.
+//
+// Keys:
+//
+//	h <inode> <handle>                      Handle
+//	H <uvarint len(client)> <client> <inode> <handle>   empty; the client's handles
+//	o <inode>                               empty; an orphan inode
+
+const (
+	tHandle       = 'h'
+	tClientHandle = 'H'
+	tOrphan       = 'o'
+)
+
+func handlePrefix(ino uint64) []byte { return appendU64([]byte{tHandle}, ino) }
+
+func handleKey(ino, h uint64) []byte { return appendU64(handlePrefix(ino), h) }
+
+// clientPrefix is the client part of the H and K index keys.
+func clientPrefix(table byte, client string) []byte {
+	k := binary.AppendUvarint([]byte{table}, uint64(len(client)))
+	return append(k, client...)
+}
+
+func clientHandleKey(client string, ino, h uint64) []byte {
+	return appendU64(appendU64(clientPrefix(tClientHandle, client), ino), h)
+}
+
+func orphanKey(ino uint64) []byte { return appendU64([]byte{tOrphan}, ino) }
+
+func checkClient(op, obj, client string) error {
+	switch {
+	case client == "":
+		return newErr(op, obj, errInval, "no client ID")
+	case len(client) > MaxClientIDLen:
+		return newErr(op, obj, errInval, "client ID too long")
+	}
+	return nil
+}
+
+func (t *txn) openHandle(c *fsmpb.OpenHandle) (Result, error) {
+	const op = "open"
+	obj := objIno(c.Inode)
+	if err := checkClient(op, obj, c.ClientId); err != nil {
+		return Result{}, err
+	}
+	n, err := t.inode(c.Inode)
+	if err != nil {
+		return Result{}, err
+	}
+	switch {
+	case n == nil:
+		return Result{}, newErr(op, obj, errNoEnt, "")
+	case n.Type == typeDir:
+		return Result{}, newErr(op, obj, errIsDir, "")
+	}
+	if t.meta.NextHandle == 0 {
+		t.meta.NextHandle = 1
+	}
+	h := t.meta.NextHandle
+	t.meta.NextHandle++
+	if err := setProto(t.b, handleKey(c.Inode, h), &fsmpb.Handle{ClientId: c.ClientId, OpenedUnixNano: t.now}); err != nil {
+		return Result{}, err
+	}
+	if err := t.b.Set(clientHandleKey(c.ClientId, c.Inode, h), nil, nil); err != nil {
+		return Result{}, err
+	}
+	return Result{Attr: attrOf(c.Inode, n), Handle: h}, nil
+}
+
+func (t *txn) releaseHandle(c *fsmpb.ReleaseHandle) (Result, error) {
+	const op = "release"
+	obj := objIno(c.Inode)
+	var rec fsmpb.Handle
+	ok, err := getProto(t.b, handleKey(c.Inode, c.Handle), &rec, "handle")
+	if err != nil {
+		return Result{}, err
+	}
+	if !ok {
+		return Result{}, newErr(op, obj, errNoEnt, "no such handle")
+	}
+	return Result{}, t.dropHandle(c.Inode, c.Handle, rec.ClientId)
+}
+
+// dropHandle deletes a handle and, if it was an orphan's last, the orphan.
+// Write phase only.
+func (t *txn) dropHandle(ino, h uint64, client string) error {
+	if err := t.b.Delete(handleKey(ino, h), nil); err != nil {
+		return err
+	}
+	if err := t.b.Delete(clientHandleKey(client, ino, h), nil); err != nil {
+		return err
+	}
+	orphan, err := exists(t.b, orphanKey(ino))
+	if err != nil || !orphan {
+		return err
+	}
+	open, err := t.hasHandles(ino)
+	if err != nil || open {
+		return err
+	}
+	n, err := t.existing(ino)
+	if err != nil {
+		return err
+	}
+	if err := t.b.Delete(orphanKey(ino), nil); err != nil {
+		return err
+	}
+	return t.removeInode(ino, n)
+}
+
+// hasHandles reports whether inode ino is open anywhere.
+func (t *txn) hasHandles(ino uint64) (bool, error) {
+	p := handlePrefix(ino)
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return false, err
+	}
+	open := it.First()
+	return open, it.Close()
+}
+
+// orphanOrRemove is what happens to a non-directory inode whose last link
+// went: it becomes an orphan while open, else it is removed. Write phase.
+func (t *txn) orphanOrRemove(ino uint64, n *fsmpb.Inode) error {
+	open, err := t.hasHandles(ino)
+	if err != nil {
+		return err
+	}
+	if !open {
+		return t.removeInode(ino, n)
+	}
+	t.touch(ino, n)
+	return t.b.Set(orphanKey(ino), nil, nil)
+}
+
+// expireClient releases every handle and lock of a client.
+func (t *txn) expireClient(c *fsmpb.ExpireClient) (Result, error) {
+	const op = "expireclient"
+	if err := checkClient(op, "client", c.ClientId); err != nil {
+		return Result{}, err
+	}
+	p := clientPrefix(tClientHandle, c.ClientId)
+	type handle struct{ ino, h uint64 }
+	var hs []handle
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return Result{}, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != len(p)+16 {
+			continue // another client's ID with this one as a prefix cannot occur: the length leads
+		}
+		hs = append(hs, handle{u64At(k, len(p)), u64At(k, len(p)+8)})
+	}
+	if err := it.Close(); err != nil {
+		return Result{}, err
+	}
+	for _, h := range hs {
+		if err := t.dropHandle(h.ino, h.h, c.ClientId); err != nil {
+			return Result{}, err
+		}
+	}
+	return Result{}, t.dropClientLocks(c.ClientId)
+}
+
+// ClientsWithState lists the client IDs that hold open handles or locks,
+// so that the leader can track their leases.
+func (f *FSM) ClientsWithState() ([]string, error) {
+	v, err := f.view(false)
+	if err != nil {
+		return nil, err
+	}
+	defer v.close()
+	var out []string
+	for _, table := range []byte{tClientHandle, tClientLock} {
+		p := []byte{table}
+		it, err := v.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return nil, err
+		}
+		for ok := it.First(); ok; {
+			k := it.Key()
+			l, w := binary.Uvarint(k[1:])
+			if w <= 0 || uint64(len(k)) < 1+uint64(w)+l {
+				ok = it.Next()
+				continue
+			}
+			client := string(k[1+w : 1+w+int(l)])
+			if len(out) == 0 || out[len(out)-1] != client {
+				out = append(out, client)
+			}
+			// Skip the rest of this client's keys.
+			ok = it.SeekGE(prefixEnd(clientPrefix(table, client)))
+		}
+		if err := it.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// OpenHandles counts inode ino's open handles.
+func (f *FSM) OpenHandles(ino uint64) (int, error) {
+	v, err := f.view(false)
+	if err != nil {
+		return 0, err
+	}
+	defer v.close()
+	p := handlePrefix(ino)
+	it, err := v.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	return n, it.Close()
+}
