@@ -206,10 +206,9 @@ func TestKillChunkserverDuringWrite(t *testing.T) {
 	// 8 MiB slices: several are uploaded during the Writes, some before
 	// and some after the kill.
 	cl := dialConfig(t, client.ClientConfig{Masters: c.MasterAddrs(), Data: client.Config{WriteBuffer: 8 << 20}})
-	size, killAt := 48<<20, 20<<20
-	if raceEnabled {
-		size, killAt = 24<<20, 12<<20
-	}
+	// 200 MiB even under the race detector: the kill must land in the
+	// middle of a long stream of slices, as in real use.
+	size, killAt := 200<<20, 90<<20
 	data := randomBytes(2, size)
 
 	f, err := cl.Create(context.Background(), "/big")
