@@ -35,6 +35,8 @@ commands:
   mkdir [-p] REMOTE...     make directories
   rm [-r] REMOTE...        remove files (and, with -r, directories)
   mv SRC DST               rename
+  ln [-s] TARGET LINK      make a hard (or, with -s, symbolic) link
+  du REMOTE...             bytes of the files under each operand
   stat REMOTE...           show attributes
   status                   show masters and chunkservers
 
@@ -83,8 +85,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	masters := fl.String("master", "", "comma-separated master addresses")
 	dir := fl.String("dir", "", "local cluster directory")
 	var (
-		long, parents, recursive bool
-		nMasters, nChunk         int
+		long, parents, recursive, symbolic bool
+		nMasters, nChunk                   int
 	)
 	switch e.cmd {
 	case "ls":
@@ -93,10 +95,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fl.BoolVar(&parents, "p", false, "make parents as needed; no error if the directory exists")
 	case "rm":
 		fl.BoolVar(&recursive, "r", false, "remove directories and their contents")
+	case "ln":
+		fl.BoolVar(&symbolic, "s", false, "make a symbolic link")
 	case "up":
 		fl.IntVar(&nMasters, "masters", 1, "number of masters (1 or 3)")
 		fl.IntVar(&nChunk, "chunkservers", 6, "number of chunkservers")
-	case "put", "get", "cat", "mv", "stat", "status":
+	case "put", "get", "cat", "mv", "stat", "status", "du":
 	default:
 		fmt.Fprintf(stderr, "dfs: unknown command %q\n\n%s", e.cmd, usage)
 		return 1
@@ -119,6 +123,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	want := map[string][2]int{ // min, max operands (-1: any)
 		"put": {2, 2}, "get": {2, 2}, "cat": {1, -1}, "ls": {0, -1}, "mkdir": {1, -1},
 		"rm": {1, -1}, "mv": {2, 2}, "stat": {1, -1}, "status": {0, 0},
+		"ln": {2, 2}, "du": {1, -1},
 	}[e.cmd]
 	if len(operands) < want[0] || (want[1] >= 0 && len(operands) > want[1]) {
 		fmt.Fprintf(stderr, "dfs: %s: wrong number of arguments\n\n%s", e.cmd, usage)
@@ -211,6 +216,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return status
 	case "status":
 		return e.status(cl)
+	case "ln":
+		return e.ln(cl, operands[0], operands[1], symbolic)
+	case "du":
+		return e.du(cl, operands)
 	}
 	return 1
 }
@@ -324,6 +333,7 @@ func remoteTarget(ctx context.Context, cl *client.Client, remote, base string) s
 
 func (e *env) put(cl *client.Client, local, remote string) int {
 	var src io.Reader = e.stdin
+	total := int64(-1)
 	if local != "-" {
 		f, err := os.Open(local)
 		if err != nil {
@@ -331,19 +341,24 @@ func (e *env) put(cl *client.Client, local, remote string) int {
 		}
 		defer f.Close()
 		src = f
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			total = fi.Size()
+		}
 		remote = remoteTarget(e.ctx, cl, remote, filepath.Base(local))
 	}
 	f, err := cl.Create(e.ctx, remote)
 	if err != nil {
 		return e.fail(remote, err)
 	}
-	_, err = io.Copy(f, src)
+	bar := newProgress(e.stderr, "put "+remote, total)
+	_, err = io.Copy(progressWriter{f, bar}, src)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return e.fail(remote, err)
 	}
+	bar.finish()
 	return 0
 }
 
@@ -361,7 +376,16 @@ func (e *env) get(cl *client.Client, remote, local string) int {
 	if err != nil {
 		return e.fail(local, err)
 	}
-	err = e.copyOut(cl, remote, out)
+	var w io.Writer = out
+	var bar *progress
+	if fi, serr := cl.Stat(e.ctx, remote); serr == nil {
+		bar = newProgress(e.stderr, "get "+remote, fi.Size())
+		w = progressWriter{out, bar}
+	}
+	err = e.copyOut(cl, remote, w)
+	if err == nil {
+		bar.finish()
+	}
 	if cerr := out.Close(); err == nil && cerr != nil {
 		return e.fail(local, cerr)
 	}

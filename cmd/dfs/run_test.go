@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -123,6 +124,23 @@ func TestDfs(t *testing.T) {
 	}
 	if out := mustDfs(t, nil, "status", d); !strings.Contains(out, "cs3") || !strings.Contains(out, "leader") {
 		t.Fatalf("status: %q", out)
+	}
+
+	// Links and du: a hard link shares the inode (du counts it once), a
+	// symbolic link keeps its target as given.
+	mustDfs(t, nil, "ln", d, "/x/y/data.bin", "/x/hard")
+	mustDfs(t, nil, "ln", d, "-s", "y/data.bin", "/x/soft")
+	if out := mustDfs(t, nil, "stat", d, "/x/hard"); !strings.Contains(out, "Links: 2") {
+		t.Fatalf("stat of a hard link: %q", out)
+	}
+	if out := mustDfs(t, nil, "cat", d, "/x/soft"); out != string(data) {
+		t.Fatalf("cat through a symlink: %d bytes", len(out))
+	}
+	if out := mustDfs(t, nil, "du", d, "/x"); out != fmt.Sprintf("%d\t/x\n", len(data)+6) {
+		t.Fatalf("du: %q", out)
+	}
+	if code, _, errs := dfs(t, nil, "ln", d, "/x/nope", "/x/n2"); code != 1 || !strings.Contains(errs, "no such file") {
+		t.Fatalf("ln of a missing file: %d %q", code, errs)
 	}
 
 	// Errors: exit 1 and a message naming the command and operand.
