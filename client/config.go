@@ -25,6 +25,10 @@ const (
 	// DefaultShardReadTimeout bounds one ReadShard call; a shard that takes
 	// longer is treated as failed and the read turns degraded.
 	DefaultShardReadTimeout = 30 * time.Second
+	// DefaultShardStallTimeout is how long a shard stream may go without
+	// delivering a cell before the read stops waiting for it and rebuilds
+	// its cells from other shards.
+	DefaultShardStallTimeout = 3 * time.Second
 	// DefaultSliceWriteTimeout bounds one pass of a slice's shard streams.
 	DefaultSliceWriteTimeout = 5 * time.Minute
 	// DefaultReplaceRounds is how many times an upload asks the master for
@@ -55,6 +59,10 @@ type Config struct {
 	ReadAhead int64
 	// ShardReadTimeout bounds one ReadShard call.
 	ShardReadTimeout time.Duration
+	// ShardStallTimeout bounds the wait for each cell of a ReadShard
+	// stream (and for its first answer): a slow or hung chunkserver turns
+	// the read degraded instead of holding it up.
+	ShardStallTimeout time.Duration
 	// SliceWriteTimeout bounds one pass of shard streams of one slice.
 	SliceWriteTimeout time.Duration
 	// ReplaceRounds is how many rounds of substitutes an upload asks for;
@@ -100,6 +108,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShardReadTimeout <= 0 {
 		c.ShardReadTimeout = DefaultShardReadTimeout
+	}
+	if c.ShardStallTimeout <= 0 {
+		c.ShardStallTimeout = DefaultShardStallTimeout
 	}
 	if c.SliceWriteTimeout <= 0 {
 		c.SliceWriteTimeout = DefaultSliceWriteTimeout

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,6 +38,9 @@ type sliceRead struct {
 	pooled [][]byte
 	bad    []bool
 	errs   []error
+	// patient marks shards that stalled once and are asked again, without
+	// a stall limit, because too few others are left.
+	patient []bool
 }
 
 // readSlice reads len(dst) bytes of slice s from slice offset off into
@@ -53,7 +57,7 @@ func (d *DataPath) readSlice(ctx context.Context, s *sliceInfo, off int64, dst [
 		return nil
 	}
 	r0, r1 := exts[0].Row, exts[len(exts)-1].Row
-	rd := &sliceRead{d: d, s: s, r0: r0, bad: make([]bool, l.Shards()), errs: make([]error, l.Shards())}
+	rd := &sliceRead{d: d, s: s, r0: r0, bad: make([]bool, l.Shards()), errs: make([]error, l.Shards()), patient: make([]bool, l.Shards())}
 	defer rd.release()
 	rd.grid = make([][][]byte, l.Shards())
 	for i := range rd.grid {
@@ -177,6 +181,16 @@ func (rd *sliceRead) plan(lo, hi int64) (map[int][2]int64, error) {
 		return nil, nil
 	}
 	if complete+len(candidates) < k {
+		// Before giving up, wait for the shards that were only slow: a
+		// loaded machine is not a lost shard.
+		for i := range rd.bad {
+			if rd.bad[i] && !rd.patient[i] && errors.Is(rd.errs[i], errStalled) {
+				rd.bad[i], rd.errs[i], rd.patient[i] = false, nil, true
+				candidates = append(candidates, i)
+			}
+		}
+	}
+	if complete+len(candidates) < k {
 		var missing []int
 		for i := range rd.bad {
 			if rd.bad[i] {
@@ -252,7 +266,9 @@ func (rd *sliceRead) fetch(ctx context.Context, want map[int][2]int64) {
 		}
 	}
 	for sh := range want {
-		if err := rd.errs[sh]; err != nil && ctx.Err() == nil {
+		// A stalled shard is slow, not damaged: the read goes around it
+		// without asking the master to repair it.
+		if err := rd.errs[sh]; err != nil && ctx.Err() == nil && !errors.Is(err, errStalled) {
 			loc := rd.s.shards[sh]
 			rd.d.log.Warn("shard read failed", "slice", rd.s.id, "shard", sh, "chunkserver", loc.ChunkserverId, "err", err)
 			rd.d.reportBad(rd.s.id, uint32(sh), loc.ChunkserverId, err.Error())
@@ -287,12 +303,29 @@ func (rd *sliceRead) fetchShard(ctx context.Context, sh int, lo, hi int64, keep 
 	}
 	ctx, cancel := context.WithTimeout(ctx, rd.d.cfg.ShardReadTimeout)
 	defer cancel()
+	// A stall timer cancels the stream when no cell arrives for
+	// ShardStallTimeout: a slow server must not hold the read up when k
+	// other shards can serve it.
+	ctx, stall := context.WithCancelCause(ctx)
+	defer stall(nil)
+	stallAfter := rd.d.cfg.ShardStallTimeout
+	if rd.patient[sh] {
+		stallAfter = rd.d.cfg.ShardReadTimeout
+	}
+	timer := time.AfterFunc(stallAfter, func() { stall(errStalled) })
+	defer timer.Stop()
+	stalled := func(err error) error {
+		if errors.Is(context.Cause(ctx), errStalled) {
+			return fail(fmt.Errorf("%w: no data for %v", errStalled, stallAfter))
+		}
+		return fail(err)
+	}
 	st, err := client.ReadShard(ctx, &chunkpb.ReadShardRequest{
 		Shard:  &chunkpb.ShardID{SliceId: s.id, Index: uint32(sh)},
 		Offset: uint64(from), Length: uint64(to - from),
 	})
 	if err != nil {
-		return fail(err)
+		return stalled(err)
 	}
 	next := from
 	first := true
@@ -305,8 +338,9 @@ func (rd *sliceRead) fetchShard(ctx context.Context, sh int, lo, hi int64, keep 
 			if status.Code(err) == codes.DeadlineExceeded && ctx.Err() != nil {
 				return fail(fmt.Errorf("no answer within %v: %w", rd.d.cfg.ShardReadTimeout, err))
 			}
-			return fail(err)
+			return stalled(err)
 		}
+		timer.Reset(stallAfter)
 		if first {
 			first = false
 			if m.ShardLength != uint64(shardLen) || m.CellSize != uint32(cs) {
@@ -338,6 +372,10 @@ func (rd *sliceRead) fetchShard(ctx context.Context, sh int, lo, hi int64, keep 
 	}
 	return nil
 }
+
+// errStalled marks a shard stream that delivered nothing for
+// Config.ShardStallTimeout.
+var errStalled = errors.New("shard stream stalled")
 
 // release returns the fetched cells to the codec's pool.
 func (rd *sliceRead) release() {
