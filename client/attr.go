@@ -103,6 +103,7 @@ func (f *File) Truncate(size int64) error {
 		return f.err("truncate", err)
 	}
 	f.mu.size = size
+	f.version = 0
 	if f.mu.r != nil {
 		return f.err("truncate", f.mu.r.Refresh(ctx))
 	}

@@ -70,6 +70,9 @@ type Config struct {
 	ReplaceRounds int
 	// IdleBuffers bounds the pooled idle buffer bytes.
 	IdleBuffers int64
+	// LayoutCache is how many files' layouts are cached
+	// (DefaultLayoutCache); negative disables the cache.
+	LayoutCache int
 	// DialOptions are added to the chunkserver connections' options
 	// (interceptors, credentials).
 	DialOptions []grpc.DialOption
@@ -108,6 +111,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShardReadTimeout <= 0 {
 		c.ShardReadTimeout = DefaultShardReadTimeout
+	}
+	if c.LayoutCache == 0 {
+		c.LayoutCache = DefaultLayoutCache
 	}
 	if c.ShardStallTimeout <= 0 {
 		c.ShardStallTimeout = DefaultShardStallTimeout

@@ -26,6 +26,8 @@ type DataPath struct {
 	log   *slog.Logger
 	conns *ConnPool
 	bufs  *bufPool
+	// layouts caches files' layouts by version (layoutcache.go).
+	layouts *layoutCache
 
 	reports   chan *masterpb.ReportBadShardRequest
 	stop      context.CancelFunc
@@ -59,6 +61,7 @@ func New(meta Metadata, cfg Config) (*DataPath, error) {
 		log:       cfg.Logger,
 		conns:     NewConnPool(cfg.DialOptions...),
 		bufs:      newBufPool(cfg.IdleBuffers),
+		layouts:   newLayoutCache(cfg.LayoutCache),
 		reports:   make(chan *masterpb.ReportBadShardRequest, 64),
 		reporterD: make(chan struct{}),
 	}

@@ -27,6 +27,8 @@ type File struct {
 	inode uint64
 	flag  int
 	isDir bool
+	// version is the file's version when opened, for the layout cache.
+	version uint64
 
 	mu struct {
 		sync.Mutex
@@ -95,6 +97,7 @@ func (c *Client) OpenFile(ctx context.Context, p string, flag int, perm fs.FileM
 	}
 	f := &File{c: c, name: p, inode: attr.Inode, flag: flag, isDir: isDir}
 	f.mu.size = int64(attr.Size)
+	f.version = attr.Version
 	return f, nil
 }
 
@@ -168,6 +171,7 @@ func (f *File) writeAtLocked(p []byte, off int64) (int, error) {
 	defer cancel()
 	n, err := f.mu.w.WriteAt(ctx, p, off)
 	if n > 0 {
+		f.version = 0 // the version seen at open no longer describes the file
 		f.mu.dirty = true
 		f.mu.size = max(f.mu.size, off+int64(n))
 	}
@@ -221,7 +225,7 @@ func (f *File) readAtLocked(p []byte, off int64) (int, error) {
 		}
 	}
 	if f.mu.r == nil {
-		r, err := f.c.data.OpenReader(ctx, f.inode)
+		r, err := f.c.data.OpenReaderAt(ctx, f.inode, f.version)
 		if err != nil {
 			return 0, f.err("read", err)
 		}

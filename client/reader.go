@@ -36,10 +36,11 @@ type Reader struct {
 
 // fileLayout is a file's resolved metadata at one moment.
 type fileLayout struct {
-	inode  uint64
-	size   int64
-	inline []byte // the file's bytes when they live in the inode
-	refs   []sliceRef
+	inode   uint64
+	version uint64
+	size    int64
+	inline  []byte // the file's bytes when they live in the inode
+	refs    []sliceRef
 }
 
 // sliceRef places bytes [sliceOff, sliceOff+length) of a slice at file
@@ -70,10 +71,14 @@ func (d *DataPath) OpenReader(ctx context.Context, inode uint64) (*Reader, error
 	if err != nil {
 		return nil, err
 	}
+	return d.newReader(inode, lay), nil
+}
+
+func (d *DataPath) newReader(inode uint64, lay *fileLayout) *Reader {
 	r := &Reader{d: d, inode: inode}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.lay = lay
-	return r, nil
+	return r
 }
 
 // Size is the file's size in the Reader's current layout.
@@ -267,7 +272,7 @@ func (d *DataPath) fetchLayout(ctx context.Context, inode uint64) (*fileLayout, 
 	if res.Attr.Size > 1<<62 {
 		return nil, bad("size %d", res.Attr.Size)
 	}
-	lay := &fileLayout{inode: inode, size: int64(res.Attr.Size)}
+	lay := &fileLayout{inode: inode, version: res.Attr.Version, size: int64(res.Attr.Size)}
 	if len(res.InlineData) > 0 {
 		lay.inline = res.InlineData
 	}
@@ -285,7 +290,7 @@ func (d *DataPath) fetchLayout(ctx context.Context, inode uint64) (*fileLayout, 
 			if ref.SliceLength > 1<<62 {
 				return nil, bad("slice %d: length %d", ref.SliceId, ref.SliceLength)
 			}
-			si = &sliceInfo{id: ref.SliceId, layout: l, length: int64(ref.SliceLength), shards: make([]*masterpb.ShardLocation, l.Shards())}
+			si = &sliceInfo{id: ref.SliceId, inode: inode, layout: l, length: int64(ref.SliceLength), shards: make([]*masterpb.ShardLocation, l.Shards())}
 			for _, loc := range ref.Shards {
 				if loc != nil && int(loc.Index) < len(si.shards) {
 					si.shards[loc.Index] = loc
@@ -298,6 +303,7 @@ func (d *DataPath) fetchLayout(ctx context.Context, inode uint64) (*fileLayout, 
 		}
 		lay.refs = append(lay.refs, sliceRef{s: si, fileOff: int64(ref.FileOffset), sliceOff: int64(ref.SliceOffset), length: int64(ref.Length)})
 	}
+	d.layouts.put(lay)
 	return lay, nil
 }
 

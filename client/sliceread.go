@@ -19,6 +19,7 @@ import (
 // sliceInfo is one committed slice as the reader needs it.
 type sliceInfo struct {
 	id     uint64
+	inode  uint64 // the file whose layout named it
 	layout erasure.Layout
 	length int64
 	// shards is indexed by shard index; nil where no location is known
@@ -272,6 +273,7 @@ func (rd *sliceRead) fetch(ctx context.Context, want map[int][2]int64) {
 			loc := rd.s.shards[sh]
 			rd.d.log.Warn("shard read failed", "slice", rd.s.id, "shard", sh, "chunkserver", loc.ChunkserverId, "err", err)
 			rd.d.reportBad(rd.s.id, uint32(sh), loc.ChunkserverId, err.Error())
+			rd.d.layouts.drop(rd.s.inode)
 		}
 	}
 }
