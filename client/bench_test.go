@@ -93,8 +93,13 @@ func cpuSeconds() float64 {
 // reads it back sequentially in 1 MiB reads, then stops one chunkserver and
 // reads it again (degraded: that server holds a data shard of 4 slices in
 // 6, a parity shard of the rest). It reports MB/s and the client's CPU
-// seconds per GiB for each phase. The file is CAIRN_BENCH_MIB MiB (default
-// 256); run it with -benchtime 1x:
+// seconds per GiB for each phase, the client's peak RSS, and the baselines
+// measured in the same run on the same file system: a raw sequential write
+// of the same size with fsync (what dd bs=1M conv=fsync does) and its read
+// back (page cache dropped first when permitted, cold=1). The ratios are
+// the targets: write ÷ (raw write ÷ 1.5, the parity overhead),
+// read ÷ raw read, degraded ÷ healthy read. The file is CAIRN_BENCH_MIB MiB
+// (default 256); run it with -benchtime 1x:
 //
 //	CAIRN_BENCH_MIB=1024 go test -run '^$' -bench Sequential -benchtime 1x ./client/
 func BenchmarkSequential(b *testing.B) {
@@ -144,6 +149,31 @@ func BenchmarkSequential(b *testing.B) {
 		}
 		return nil
 	}
+	rawW, rawR, cold := rawBaseline(b, size, block)
+	rates := map[string]float64{}
+	phase = func(name string, f func() error) {
+		start, cpu := time.Now(), cpuSeconds()
+		if err := f(); err != nil {
+			b.Fatalf("%s: %v", name, err)
+		}
+		secs, cpuUsed := time.Since(start).Seconds(), cpuSeconds()-cpu
+		rates[name] = float64(size) / 1e6 / secs
+		b.ReportMetric(rates[name], name+"-MB/s")
+		b.ReportMetric(cpuUsed/(float64(size)/(1<<30)), name+"-cpu-s/GiB")
+	}
+	b.Cleanup(func() {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+		b.ReportMetric(rawW, "raw-write-MB/s")
+		b.ReportMetric(rawR, "raw-read-MB/s")
+		b.ReportMetric(cold, "cold")
+		if rates["write"] > 0 {
+			b.ReportMetric(rates["write"]/(rawW/1.5), "write-ratio")
+			b.ReportMetric(rates["read"]/rawR, "read-ratio")
+			b.ReportMetric(rates["degraded"]/rates["read"], "degraded-ratio")
+		}
+	})
 	b.ResetTimer()
 	for n := range b.N {
 		inode := uint64(n + 1)
@@ -163,4 +193,44 @@ func BenchmarkSequential(b *testing.B) {
 	cmds[0].Wait()
 	meta.markDead(servers[0].id)
 	phase("degraded", func() error { return read(1) })
+}
+
+// rawBaseline writes size bytes to a file with fsync and reads them back,
+// in the directory the chunkservers use, returning both rates in MB/s and
+// 1 if the page cache was dropped before the read (0 if not permitted).
+func rawBaseline(b *testing.B, size int64, block []byte) (write, read, cold float64) {
+	path := b.TempDir() + "/raw"
+	defer os.Remove(path)
+	start := time.Now()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for off := int64(0); off < size; off += int64(len(block)) {
+		if _, err := f.Write(block); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	write = float64(size) / 1e6 / time.Since(start).Seconds()
+	cold = 1
+	if os.WriteFile("/proc/sys/vm/drop_caches", []byte("1\n"), 0) != nil {
+		cold = 0
+	}
+	start = time.Now()
+	if f, err = os.Open(path); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, len(block))
+	for {
+		if _, err := io.ReadFull(f, buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	read = float64(size) / 1e6 / time.Since(start).Seconds()
+	return write, read, cold
 }
