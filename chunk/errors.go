@@ -23,6 +23,7 @@ import (
 //	ResourceExhausted  the disk or the configured capacity is full
 //	PermissionDenied   a missing, forged, expired or mismatched token
 //	DataLoss           stored bytes are corrupt
+//	FailedPrecondition a rebuild found too few readable sources
 //	Unavailable        the server is shutting down, or its store failed
 //	Canceled           the client went away
 func toStatus(op string, err error) error {
@@ -42,6 +43,8 @@ func toStatus(op string, err error) error {
 		return status.Error(codes.AlreadyExists, msg)
 	case errors.Is(err, shardstore.ErrNoSpace):
 		return status.Error(codes.ResourceExhausted, msg)
+	case errors.Is(err, errNoSources):
+		return status.Error(codes.FailedPrecondition, msg)
 	case errors.Is(err, shardstore.ErrInvalid), errors.Is(err, errBadRequest):
 		return status.Error(codes.InvalidArgument, msg)
 	case errors.Is(err, errOutOfRange):
@@ -65,4 +68,6 @@ var (
 	errBadRequest   = errors.New("bad request")
 	errOutOfRange   = errors.New("out of range")
 	errShuttingDown = errors.New("chunkserver is shutting down")
+	// errNoSources: a rebuild found fewer readable sources than it needs.
+	errNoSources = errors.New("too few readable sources")
 )

@@ -17,6 +17,8 @@ type metrics struct {
 	scrubShards  prometheus.Counter
 	scrubCorrupt prometheus.Counter
 	scrubPasses  prometheus.Counter
+	// rebuiltBytes counts bytes of shards stored by ReconstructShard.
+	rebuiltBytes prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, id string) (*metrics, error) {
@@ -59,8 +61,12 @@ func newMetrics(reg prometheus.Registerer, id string) (*metrics, error) {
 			Namespace: "cairn", Subsystem: "chunk", Name: "scrub_passes_total",
 			Help: "Completed scrub passes over the whole store.", ConstLabels: labels,
 		}),
+		rebuiltBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "cairn", Subsystem: "chunk", Name: "rebuilt_bytes_total",
+			Help: "Bytes of shards rebuilt or copied here by repair.", ConstLabels: labels,
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.bytesIn, m.bytesOut, m.ops, m.latency, m.activeWrites, m.scrubBytes, m.scrubShards, m.scrubCorrupt, m.scrubPasses} {
+	for _, c := range []prometheus.Collector{m.bytesIn, m.bytesOut, m.ops, m.latency, m.activeWrites, m.scrubBytes, m.scrubShards, m.scrubCorrupt, m.scrubPasses, m.rebuiltBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

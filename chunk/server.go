@@ -3,7 +3,9 @@
 // (proto/chunkpb). Writes need a token minted by the master with the cluster
 // key; every cell's checksum is verified before a write is acknowledged, and
 // a write is acknowledged only once the whole shard is durable. A scrubber
-// re-verifies stored cells in the background at a configured rate.
+// re-verifies stored cells in the background at a configured rate, and
+// ReconstructShard rebuilds a lost shard here from surviving ones on other
+// chunkservers when the master orders a repair (reconstruct.go).
 //
 // A Server is a library first: New binds its listeners and opens the store,
 // Run serves until its context is cancelled, then shuts down gracefully.
@@ -88,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	codec := shardcodec.New()
-	s.svc = &service{store: store, codec: codec, signer: signer, metrics: m, now: cfg.Now, draining: s.draining}
+	s.svc = &service{store: store, codec: codec, signer: signer, metrics: m, peers: newPeerPool(codec), now: cfg.Now, draining: s.draining}
 	s.grpc = grpc.NewServer(
 		grpc.ForceServerCodecV2(codec),
 		// A message carries one cell plus a little framing.
@@ -223,6 +225,7 @@ func (s *Server) run(ctx context.Context) error {
 		s.grpc.Stop()
 		<-stopped
 	}
+	s.svc.peers.close()
 	if httpSrv != nil {
 		httpSrv.Close()
 	}
@@ -250,5 +253,6 @@ func (s *Server) Close() error {
 		s.httpLis.Close()
 	}
 	s.grpc.Stop()
+	s.svc.peers.close()
 	return s.store.Close()
 }

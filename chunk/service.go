@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairnfs/cairn/chunk/internal/shardstore"
@@ -25,6 +24,10 @@ type service struct {
 	codec   *shardcodec.Codec
 	signer  *token.Signer
 	metrics *metrics
+	// peers are connections to other chunkservers, for repair sources.
+	peers *peerPool
+	// changes are the shards stored and deleted since the last heartbeat.
+	changes changes
 	now     func() time.Time
 	// draining is closed when shutdown starts; new writes are refused.
 	draining <-chan struct{}
@@ -121,6 +124,7 @@ func (s *service) WriteShard(stream chunkpb.Chunk_WriteShardServer) (err error) 
 	if err != nil {
 		return err
 	}
+	s.changes.note(storeID(h.Shard), true)
 	return stream.SendAndClose(&chunkpb.WriteShardResponse{Length: info.Length, Cells: info.Cells()})
 }
 
@@ -181,6 +185,7 @@ func (s *service) DeleteShard(ctx context.Context, req *chunkpb.DeleteShardReque
 	if err != nil {
 		return nil, err
 	}
+	s.changes.note(storeID(req.Shard), false)
 	return &chunkpb.DeleteShardResponse{Existed: existed}, nil
 }
 
@@ -234,12 +239,6 @@ func (s *service) ListShards(req *chunkpb.ListShardsRequest, stream chunkpb.Chun
 		return stream.Send(out)
 	}
 	return nil
-}
-
-// ReconstructShard implements chunkpb.ChunkServer. Repair is scheduled by
-// the master; until it orders rebuilds, the call is refused plainly.
-func (s *service) ReconstructShard(ctx context.Context, req *chunkpb.ReconstructShardRequest) (*chunkpb.ReconstructShardResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "chunk: reconstruct shard %s: repair is not implemented yet", shardName(req.GetShard()))
 }
 
 // after returns the ID just past id in store order.

@@ -166,25 +166,8 @@ func TestRestartAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Let every replica apply everything, then compare.
-	leader := c.nodes[c.leader()].srv
-	want := dumpTree(t, leader.fsm)
-	waitFor(t, 10*time.Second, "replicas to converge", func() bool {
-		for _, nd := range c.running() {
-			if nd.srv.AppliedIndex() != leader.AppliedIndex() {
-				return false
-			}
-		}
-		return true
-	})
-	index := leader.AppliedIndex()
-	for _, nd := range c.running() {
-		if err := sameTree(want, dumpTree(t, nd.srv.fsm)); err != nil {
-			t.Fatalf("%s before restart: %v", nd.id, err)
-		}
-	}
-
-	// A chunkserver registered with this leader...
+	// A chunkserver registered with this leader (which records it in the
+	// replicated chunkserver directory)...
 	heartbeat := func() error {
 		return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 			_, err := masterpb.NewRegistryClient(cc).Heartbeat(ctx, &masterpb.HeartbeatRequest{Id: "cs-1", CapacityBytes: 1 << 40, FreeBytes: 1 << 40})
@@ -202,6 +185,24 @@ func TestRestartAll(t *testing.T) {
 	}
 	if err := heartbeat(); err != nil {
 		t.Fatal(err)
+	}
+
+	// Let every replica apply everything, then compare.
+	leader := c.nodes[c.leader()].srv
+	want := dumpTree(t, leader.fsm)
+	waitFor(t, 10*time.Second, "replicas to converge", func() bool {
+		for _, nd := range c.running() {
+			if nd.srv.AppliedIndex() != leader.AppliedIndex() {
+				return false
+			}
+		}
+		return true
+	})
+	index := leader.AppliedIndex()
+	for _, nd := range c.running() {
+		if err := sameTree(want, dumpTree(t, nd.srv.fsm)); err != nil {
+			t.Fatalf("%s before restart: %v", nd.id, err)
+		}
 	}
 
 	for _, id := range c.order {

@@ -192,6 +192,9 @@ type Config struct {
 	// ClientLease is how long a client's open handles and locks survive
 	// without a KeepAlive from it (DefaultClientLease).
 	ClientLease time.Duration
+	// Repair tunes rebuilding, garbage collection and draining (see
+	// RepairConfig).
+	Repair RepairConfig
 }
 
 // Validate fills in defaults and reports what is missing or inconsistent.

@@ -46,6 +46,13 @@ func (s *Server) toStatus(err error) error {
 	case errors.Is(err, errShuttingDown), errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, raft.ErrEnqueueTimeout):
 		return masterpb.NotLeaderError("", err.Error())
 	case errors.Is(err, placement.ErrTooFewServers):
+		// Servers that are only late (suspect: a loaded machine, a long
+		// GC pause) or not yet heard from may be back in a moment: the
+		// client should retry, not report a full file system.
+		var tf *placement.TooFewServersError
+		if errors.As(err, &tf) && tf.Eligible+tf.Suspect+tf.Unknown >= tf.Need {
+			return status.Error(codes.Unavailable, err.Error())
+		}
 		return masterpb.ErrnoError(syscall.ENOSPC, err.Error())
 	case errors.Is(err, fsm.ErrNeedsRestore):
 		return masterpb.ErrnoError(syscall.EAGAIN, err.Error())

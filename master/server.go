@@ -99,6 +99,8 @@ type Server struct {
 
 	// reg is the chunkserver registry of the current leadership epoch.
 	reg atomic.Pointer[registry.Registry]
+	// repair rebuilds, collects and drains while this master leads.
+	repair *repairer
 
 	// stopping is closed when shutdown begins: waits give up.
 	stopping chan struct{}
@@ -155,6 +157,7 @@ func New(cfg Config) (*Server, error) {
 	s.mu.lead = leadership{ready: make(chan struct{}), ended: make(chan struct{})}
 	reg, _ := registry.New(regCfg)
 	s.reg.Store(reg)
+	s.repair = newRepairer(s)
 
 	ok := false
 	defer func() {
@@ -342,6 +345,11 @@ func (s *Server) run(ctx context.Context) (err error) {
 	go func() {
 		defer s.wg.Done()
 		s.expireLeases(work)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.repair.run(work)
 	}()
 
 	serveErr := make(chan error, 2)

@@ -86,28 +86,42 @@ func (s *Server) setMaster(ctx context.Context, m *fsmpb.SetMaster) error {
 	return err
 }
 
-// Drain marks a chunkserver as draining: it takes no new shards. The mark
-// is soft state of the current leader (lost at a leader change) until
-// drains are recorded through Raft; moving the shards off is repair work,
-// not implemented yet.
+// Drain marks a chunkserver as draining: it takes no new shards, keeps
+// serving reads, and repair moves its shards to other servers (least
+// redundant slices first, after any rebuilds). The mark is recorded
+// through Raft, so a new leader keeps draining; Status shows the server
+// "drained" once it holds no shard any slice needs.
 func (a *adminService) Drain(ctx context.Context, req *masterpb.DrainRequest) (*masterpb.DrainResponse, error) {
-	if err := a.s.leaderOnly(ctx); err != nil {
+	if err := a.s.setDrain(ctx, "drain", req.ChunkserverId, true); err != nil {
 		return nil, err
 	}
-	if req.ChunkserverId == "" {
-		return nil, invalid("drain", "chunkserver ID is required")
-	}
-	a.s.registry().Drain(req.ChunkserverId)
 	return &masterpb.DrainResponse{}, nil
 }
 
-// Undrain clears a drain mark.
+// Undrain clears a drain mark; shards already moved stay where they are.
 func (a *adminService) Undrain(ctx context.Context, req *masterpb.UndrainRequest) (*masterpb.UndrainResponse, error) {
-	if err := a.s.leaderOnly(ctx); err != nil {
+	if err := a.s.setDrain(ctx, "undrain", req.ChunkserverId, false); err != nil {
 		return nil, err
 	}
-	a.s.registry().Undrain(req.ChunkserverId)
 	return &masterpb.UndrainResponse{}, nil
+}
+
+func (s *Server) setDrain(ctx context.Context, op, id string, on bool) error {
+	if err := s.leaderOnly(ctx); err != nil {
+		return err
+	}
+	if id == "" {
+		return invalid(op, "chunkserver ID is required")
+	}
+	if _, err := s.propose(ctx, nil, &fsmpb.Command{Op: &fsmpb.Command_SetDrain{SetDrain: &fsmpb.SetDrain{ChunkserverId: id, Draining: on}}}); err != nil {
+		return err
+	}
+	if on {
+		s.registry().Drain(id)
+	} else {
+		s.registry().Undrain(id)
+	}
+	return nil
 }
 
 // Status describes the cluster as this master sees it; any master answers
@@ -117,8 +131,10 @@ func (a *adminService) Undrain(ctx context.Context, req *masterpb.UndrainRequest
 // index are exact for the answering master, while for the others state
 // is "leader", "follower" or "nonvoter" as this master believes, and term
 // and applied index are 0. Chunkservers are the leader's registry (empty
-// on a follower); slices counts committed slices. Degraded and lost slice
-// counts and repair bytes await repair and are 0.
+// on a follower), a draining one shown "drained" once it holds no shard a
+// slice needs; slices counts committed slices; degraded and lost slices
+// and the bytes left to rebuild come from the leader's latest repair scan
+// (0 on a follower).
 func (m *masterService) Status(ctx context.Context, _ *masterpb.StatusRequest) (*masterpb.StatusResponse, error) {
 	s := m.s
 	resp := &masterpb.StatusResponse{}
@@ -153,11 +169,21 @@ func (m *masterService) Status(ctx context.Context, _ *masterpb.StatusRequest) (
 		}
 		resp.Masters = append(resp.Masters, info)
 	}
+	sum, holding, _ := s.repair.status()
 	for _, sv := range s.registry().Servers() {
+		state := sv.Status()
+		if n, scanned := holding[sv.ID]; state == "draining" && scanned && n == 0 {
+			state = "drained"
+		}
 		resp.Chunkservers = append(resp.Chunkservers, &masterpb.ChunkserverInfo{
-			Id: sv.ID, Address: sv.Address, Rack: sv.Rack, State: sv.Status(),
+			Id: sv.ID, Address: sv.Address, Rack: sv.Rack, State: state,
 			CapacityBytes: sv.Capacity, FreeBytes: sv.Free, Shards: uint64(sv.Shards),
 		})
+	}
+	if s.IsLeader() {
+		resp.SlicesDegraded = uint64(sum.Degraded)
+		resp.SlicesLost = uint64(sum.Lost)
+		resp.RepairBytesLeft = sum.BytesLeft
 	}
 	if st, err := s.fsm.StatFS(); err == nil {
 		resp.Slices = st.CommittedSlices

@@ -10,6 +10,8 @@ import (
 	"github.com/cairnfs/cairn/erasure"
 	"github.com/cairnfs/cairn/master/internal/fsm"
 	"github.com/cairnfs/cairn/master/internal/placement"
+	"github.com/cairnfs/cairn/master/internal/registry"
+	"github.com/cairnfs/cairn/master/internal/repair"
 	"github.com/cairnfs/cairn/proto/chunkpb"
 	"github.com/cairnfs/cairn/proto/fsmpb"
 	"github.com/cairnfs/cairn/proto/masterpb"
@@ -34,6 +36,9 @@ func (m *masterService) AllocateSlice(ctx context.Context, req *masterpb.Allocat
 	policy, err := s.fsm.LayoutPolicy(req.Inode)
 	if err != nil {
 		return nil, s.toStatus(err)
+	}
+	if err := s.registryWarm(op); err != nil {
+		return nil, err
 	}
 	view := s.registry().View()
 	live := 0
@@ -147,6 +152,9 @@ func (m *masterService) ReplaceShard(ctx context.Context, req *masterpb.ReplaceS
 		if int(sh.Index) < len(current) {
 			current[sh.Index] = sh.ChunkserverId
 		}
+	}
+	if err := s.registryWarm(op); err != nil {
+		return nil, err
 	}
 	spec := placement.Spec{
 		Layout:    l.String(),
@@ -293,12 +301,18 @@ func (m *masterService) GetLayout(ctx context.Context, req *masterpb.GetLayoutRe
 	return &masterpb.GetLayoutResponse{Attr: attr, Slices: refs}, nil
 }
 
-// ReportBadShard records a client's report of a missing or corrupt shard.
-// Repair is not implemented yet: the report is logged and counted.
+// ReportBadShard records a client's report of a missing or corrupt shard:
+// repair rebuilds it elsewhere if it is still recorded on that server.
 func (m *masterService) ReportBadShard(ctx context.Context, req *masterpb.ReportBadShardRequest) (*masterpb.ReportBadShardResponse, error) {
 	if err := m.s.leaderOnly(ctx); err != nil {
 		return nil, err
 	}
 	m.s.log.Warn("bad shard reported", "slice", req.SliceId, "index", req.Index, "chunkserver", req.ChunkserverId, "reason", req.Reason)
+	// A reader cannot tell a damaged shard from a server that is down: a
+	// report about a server that is not live is left to the dead-server
+	// grace period, so a restart does not start a rebuild.
+	if sv, ok := m.s.registry().Get(req.ChunkserverId); ok && sv.State == registry.Live {
+		m.s.repair.reportBad(req.ChunkserverId, []repair.Key{{Slice: req.SliceId, Index: req.Index}})
+	}
 	return &masterpb.ReportBadShardResponse{}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/cairnfs/cairn/master/internal/registry"
+	"github.com/cairnfs/cairn/master/internal/repair"
 	"github.com/cairnfs/cairn/proto/chunkpb"
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
@@ -42,6 +43,11 @@ func (r *registryService) Register(ctx context.Context, req *masterpb.RegisterRe
 	if prev != req.Address {
 		s.log.Info("chunkserver registered", "chunkserver", req.Id, "address", req.Address, "previous", prev, "rack", req.Rack)
 	}
+	// A process that registers again has lost the orders it was running.
+	s.repair.forget(req.Id)
+	if err := s.recordChunkserver(ctx, req.Id, req.Address); err != nil {
+		return nil, err
+	}
 	return &masterpb.RegisterResponse{HeartbeatIntervalMs: uint32(reg.HeartbeatInterval().Milliseconds())}, nil
 }
 
@@ -56,7 +62,7 @@ func (r *registryService) Heartbeat(ctx context.Context, req *masterpb.Heartbeat
 		return nil, unknownChunkserver("heartbeat", err)
 	}
 	sv, ok := reg.Get(req.Id)
-	return &masterpb.HeartbeatResponse{FullReportWanted: ok && !sv.Reported}, nil
+	return &masterpb.HeartbeatResponse{FullReportWanted: ok && !sv.Reported, Orders: s.repair.ordersFor(req.Id)}, nil
 }
 
 // unknownChunkserver is the answer to a chunkserver the leader does not
@@ -108,9 +114,9 @@ func (r *registryService) FullReport(stream masterpb.Registry_FullReportServer) 
 	}
 }
 
-// ReportCorrupt is the scrubber's report. Repair is not implemented yet:
-// the report is logged and the shards leave the server's inventory, so
-// they no longer count as copies.
+// ReportCorrupt is the scrubber's report: the shards leave the server's
+// inventory and are marked unreadable there, so the next repair scan
+// rebuilds them elsewhere and then deletes the bad copies.
 func (r *registryService) ReportCorrupt(ctx context.Context, req *masterpb.ReportCorruptRequest) (*masterpb.ReportCorruptResponse, error) {
 	s := r.s
 	if err := s.leaderOnly(ctx); err != nil {
@@ -125,15 +131,31 @@ func (r *registryService) ReportCorrupt(ctx context.Context, req *masterpb.Repor
 		return nil, unknownChunkserver("report corrupt", err)
 	}
 	s.log.Warn("chunkserver reports corrupt shards", "chunkserver", req.Id, "shards", len(req.Shards))
+	s.repair.reportBad(req.Id, repairKeys(req.Shards))
 	return &masterpb.ReportCorruptResponse{}, nil
 }
 
-// OrderDone acknowledges an order's outcome; no orders are issued yet.
+// OrderDone records an order's outcome: a rebuilt shard's new location
+// goes through Raft before the answer. Orders this leader did not issue
+// are acknowledged and ignored.
 func (r *registryService) OrderDone(ctx context.Context, req *masterpb.OrderDoneRequest) (*masterpb.OrderDoneResponse, error) {
 	if err := r.s.leaderOnly(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.s.repair.done(ctx, req.Id, req.OrderId, req.Error); err != nil {
+		return nil, r.s.toStatus(err)
+	}
 	return &masterpb.OrderDoneResponse{}, nil
+}
+
+func repairKeys(in []*chunkpb.ShardID) []repair.Key {
+	out := make([]repair.Key, 0, len(in))
+	for _, sh := range in {
+		if sh != nil {
+			out = append(out, repair.Key{Slice: sh.SliceId, Index: sh.Index})
+		}
+	}
+	return out
 }
 
 func shardIDs(in []*chunkpb.ShardID) []registry.ShardID {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairnfs/cairn/erasure"
 	"github.com/cairnfs/cairn/internal/token"
@@ -186,8 +187,15 @@ func TestSingleMasterSlices(t *testing.T) {
 	}
 	ino := f.Attr.Inode
 
-	// No chunkservers: a clear error.
-	_, err = mc.AllocateSlice(ctx, &masterpb.AllocateSliceRequest{Header: header(), Inode: ino, Length: 1 << 20})
+	// No chunkservers: Unavailable while the new leader's registry
+	// refills (a heartbeat interval), then a clear error.
+	for {
+		_, err = mc.AllocateSlice(ctx, &masterpb.AllocateSliceRequest{Header: header(), Inode: ino, Length: 1 << 20})
+		if status.Code(err) != codes.Unavailable {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	wantErrno(t, err, codes.ResourceExhausted, syscall.ENOSPC)
 
 	// A heartbeat from an unknown chunkserver: register again.

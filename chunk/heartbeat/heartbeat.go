@@ -4,6 +4,12 @@
 // (the leader changed or forgot the server) and following NotLeader answers
 // to the leader's address.
 //
+// The master answers heartbeats with orders (rebuild a shard here, delete
+// one); the loop runs them, at most Config.MaxOrders at once, and reports
+// each outcome with OrderDone. An order repeated by the master while it
+// runs is not started twice. Shards the scrubber finds corrupt (queued in
+// a CorruptQueue) are reported with ReportCorrupt.
+//
 // It lives outside package chunk so that the chunkserver library stays
 // free of any master client; it depends only on the wire protocol
 // (proto/masterpb, proto/chunkpb). cmd/chunkserver and internal/cluster run
@@ -34,6 +40,17 @@ type Node interface {
 	ID() string
 	Addr() string
 	Usage() (capacity, free, shards uint64)
+}
+
+// ChangeReporter is a Node that can say which shards it stored and deleted
+// since it was last asked (*chunk.Server can); heartbeats then carry them,
+// so the master's inventory follows without waiting for a full report.
+type ChangeReporter interface {
+	// ShardChanges returns and forgets the changes since the last call;
+	// overflow means some were dropped and a full report is needed.
+	ShardChanges() (added, removed []*chunkpb.ShardID, overflow bool)
+	// ReturnShardChanges hands back changes that could not be delivered.
+	ReturnShardChanges(added, removed []*chunkpb.ShardID)
 }
 
 // Defaults for Config fields left zero.
@@ -67,6 +84,15 @@ type Config struct {
 	// ListShards, if set, lists the node's shards for full reports; nil
 	// lists them with the chunkserver's own ListShards RPC at Node.Addr().
 	ListShards func(ctx context.Context, fn func([]*chunkpb.ShardInfo) error) error
+	// MaxOrders bounds the master's orders (repairs, deletions) run at
+	// once. Default DefaultMaxOrders.
+	MaxOrders int
+	// OrderTimeout bounds one order. Default DefaultOrderTimeout.
+	OrderTimeout time.Duration
+	// Executor carries orders out; nil calls the node's own Chunk service.
+	Executor Executor
+	// Corrupt, if set, queues the scrubber's findings for ReportCorrupt.
+	Corrupt *CorruptQueue
 	// Logger receives the loop's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -88,6 +114,12 @@ func (c *Config) Validate() error {
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = DefaultMaxBackoff
 	}
+	if c.MaxOrders <= 0 {
+		c.MaxOrders = DefaultMaxOrders
+	}
+	if c.OrderTimeout <= 0 {
+		c.OrderTimeout = DefaultOrderTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +132,7 @@ type loop struct {
 	conns map[string]*grpc.ClientConn
 	addr  string // the master believed to lead
 	next  int    // index into Masters of the next master to try
+	ex    *executor
 }
 
 // Run keeps cfg.Node registered until ctx is cancelled, then returns nil.
@@ -111,6 +144,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	l := &loop{cfg: cfg, conns: map[string]*grpc.ClientConn{}, addr: cfg.Masters[0]}
 	defer l.close()
+	exec := cfg.Executor
+	if exec == nil {
+		var err error
+		if exec, err = l.defaultExecutor(); err != nil {
+			return err
+		}
+	}
+	l.ex = newExecutor(exec, cfg.MaxOrders, cfg.OrderTimeout)
+	defer l.ex.stop()
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		interval, err := l.register(ctx)
@@ -211,27 +253,59 @@ func (l *loop) beat(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	lastReport := time.Now()
+	var corrupt <-chan struct{}
+	if l.cfg.Corrupt != nil {
+		corrupt = l.cfg.Corrupt.kick
+		l.reportCorrupt(ctx) // what queued while unregistered
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case r := <-l.ex.done:
+			// Report every finished order, then heartbeat at once to
+			// pick up more work rather than idle until the tick.
+			for more := true; more; {
+				l.ex.finished(r.id)
+				l.reportDone(ctx, r)
+				select {
+				case r = <-l.ex.done:
+				default:
+					more = false
+				}
+			}
+		case <-corrupt:
+			l.reportCorrupt(ctx)
+			continue
 		}
 		capacity, free, _ := n.Usage()
+		var added, removed []*chunkpb.ShardID
+		overflow := false
+		cr, deltas := n.(ChangeReporter)
+		if deltas {
+			added, removed, overflow = cr.ShardChanges()
+		}
 		var resp *masterpb.HeartbeatResponse
 		err := l.call(ctx, func(ctx context.Context, rc masterpb.RegistryClient) error {
 			var err error
-			resp, err = rc.Heartbeat(ctx, &masterpb.HeartbeatRequest{Id: n.ID(), CapacityBytes: capacity, FreeBytes: free})
+			resp, err = rc.Heartbeat(ctx, &masterpb.HeartbeatRequest{Id: n.ID(), CapacityBytes: capacity, FreeBytes: free, Added: added, Removed: removed})
 			return err
 		})
+		if err != nil && deltas {
+			// A registration's full report covers them if it comes to
+			// that; handing them back keeps them for the next beat too.
+			cr.ReturnShardChanges(added, removed)
+		}
 		if err != nil {
 			if status.Code(err) == codes.NotFound {
 				return nil // register again, at once
 			}
 			return fmt.Errorf("heartbeat: %s: %w", n.ID(), err)
 		}
+		l.ex.start(resp.GetOrders())
 		due := l.cfg.FullReportInterval > 0 && time.Since(lastReport) >= l.cfg.FullReportInterval
-		if resp.GetFullReportWanted() || due {
+		if resp.GetFullReportWanted() || due || overflow {
 			lastReport = time.Now()
 			if err := l.fullReport(ctx); err != nil {
 				l.cfg.Logger.Warn("full report failed", "chunkserver", n.ID(), "err", err)

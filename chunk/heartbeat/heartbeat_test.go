@@ -97,6 +97,11 @@ func (f *fakeRegistry) counts() (registers, beats, reports, shards int) {
 
 func serve(t *testing.T, r *fakeRegistry) string {
 	t.Helper()
+	return serveRegistry(t, r)
+}
+
+func serveRegistry(t *testing.T, r masterpb.RegistryServer) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

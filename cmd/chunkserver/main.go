@@ -37,6 +37,7 @@ func run() error {
 		scrub   string
 		masters string
 		adv     string
+		orders  int
 	)
 	fs := flag.NewFlagSet("chunkserver", flag.ContinueOnError)
 	fs.StringVar(&cfg.ID, "id", "", "chunkserver ID, stable across restarts (required)")
@@ -51,6 +52,7 @@ func run() error {
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", chunk.DefaultShutdownGrace, "how long to let streams finish on shutdown")
 	fs.StringVar(&masters, "master", "", "comma-separated master gRPC addresses to register with (empty: do not register)")
 	fs.StringVar(&adv, "advertise", "", "address the master hands out for this chunkserver (default: the bound address)")
+	fs.IntVar(&orders, "max-orders", heartbeat.DefaultMaxOrders, "repair and delete orders from the master run at once")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -66,6 +68,8 @@ func run() error {
 		return fmt.Errorf("--scrub-rate: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	corrupt := heartbeat.NewCorruptQueue()
+	cfg.OnCorrupt = corrupt.Add
 	srv, err := chunk.New(cfg)
 	if err != nil {
 		return err
@@ -88,7 +92,7 @@ func run() error {
 	hbCtx, hbStop := context.WithCancel(ctx)
 	hbDone := make(chan error, 1)
 	go func() {
-		hbDone <- heartbeat.Run(hbCtx, heartbeat.Config{Masters: addrs, Node: node, Rack: cfg.Rack, Logger: cfg.Logger})
+		hbDone <- heartbeat.Run(hbCtx, heartbeat.Config{Masters: addrs, Node: node, Rack: cfg.Rack, MaxOrders: orders, Corrupt: corrupt, Logger: cfg.Logger})
 	}()
 	err = srv.Run(ctx)
 	hbStop()

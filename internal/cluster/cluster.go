@@ -68,6 +68,21 @@ type Config struct {
 	// DefaultLayout is the masters' default layout ("" chooses by the
 	// number of live chunkservers).
 	DefaultLayout string
+	// DeadAfter is the masters' dead-server grace: how long a silent
+	// chunkserver waits before its shards are rebuilt elsewhere (zero:
+	// the master default). Tests of repair set it short.
+	DeadAfter time.Duration
+	// ClientLease is how long the masters keep a silent client's open
+	// handles and locks (zero: the master default). Tests of lock
+	// recovery set it short.
+	ClientLease time.Duration
+	// Repair tunes the masters' rebuilding, garbage collection and
+	// draining.
+	Repair master.RepairConfig
+	// ScrubBytesPerSecond turns the chunkservers' scrubbers on at that
+	// pace (0: off); ScrubInterval is the pause between passes.
+	ScrubBytesPerSecond uint64
+	ScrubInterval       time.Duration
 	// Logger receives every node's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -309,7 +324,11 @@ func (c *Cluster) startMaster(nd *masterNode, rl, gl net.Listener, peers []maste
 		ClusterKey:        c.cfg.ClusterKey,
 		Logger:            c.cfg.Logger.With("node", nd.id),
 		HeartbeatInterval: c.cfg.HeartbeatInterval,
+		DeadAfter:         c.cfg.DeadAfter,
+		SuspectAfter:      c.cfg.DeadAfter / 2,
+		Repair:            c.cfg.Repair,
 		DefaultLayout:     c.cfg.DefaultLayout,
+		ClientLease:       c.cfg.ClientLease,
 	})
 	if err != nil {
 		rl.Close()
@@ -323,14 +342,18 @@ func (c *Cluster) startMaster(nd *masterNode, rl, gl net.Listener, peers []maste
 }
 
 func (c *Cluster) startChunk(nd *chunkNode, l net.Listener) error {
+	corrupt := heartbeat.NewCorruptQueue()
 	srv, err := chunk.New(chunk.Config{
-		ID:            nd.id,
-		Listener:      l,
-		Dir:           filepath.Join(c.cfg.Dir, "chunkservers", nd.id),
-		Capacity:      c.cfg.ChunkserverCapacity,
-		ClusterKey:    c.cfg.ClusterKey,
-		ShutdownGrace: 2 * time.Second,
-		Logger:        c.cfg.Logger.With("node", nd.id),
+		ID:                  nd.id,
+		Listener:            l,
+		Dir:                 filepath.Join(c.cfg.Dir, "chunkservers", nd.id),
+		Capacity:            c.cfg.ChunkserverCapacity,
+		ClusterKey:          c.cfg.ClusterKey,
+		ShutdownGrace:       2 * time.Second,
+		ScrubBytesPerSecond: c.cfg.ScrubBytesPerSecond,
+		ScrubInterval:       c.cfg.ScrubInterval,
+		OnCorrupt:           corrupt.Add,
+		Logger:              c.cfg.Logger.With("node", nd.id),
 	})
 	if err != nil {
 		l.Close()
@@ -346,6 +369,7 @@ func (c *Cluster) startChunk(nd *chunkNode, l net.Listener) error {
 			Node:               srv,
 			Interval:           c.cfg.HeartbeatInterval,
 			FullReportInterval: c.cfg.FullReportInterval,
+			Corrupt:            corrupt,
 			Logger:             c.cfg.Logger.With("node", nd.id),
 		})
 	}()

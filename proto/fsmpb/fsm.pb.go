@@ -109,6 +109,9 @@ type Command struct {
 	//	*Command_ReleaseHandle
 	//	*Command_ExpireClient
 	//	*Command_SetLock
+	//	*Command_MoveShard
+	//	*Command_SetDrain
+	//	*Command_SetChunkserver
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -370,6 +373,33 @@ func (x *Command) GetSetLock() *SetLock {
 	return nil
 }
 
+func (x *Command) GetMoveShard() *MoveShard {
+	if x != nil {
+		if x, ok := x.Op.(*Command_MoveShard); ok {
+			return x.MoveShard
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetDrain() *SetDrain {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetDrain); ok {
+			return x.SetDrain
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetChunkserver() *SetChunkserver {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetChunkserver); ok {
+			return x.SetChunkserver
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -462,6 +492,18 @@ type Command_SetLock struct {
 	SetLock *SetLock `protobuf:"bytes,34,opt,name=set_lock,json=setLock,proto3,oneof"`
 }
 
+type Command_MoveShard struct {
+	MoveShard *MoveShard `protobuf:"bytes,40,opt,name=move_shard,json=moveShard,proto3,oneof"`
+}
+
+type Command_SetDrain struct {
+	SetDrain *SetDrain `protobuf:"bytes,41,opt,name=set_drain,json=setDrain,proto3,oneof"`
+}
+
+type Command_SetChunkserver struct {
+	SetChunkserver *SetChunkserver `protobuf:"bytes,42,opt,name=set_chunkserver,json=setChunkserver,proto3,oneof"`
+}
+
 func (*Command_Mkdir) isCommand_Op() {}
 
 func (*Command_Create) isCommand_Op() {}
@@ -505,6 +547,12 @@ func (*Command_ReleaseHandle) isCommand_Op() {}
 func (*Command_ExpireClient) isCommand_Op() {}
 
 func (*Command_SetLock) isCommand_Op() {}
+
+func (*Command_MoveShard) isCommand_Op() {}
+
+func (*Command_SetDrain) isCommand_Op() {}
+
+func (*Command_SetChunkserver) isCommand_Op() {}
 
 type Mkdir struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -2928,14 +2976,248 @@ func (x *SetLock) GetUnlock() bool {
 	return false
 }
 
+// MoveShard records that shard index of a committed slice now lives on
+// another chunkserver (repair rebuilt it there, or a drain moved it). It
+// applies only while the shard is still recorded on from ("" when the
+// slice has no location for the index), so a stale repair order cannot
+// undo a newer move.
+type MoveShard struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	SliceId       uint64                  `protobuf:"varint,1,opt,name=slice_id,json=sliceId,proto3" json:"slice_id,omitempty"`
+	Shard         *masterpb.ShardLocation `protobuf:"bytes,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	From          string                  `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveShard) Reset() {
+	*x = MoveShard{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveShard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveShard) ProtoMessage() {}
+
+func (x *MoveShard) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveShard.ProtoReflect.Descriptor instead.
+func (*MoveShard) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *MoveShard) GetSliceId() uint64 {
+	if x != nil {
+		return x.SliceId
+	}
+	return 0
+}
+
+func (x *MoveShard) GetShard() *masterpb.ShardLocation {
+	if x != nil {
+		return x.Shard
+	}
+	return nil
+}
+
+func (x *MoveShard) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+// SetDrain marks (draining) or unmarks a chunkserver as being drained by
+// an operator: it takes no new shards and repair moves its shards away.
+type SetDrain struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChunkserverId string                 `protobuf:"bytes,1,opt,name=chunkserver_id,json=chunkserverId,proto3" json:"chunkserver_id,omitempty"`
+	Draining      bool                   `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDrain) Reset() {
+	*x = SetDrain{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDrain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDrain) ProtoMessage() {}
+
+func (x *SetDrain) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDrain.ProtoReflect.Descriptor instead.
+func (*SetDrain) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SetDrain) GetChunkserverId() string {
+	if x != nil {
+		return x.ChunkserverId
+	}
+	return ""
+}
+
+func (x *SetDrain) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+// SetChunkserver records (or, with remove, forgets) a chunkserver of the
+// cluster, so that a new leader knows which chunkservers to wait for
+// before it places shards (liveness and inventories stay soft state).
+type SetChunkserver struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Remove        bool                   `protobuf:"varint,3,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetChunkserver) Reset() {
+	*x = SetChunkserver{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetChunkserver) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetChunkserver) ProtoMessage() {}
+
+func (x *SetChunkserver) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetChunkserver.ProtoReflect.Descriptor instead.
+func (*SetChunkserver) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SetChunkserver) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetChunkserver) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *SetChunkserver) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
+// ChunkserverRecord is one chunkserver's entry in the directory.
+type ChunkserverRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkserverRecord) Reset() {
+	*x = ChunkserverRecord{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkserverRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkserverRecord) ProtoMessage() {}
+
+func (x *ChunkserverRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkserverRecord.ProtoReflect.Descriptor instead.
+func (*ChunkserverRecord) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ChunkserverRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChunkserverRecord) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 var File_proto_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"\x15proto/fsmpb/fsm.proto\x12\fcairn.fsm.v1\x1a\x19proto/chunkpb/chunk.proto\x1a\x1bproto/masterpb/master.proto\":\n" +
 	"\x05Entry\x121\n" +
-	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\xb2\n" +
-	"\n" +
+	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\xec\v\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -2967,7 +3249,11 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"openHandle\x12D\n" +
 	"\x0erelease_handle\x18  \x01(\v2\x1b.cairn.fsm.v1.ReleaseHandleH\x00R\rreleaseHandle\x12A\n" +
 	"\rexpire_client\x18! \x01(\v2\x1a.cairn.fsm.v1.ExpireClientH\x00R\fexpireClient\x122\n" +
-	"\bset_lock\x18\" \x01(\v2\x15.cairn.fsm.v1.SetLockH\x00R\asetLockB\x04\n" +
+	"\bset_lock\x18\" \x01(\v2\x15.cairn.fsm.v1.SetLockH\x00R\asetLock\x128\n" +
+	"\n" +
+	"move_shard\x18( \x01(\v2\x17.cairn.fsm.v1.MoveShardH\x00R\tmoveShard\x125\n" +
+	"\tset_drain\x18) \x01(\v2\x16.cairn.fsm.v1.SetDrainH\x00R\bsetDrain\x12G\n" +
+	"\x0fset_chunkserver\x18* \x01(\v2\x1c.cairn.fsm.v1.SetChunkserverH\x00R\x0esetChunkserverB\x04\n" +
 	"\x02op\"\x9b\x01\n" +
 	"\x05Mkdir\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
@@ -3160,7 +3446,21 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\aSetLock\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12*\n" +
 	"\x04lock\x18\x02 \x01(\v2\x16.cairn.fsm.v1.FileLockR\x04lock\x12\x16\n" +
-	"\x06unlock\x18\x03 \x01(\bR\x06unlockB&Z$github.com/cairnfs/cairn/proto/fsmpbb\x06proto3"
+	"\x06unlock\x18\x03 \x01(\bR\x06unlock\"p\n" +
+	"\tMoveShard\x12\x19\n" +
+	"\bslice_id\x18\x01 \x01(\x04R\asliceId\x124\n" +
+	"\x05shard\x18\x02 \x01(\v2\x1e.cairn.master.v1.ShardLocationR\x05shard\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\"M\n" +
+	"\bSetDrain\x12%\n" +
+	"\x0echunkserver_id\x18\x01 \x01(\tR\rchunkserverId\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\"R\n" +
+	"\x0eSetChunkserver\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06remove\x18\x03 \x01(\bR\x06remove\"=\n" +
+	"\x11ChunkserverRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddressB&Z$github.com/cairnfs/cairn/proto/fsmpbb\x06proto3"
 
 var (
 	file_proto_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -3174,7 +3474,7 @@ func file_proto_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_proto_fsmpb_fsm_proto_rawDescData
 }
 
-var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*Entry)(nil),                      // 0: cairn.fsm.v1.Entry
 	(*Command)(nil),                    // 1: cairn.fsm.v1.Command
@@ -3212,12 +3512,16 @@ var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*FileLock)(nil),                   // 33: cairn.fsm.v1.FileLock
 	(*FileLocks)(nil),                  // 34: cairn.fsm.v1.FileLocks
 	(*SetLock)(nil),                    // 35: cairn.fsm.v1.SetLock
-	(*chunkpb.Layout)(nil),             // 36: cairn.chunk.v1.Layout
-	(masterpb.FileType)(0),             // 37: cairn.master.v1.FileType
-	(masterpb.RenameRequest_Mode)(0),   // 38: cairn.master.v1.RenameRequest.Mode
-	(masterpb.SetXattrRequest_Flag)(0), // 39: cairn.master.v1.SetXattrRequest.Flag
-	(*masterpb.ShardLocation)(nil),     // 40: cairn.master.v1.ShardLocation
-	(*masterpb.Attr)(nil),              // 41: cairn.master.v1.Attr
+	(*MoveShard)(nil),                  // 36: cairn.fsm.v1.MoveShard
+	(*SetDrain)(nil),                   // 37: cairn.fsm.v1.SetDrain
+	(*SetChunkserver)(nil),             // 38: cairn.fsm.v1.SetChunkserver
+	(*ChunkserverRecord)(nil),          // 39: cairn.fsm.v1.ChunkserverRecord
+	(*chunkpb.Layout)(nil),             // 40: cairn.chunk.v1.Layout
+	(masterpb.FileType)(0),             // 41: cairn.master.v1.FileType
+	(masterpb.RenameRequest_Mode)(0),   // 42: cairn.master.v1.RenameRequest.Mode
+	(masterpb.SetXattrRequest_Flag)(0), // 43: cairn.master.v1.SetXattrRequest.Flag
+	(*masterpb.ShardLocation)(nil),     // 44: cairn.master.v1.ShardLocation
+	(*masterpb.Attr)(nil),              // 45: cairn.master.v1.Attr
 }
 var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: cairn.fsm.v1.Entry.commands:type_name -> cairn.fsm.v1.Command
@@ -3243,31 +3547,35 @@ var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	30, // 20: cairn.fsm.v1.Command.release_handle:type_name -> cairn.fsm.v1.ReleaseHandle
 	31, // 21: cairn.fsm.v1.Command.expire_client:type_name -> cairn.fsm.v1.ExpireClient
 	35, // 22: cairn.fsm.v1.Command.set_lock:type_name -> cairn.fsm.v1.SetLock
-	36, // 23: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
-	37, // 24: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
-	38, // 25: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
-	39, // 26: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
-	36, // 27: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
-	36, // 28: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
-	40, // 29: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	40, // 30: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
-	40, // 31: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	20, // 32: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
-	37, // 33: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
-	36, // 34: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
-	23, // 35: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
-	36, // 36: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
-	40, // 37: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
-	41, // 38: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
-	27, // 39: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
-	27, // 40: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
-	33, // 41: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
-	33, // 42: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	36, // 23: cairn.fsm.v1.Command.move_shard:type_name -> cairn.fsm.v1.MoveShard
+	37, // 24: cairn.fsm.v1.Command.set_drain:type_name -> cairn.fsm.v1.SetDrain
+	38, // 25: cairn.fsm.v1.Command.set_chunkserver:type_name -> cairn.fsm.v1.SetChunkserver
+	40, // 26: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
+	41, // 27: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
+	42, // 28: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
+	43, // 29: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
+	40, // 30: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
+	40, // 31: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
+	44, // 32: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	44, // 33: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
+	44, // 34: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	20, // 35: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
+	41, // 36: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
+	40, // 37: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
+	23, // 38: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
+	40, // 39: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
+	44, // 40: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
+	45, // 41: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
+	27, // 42: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
+	27, // 43: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
+	33, // 44: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
+	33, // 45: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
+	44, // 46: cairn.fsm.v1.MoveShard.shard:type_name -> cairn.master.v1.ShardLocation
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_proto_fsmpb_fsm_proto_init() }
@@ -3298,6 +3606,9 @@ func file_proto_fsmpb_fsm_proto_init() {
 		(*Command_ReleaseHandle)(nil),
 		(*Command_ExpireClient)(nil),
 		(*Command_SetLock)(nil),
+		(*Command_MoveShard)(nil),
+		(*Command_SetDrain)(nil),
+		(*Command_SetChunkserver)(nil),
 	}
 	file_proto_fsmpb_fsm_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
@@ -3306,7 +3617,7 @@ func file_proto_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fsmpb_fsm_proto_rawDesc), len(file_proto_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

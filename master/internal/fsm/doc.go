@@ -71,6 +71,8 @@
 //	o <inode>                       empty; an unlinked inode kept while open
 //	k <inode>                       FileLocks: the locks held on the inode
 //	K <client> <inode>              empty; index of a client's locks
+//	D <chunkserver ID>              empty; the chunkserver is being drained (repair.go)
+//	C <chunkserver ID>              ChunkserverRecord: the chunkserver directory (repair.go)
 //
 // Nothing is held in Go memory in proportion to the namespace: lookups are
 // point reads; a directory listing is one prefix scan of d <parent>, in byte

@@ -432,6 +432,12 @@ func (t *txn) dispatch(c *fsmpb.Command) (Result, error) {
 		return t.expireClient(op.ExpireClient)
 	case *fsmpb.Command_SetLock:
 		return t.setLock(op.SetLock)
+	case *fsmpb.Command_MoveShard:
+		return t.moveShard(op.MoveShard)
+	case *fsmpb.Command_SetDrain:
+		return t.setDrain(op.SetDrain)
+	case *fsmpb.Command_SetChunkserver:
+		return t.setChunkserver(op.SetChunkserver)
 	}
 	return Result{}, newErr("apply", "command", errInval, "unknown operation")
 }

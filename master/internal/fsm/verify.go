@@ -137,6 +137,15 @@ func (f *FSM) Verify() error {
 			c.locks[u64At(k, 1)] = fl.Locks
 		case tClientLock:
 			c.clientLocks = append(c.clientLocks, string(k))
+		case tDrain:
+			if len(k) < 2 {
+				c.fail("bad drain key %q", k)
+			}
+		case tChunkserver:
+			var rec fsmpb.ChunkserverRecord
+			if proto.Unmarshal(val, &rec) != nil || rec.Id != string(k[1:]) {
+				c.fail("bad chunkserver record %q", k)
+			}
 		case tRestore:
 			c.fail("restore marker present")
 		default:

@@ -8,7 +8,9 @@
 // registry is whole again within one heartbeat interval plus the time to
 // send the reports. Until then a server missing from the registry is simply
 // unknown, not dead; the caller decides how long to wait before acting on
-// that.
+// that. Warm tells the caller when the registry has refilled: every
+// chunkserver it expects (the master's replicated directory) is back and
+// reported, or long enough has passed.
 //
 // # Liveness
 //

@@ -215,6 +215,9 @@ type fullReport struct {
 // with New; it is safe for concurrent use.
 type Registry struct {
 	cfg Config // immutable after New
+	// started is when New ran: for a new leader, when its registry began
+	// refilling.
+	started time.Time
 
 	mu struct {
 		sync.Mutex
@@ -223,6 +226,8 @@ type Registry struct {
 		// can be set before the server registers and outlives a
 		// re-registration.
 		draining map[string]struct{}
+		// warm latches Warm's answer once it is true.
+		warm bool
 	}
 }
 
@@ -231,10 +236,53 @@ func New(cfg Config) (*Registry, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Registry{cfg: cfg}
+	r := &Registry{cfg: cfg, started: cfg.Clock.Now()}
 	r.mu.servers = make(map[string]*server)
 	r.mu.draining = make(map[string]struct{})
 	return r, nil
+}
+
+// Started returns when the registry was created.
+func (r *Registry) Started() time.Time { return r.started }
+
+// MaxWarmIntervals bounds, in heartbeat intervals, how long Warm waits
+// for expected chunkservers that do not come back.
+const MaxWarmIntervals = 5
+
+// Warm reports whether the registry has refilled since it was created
+// empty (at a leader change), so that its view of free space and liveness
+// can be acted on. expected are the chunkservers the cluster is known to
+// have (the master's directory). It is warm once every expected server
+// has registered and every registered one has finished its full report —
+// but never before one heartbeat interval if nothing is expected (a new
+// cluster), and in any case after MaxWarmIntervals intervals, so a server
+// that is gone for good holds nothing up for long. Once warm it stays
+// warm.
+func (r *Registry) Warm(expected []string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.warm {
+		return true
+	}
+	age := r.cfg.Clock.Now().Sub(r.started)
+	refilled := true
+	for _, sv := range r.mu.servers {
+		refilled = refilled && sv.reported
+	}
+	for _, id := range expected {
+		_, ok := r.mu.servers[id]
+		refilled = refilled && ok
+	}
+	r.mu.warm = (refilled && (len(expected) > 0 || age >= r.cfg.HeartbeatInterval)) ||
+		age >= MaxWarmIntervals*r.cfg.HeartbeatInterval
+	return r.mu.warm
+}
+
+// IsWarm reports whether Warm has returned true.
+func (r *Registry) IsWarm() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.warm
 }
 
 // HeartbeatInterval returns how often chunkservers should heartbeat (for
@@ -454,6 +502,15 @@ func (r *Registry) Holders(shard ShardID) []string {
 	r.mu.Unlock()
 	slices.Sort(out)
 	return out
+}
+
+// Holds reports whether server id's inventory holds shard (false for an
+// unregistered id): one binary search.
+func (r *Registry) Holds(id string, shard ShardID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.mu.servers[id]
+	return ok && s.shards.has(keyOf(shard))
 }
 
 // ShardsOn returns the inventory of server id in shard order (slice, then

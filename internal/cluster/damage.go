@@ -1,0 +1,76 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// CorruptShards flips one byte in each of up to n shards stored as files
+// by chunkserver i (0-based; shards of 1 MiB and more are kept in files of
+// their own, "<slice>-<index>-<gen>.cells"), chosen with seed, behind the
+// store's back, as a failing disk would. It returns the names of the
+// damaged files. The chunkserver may be running: its scrubber, or a
+// reader, finds the damage.
+func (c *Cluster) CorruptShards(i, n int, seed uint64) ([]string, error) {
+	dir := filepath.Join(c.ChunkserverDir(i), "shards")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: corrupt shards of chunkserver %d: %w", i, err)
+	}
+	var files []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".cells") {
+			files = append(files, e.Name())
+		}
+	}
+	slices.Sort(files)
+	rng := rand.New(rand.NewPCG(seed, uint64(i)))
+	rng.Shuffle(len(files), func(a, b int) { files[a], files[b] = files[b], files[a] })
+	var done []string
+	for _, name := range files {
+		if len(done) == n {
+			break
+		}
+		err := flipByte(filepath.Join(dir, name), rng)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Deleted since the listing (garbage collected): pick another.
+		case err != nil:
+			return nil, fmt.Errorf("cluster: corrupt %s: %w", name, err)
+		default:
+			done = append(done, name)
+		}
+	}
+	return done, nil
+}
+
+func flipByte(path string, rng *rand.Rand) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() == 0 {
+		return nil
+	}
+	off := rng.Int64N(st.Size())
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return err
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		return err
+	}
+	return f.Sync()
+}
