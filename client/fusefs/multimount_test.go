@@ -1,0 +1,207 @@
+package fusefs_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestCloseToOpen checks that bytes written and closed on one mount are
+// what an open on another mount reads, also when the reader had the old
+// bytes in its page cache.
+func TestCloseToOpen(t *testing.T) {
+	c := startCluster(t, 1, 3)
+	a, _ := mount(t, c, mountConfig{})
+	b, _ := mount(t, c, mountConfig{})
+	pa, pb := filepath.Join(a, "shared"), filepath.Join(b, "shared")
+
+	v1 := bytes.Repeat([]byte("first "), 20000)
+	if err := os.WriteFile(pa, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, v1) {
+		t.Fatalf("second mount read %d bytes, want the %d written on the first", len(got), len(v1))
+	}
+
+	// Same size, other bytes: only the version tells the reader's cache
+	// is stale.
+	v2 := bytes.Repeat([]byte("again "), 20000)
+	if err := os.WriteFile(pa, v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = os.ReadFile(pb); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, v2) {
+		t.Fatalf("second mount read stale bytes after the first rewrote the file (first difference at %d)", firstDiff(got, v2))
+	}
+
+	// A longer file written on the second mount, read on the first.
+	v3 := bytes.Repeat([]byte("longer "), 40000)
+	if err := os.WriteFile(pb, v3, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = os.ReadFile(pa); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, v3) {
+		t.Fatalf("first mount read %d bytes, want the %d written on the second", len(got), len(v3))
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	return i
+}
+
+// TestLocksAcrossMounts checks that flock and record locks taken on one
+// mount exclude conflicting ones on another, and that closing drops
+// them.
+func TestLocksAcrossMounts(t *testing.T) {
+	c := startCluster(t, 1, 3)
+	a, _ := mount(t, c, mountConfig{})
+	b, _ := mount(t, c, mountConfig{})
+	if err := os.WriteFile(filepath.Join(a, "lockfile"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fa, err := os.OpenFile(filepath.Join(a, "lockfile"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	fb, err := os.OpenFile(filepath.Join(b, "lockfile"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+
+	// flock.
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("flock on the first mount: %v", err)
+	}
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != unix.EWOULDBLOCK {
+		t.Fatalf("flock on the second mount while the first holds it: %v, want EWOULDBLOCK", err)
+	}
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != unix.EWOULDBLOCK {
+		t.Fatalf("shared flock on the second mount while the first holds it exclusively: %v, want EWOULDBLOCK", err)
+	}
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("flock on the second mount after the first unlocked: %v", err)
+	}
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+
+	// Record locks. Both descriptors belong to this process, but to two
+	// mounts, which are two clients to the master: they conflict as two
+	// processes' locks would.
+	wr := func(start, l int64) *unix.Flock_t {
+		return &unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: start, Len: l}
+	}
+	if err := unix.FcntlFlock(fa.Fd(), unix.F_SETLK, wr(0, 100)); err != nil {
+		t.Fatalf("record lock on the first mount: %v", err)
+	}
+	if err := unix.FcntlFlock(fb.Fd(), unix.F_SETLK, wr(50, 10)); err != unix.EAGAIN {
+		t.Fatalf("overlapping record lock on the second mount: %v, want EAGAIN", err)
+	}
+	if err := unix.FcntlFlock(fb.Fd(), unix.F_SETLK, wr(100, 10)); err != nil {
+		t.Fatalf("disjoint record lock on the second mount: %v", err)
+	}
+	probe := wr(0, 0)
+	if err := unix.FcntlFlock(fb.Fd(), unix.F_GETLK, probe); err != nil {
+		t.Fatal(err)
+	}
+	if probe.Type != unix.F_WRLCK || probe.Start != 0 || probe.Len != 100 {
+		t.Fatalf("F_GETLK on the second mount: %+v, want the first mount's write lock on [0,100)", probe)
+	}
+	// Closing the first mount's descriptor releases the process's locks
+	// there, as close(2) does.
+	if err := fa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.FcntlFlock(fb.Fd(), unix.F_SETLK, wr(0, 100)); err != nil {
+		t.Fatalf("record lock on the second mount after the first closed: %v", err)
+	}
+
+	// Open file description locks belong to the open file and go with
+	// its last close (which reaches the mount as an asynchronous
+	// release: poll for it).
+	fc, err := os.OpenFile(filepath.Join(a, "lockfile"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	if err := unix.FcntlFlock(fc.Fd(), unix.F_OFD_SETLK, wr(200, 10)); err != nil {
+		t.Fatalf("OFD lock on the first mount: %v", err)
+	}
+	if err := unix.FcntlFlock(fb.Fd(), unix.F_OFD_SETLK, wr(205, 10)); err != unix.EAGAIN {
+		t.Fatalf("overlapping OFD lock on the second mount: %v, want EAGAIN", err)
+	}
+	if err := fc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(hangLimit)
+	for {
+		err := unix.FcntlFlock(fb.Fd(), unix.F_OFD_SETLK, wr(205, 10))
+		if err == nil {
+			break
+		}
+		if err != unix.EAGAIN || time.Now().After(deadline) {
+			t.Fatalf("OFD lock on the second mount after the first closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOpenUnlinked checks that a file unlinked while open keeps its bytes
+// for the descriptor that holds it, on this mount and another.
+func TestOpenUnlinked(t *testing.T) {
+	c := startCluster(t, 1, 3)
+	a, _ := mount(t, c, mountConfig{})
+	b, _ := mount(t, c, mountConfig{})
+	data := bytes.Repeat([]byte("keep me "), 10000)
+	if err := os.WriteFile(filepath.Join(a, "doomed"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(a, "doomed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Remove(filepath.Join(b, "doomed")); err != nil {
+		t.Fatal(err)
+	}
+	// (The first mount's kernel may remember the name for its entry
+	// timeout; the second's dropped it.)
+	if _, err := os.Stat(filepath.Join(b, "doomed")); !os.IsNotExist(err) {
+		t.Fatalf("stat after unlink: %v, want ENOENT", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatalf("fstat of the open unlinked file: %v", err)
+	}
+	if st.Nlink != 0 {
+		t.Errorf("nlink of the open unlinked file %d, want 0", st.Nlink)
+	}
+	got := make([]byte, len(data))
+	if _, err := f.ReadAt(got, 0); err != nil {
+		t.Fatalf("read of the open unlinked file: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the open unlinked file's bytes changed")
+	}
+}

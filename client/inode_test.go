@@ -1,0 +1,252 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairnfs/cairn/client"
+	"github.com/cairnfs/cairn/internal/cluster"
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+func inodesCluster(t *testing.T) client.Inodes {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Config{Dir: t.TempDir(), Masters: 1, Chunkservers: 3, HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("cluster Close: %v", err)
+		}
+	})
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.Dial(ctx, client.ClientConfig{Masters: c.MasterAddrs(), IOTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cl.Close(); err != nil {
+			t.Errorf("client Close: %v", err)
+		}
+	})
+	return cl.Inodes()
+}
+
+func wantErrno(t *testing.T, what string, err error, want syscall.Errno) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: %v, want %v", what, err, want)
+	}
+}
+
+func TestInodesNamespace(t *testing.T) {
+	in := inodesCluster(t)
+	ctx := context.Background()
+	root := uint64(client.RootInode)
+
+	dir, err := in.Mkdir(ctx, root, "d", 0o750)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir.Type != masterpb.FileType_FILE_TYPE_DIRECTORY || dir.Mode&0o777 != 0o750 {
+		t.Fatalf("mkdir: %v", dir)
+	}
+	_, err = in.Mkdir(ctx, root, "d", 0o750)
+	wantErrno(t, "mkdir existing", err, syscall.EEXIST)
+	if a, err := in.Lookup(ctx, root, "d"); err != nil || a.Inode != dir.Inode {
+		t.Fatalf("lookup d: %v, %v", a, err)
+	}
+	_, err = in.Lookup(ctx, root, "nope")
+	wantErrno(t, "lookup missing", err, syscall.ENOENT)
+
+	f, created, err := in.Create(ctx, dir.Inode, "f", 0o644, true, false)
+	if err != nil || !created {
+		t.Fatalf("create: %v, created %v", err, created)
+	}
+	_, _, err = in.Create(ctx, dir.Inode, "f", 0o644, true, false)
+	wantErrno(t, "create exclusive existing", err, syscall.EEXIST)
+	if again, created, err := in.Create(ctx, dir.Inode, "f", 0o644, false, false); err != nil || created || again.Inode != f.Inode {
+		t.Fatalf("create existing, not exclusive: %v, created %v, %v", again, created, err)
+	}
+
+	mode, size := uint32(0o600), uint64(10)
+	mt := time.Unix(1_600_000_000, 5)
+	a, err := in.SetAttr(ctx, f.Inode, client.AttrChange{Mode: &mode, Size: &size, Mtime: &mt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Mode&0o7777 != 0o600 || a.Size != 10 || a.MtimeUnixNano != mt.UnixNano() {
+		t.Fatalf("setattr result %v", a)
+	}
+	if g, err := in.GetAttr(ctx, f.Inode); err != nil || g.Size != 10 {
+		t.Fatalf("getattr: %v, %v", g, err)
+	}
+
+	fifo, err := in.Mknod(ctx, dir.Inode, "fifo", masterpb.FileType_FILE_TYPE_FIFO, 0o600, 0)
+	if err != nil || fifo.Type != masterpb.FileType_FILE_TYPE_FIFO {
+		t.Fatalf("mknod: %v, %v", fifo, err)
+	}
+	if l, err := in.Link(ctx, f.Inode, root, "hard"); err != nil || l.Nlink != 2 {
+		t.Fatalf("link: %v, %v", l, err)
+	}
+	if _, err := in.Symlink(ctx, root, "sym", "d/f"); err != nil {
+		t.Fatal(err)
+	}
+	sym, err := in.Lookup(ctx, root, "sym")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target, err := in.Readlink(ctx, sym.Inode); err != nil || target != "d/f" {
+		t.Fatalf("readlink: %q, %v", target, err)
+	}
+
+	err = in.Rename(ctx, root, "hard", dir.Inode, "f", client.RenameNoReplace)
+	wantErrno(t, "rename noreplace onto existing", err, syscall.EEXIST)
+	if err := in.Rename(ctx, root, "sym", dir.Inode, "fifo", client.RenameExchange); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := in.Lookup(ctx, root, "sym"); err != nil || a.Inode != fifo.Inode {
+		t.Fatalf("after exchange, sym is %v, %v; want the fifo", a, err)
+	}
+	if err := in.Rename(ctx, root, "sym", root, "fifo2", client.RenameReplace); err != nil {
+		t.Fatal(err)
+	}
+
+	// Paged listing.
+	var names []string
+	after := ""
+	for {
+		ents, more, err := in.ReadDir(ctx, root, after, 2, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if e.Attr == nil || e.Attr.Inode != e.Inode {
+				t.Errorf("entry %s without its attributes", e.Name)
+			}
+			names = append(names, e.Name)
+			after = e.Name
+		}
+		if !more {
+			break
+		}
+	}
+	if got, want := names, []string{"d", "fifo2", "hard"}; !equalStrings(got, want) {
+		t.Errorf("readdir %v, want %v", got, want)
+	}
+
+	wantErrno(t, "rmdir non-empty", in.Rmdir(ctx, root, "d"), syscall.ENOTEMPTY)
+	wantErrno(t, "unlink dir", in.Unlink(ctx, root, "d"), syscall.EISDIR)
+	for _, n := range []string{"f", "fifo"} {
+		if err := in.Unlink(ctx, dir.Inode, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Rmdir(ctx, root, "d"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Extended attributes.
+	h, err := in.Lookup(ctx, root, "hard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.SetXattr(ctx, h.Inode, "user.k", []byte("v"), client.XattrFlagCreate); err != nil {
+		t.Fatal(err)
+	}
+	wantErrno(t, "setxattr create existing", in.SetXattr(ctx, h.Inode, "user.k", []byte("w"), client.XattrFlagCreate), syscall.EEXIST)
+	if v, err := in.GetXattr(ctx, h.Inode, "user.k"); err != nil || string(v) != "v" {
+		t.Fatalf("getxattr: %q, %v", v, err)
+	}
+	if ns, err := in.ListXattr(ctx, h.Inode); err != nil || !equalStrings(ns, []string{"user.k"}) {
+		t.Fatalf("listxattr: %v, %v", ns, err)
+	}
+	if err := in.RemoveXattr(ctx, h.Inode, "user.k"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = in.GetXattr(ctx, h.Inode, "user.k")
+	wantErrno(t, "getxattr removed", err, syscall.ENODATA)
+
+	if st, err := in.StatFS(ctx); err != nil || st.TotalBytes == 0 {
+		t.Fatalf("statfs: %v, %v", st, err)
+	}
+
+	// The caller in the context is who the master checks.
+	nobody := client.WithCaller(ctx, client.Caller{UID: 1000, GID: 1000})
+	_, err = in.Mkdir(nobody, root, "notmine", 0o755)
+	wantErrno(t, "mkdir in root's 0755 directory as uid 1000", err, syscall.EACCES)
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestInodesHandle(t *testing.T) {
+	in := inodesCluster(t)
+	ctx := context.Background()
+	a, _, err := in.Create(ctx, client.RootInode, "data", 0o644, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := in.Open(ctx, a.Inode, syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	if _, err := h.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if size, dirty := h.PendingSize(); !dirty || size != int64(len(data)) {
+		t.Errorf("pending size %d (dirty %v), want %d (dirty)", size, dirty, len(data))
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Truncate behind the handle's back, as a FUSE setattr does.
+	size := uint64(5)
+	if _, err := in.SetAttr(ctx, a.Inode, client.AttrChange{Size: &size}); err != nil {
+		t.Fatal(err)
+	}
+	h.Truncated(5)
+	buf := make([]byte, 100)
+	n, err := h.ReadAt(buf, 0)
+	if err != io.EOF || string(buf[:n]) != "01234" {
+		t.Errorf("read after truncate: %q, %v; want \"01234\", EOF", buf[:n], err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// O_TRUNC at open empties the file.
+	h, attr, err := in.Open(ctx, a.Inode, syscall.O_RDWR|syscall.O_TRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attr.Size != 0 {
+		t.Errorf("size after O_TRUNC open %d, want 0", attr.Size)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	_, _, err = in.Open(ctx, client.RootInode, syscall.O_RDONLY)
+	wantErrno(t, "open a directory", err, syscall.EISDIR)
+}
