@@ -1,0 +1,162 @@
+package s3
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/cairnfs/cairn/client"
+)
+
+const (
+	// metaXattr is the extended attribute holding an object's (or an
+	// upload's) S3 attributes.
+	metaXattr = "user.s3"
+	// maxUserMeta is S3's bound on the x-amz-meta-* headers' total size.
+	maxUserMeta = 2 << 10
+)
+
+// The fields of metaXattr that are not HTTP headers of the object.
+const (
+	fieldETag  = "Etag"
+	fieldSize  = "X-Cairn-Size"  // the size the ETag was computed for
+	fieldMtime = "X-Cairn-Mtime" // the mtime (Unix ns) it was computed for
+	fieldKey   = "X-Cairn-Key"   // an upload's object key
+	fieldInit  = "X-Cairn-Initiated"
+)
+
+// contentHeaders are the standard headers S3 stores with an object and
+// returns with it.
+var contentHeaders = []string{"Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Type", "Expires"}
+
+// objectMeta is the parsed metaXattr.
+type objectMeta struct {
+	fields http.Header
+}
+
+func newMeta() *objectMeta { return &objectMeta{fields: http.Header{}} }
+
+// parseMeta parses a metaXattr value; nil or garbage gives empty metadata
+// (the object was written by another front end).
+func parseMeta(b []byte) *objectMeta {
+	if len(b) == 0 {
+		return newMeta()
+	}
+	r := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(slices.Clip(b), "\r\n"...))))
+	h, err := r.ReadMIMEHeader()
+	if err != nil {
+		return newMeta()
+	}
+	return &objectMeta{fields: http.Header(h)}
+}
+
+// encode returns the metaXattr value: "Name: value" lines, sorted.
+func (m *objectMeta) encode() []byte {
+	var b bytes.Buffer
+	names := make([]string, 0, len(m.fields))
+	for k := range m.fields {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		for _, v := range m.fields[k] {
+			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+		}
+	}
+	return b.Bytes()
+}
+
+// setHeadersFrom copies the content headers and user metadata of a
+// request into m, replacing those m had. It fails if the user metadata is
+// larger than S3 allows.
+func (m *objectMeta) setHeadersFrom(h http.Header) *apiError {
+	for k := range m.fields {
+		if isStoredHeader(k) {
+			delete(m.fields, k)
+		}
+	}
+	size := 0
+	for k, vs := range h {
+		if !isStoredHeader(k) {
+			continue
+		}
+		for _, v := range vs {
+			if k == "Content-Encoding" {
+				// aws-chunked describes the request, not the object.
+				v = stripAWSChunked(v)
+				if v == "" {
+					continue
+				}
+			}
+			if strings.HasPrefix(k, "X-Amz-Meta-") {
+				size += len(k) - len("X-Amz-Meta-") + len(v)
+			}
+			m.fields.Add(k, v)
+		}
+	}
+	if size > maxUserMeta {
+		return errMetadataTooLarge
+	}
+	return nil
+}
+
+func isStoredHeader(k string) bool {
+	return strings.HasPrefix(k, "X-Amz-Meta-") || slices.Contains(contentHeaders, k)
+}
+
+func stripAWSChunked(v string) string {
+	var keep []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" && p != "aws-chunked" {
+			keep = append(keep, p)
+		}
+	}
+	return strings.Join(keep, ",")
+}
+
+// writeHeaders sets the stored headers on a response.
+func (m *objectMeta) writeHeaders(h http.Header) {
+	for k, vs := range m.fields {
+		if isStoredHeader(k) {
+			h[k] = vs
+		}
+	}
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "binary/octet-stream")
+	}
+}
+
+// setETag records etag as computed for the file's current size and mtime.
+func (m *objectMeta) setETag(etag string, fi *client.FileInfo) {
+	m.fields.Set(fieldETag, etag)
+	m.fields.Set(fieldSize, strconv.FormatInt(fi.Size(), 10))
+	m.fields.Set(fieldMtime, strconv.FormatInt(fi.Attr().GetMtimeUnixNano(), 10))
+}
+
+// etag returns the object's ETag: the recorded one if the file has not
+// changed since, else one made of its inode, size and mtime (with a '-',
+// so that clients do not take it for an MD5).
+func (m *objectMeta) etag(fi *client.FileInfo) string {
+	if e := m.fields.Get(fieldETag); e != "" &&
+		m.fields.Get(fieldSize) == strconv.FormatInt(fi.Size(), 10) &&
+		m.fields.Get(fieldMtime) == strconv.FormatInt(fi.Attr().GetMtimeUnixNano(), 10) {
+		return e
+	}
+	return fmt.Sprintf(`"%x%x-%x"`, fi.Inode(), fi.Attr().GetMtimeUnixNano(), fi.Size())
+}
+
+// checksums returns the x-amz-checksum-* values stored with the object.
+func (m *objectMeta) checksums() map[string]string {
+	out := map[string]string{}
+	for k, vs := range m.fields {
+		if strings.HasPrefix(k, "X-Amz-Checksum-") && len(vs) > 0 {
+			out[k] = vs[0]
+		}
+	}
+	return out
+}
