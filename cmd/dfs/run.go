@@ -27,7 +27,9 @@ const mastersFile = "masters.addrs"
 const usage = `usage: dfs COMMAND [flags] [args]
 
 commands:
-  up [--dir DIR] [--masters 1|3] [--chunkservers N]   run a local cluster until Ctrl-C
+  up [--dir DIR] [--masters 1|3] [--chunkservers N] [--s3 ADDR|off] [--mount DIR|off]
+                           run a local cluster, an S3 gateway and (where FUSE
+                           works) a mount at DIR/mnt until Ctrl-C
   put LOCAL|- REMOTE       copy a local file (or stdin) into the cluster
   get REMOTE LOCAL|-       copy a file out of the cluster (or to stdout)
   cat REMOTE...            print files
@@ -38,7 +40,10 @@ commands:
   ln [-s] TARGET LINK      make a hard (or, with -s, symbolic) link
   du REMOTE...             bytes of the files under each operand
   stat REMOTE...           show attributes
-  status                   show masters and chunkservers
+  status                   show masters, chunkservers and repair progress
+  df                       show space per chunkserver and in total
+  fsck [REMOTE]            check files' redundancy (exit 2 if any is lost)
+  admin drain|undrain ID   move every shard off a chunkserver, or stop doing so
 
 common flags:
   --master ADDRS           comma-separated master addresses
@@ -87,6 +92,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var (
 		long, parents, recursive, symbolic bool
 		nMasters, nChunk                   int
+		fronts                             upFrontends
 	)
 	switch e.cmd {
 	case "ls":
@@ -100,7 +106,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "up":
 		fl.IntVar(&nMasters, "masters", 1, "number of masters (1 or 3)")
 		fl.IntVar(&nChunk, "chunkservers", 6, "number of chunkservers")
-	case "put", "get", "cat", "mv", "stat", "status", "du":
+		fl.StringVar(&fronts.s3Addr, "s3", "127.0.0.1:9000", "address of the S3 gateway, or off")
+		fl.StringVar(&fronts.s3Access, "s3-access-key", "", "S3 access key (default: generated, kept in DIR)")
+		fl.StringVar(&fronts.s3Secr, "s3-secret-key", "", "S3 secret key")
+		fl.StringVar(&fronts.mount, "mount", "", "FUSE mount point (default DIR/mnt where FUSE works), or off")
+	case "put", "get", "cat", "mv", "stat", "status", "du", "df", "fsck", "admin":
 	default:
 		fmt.Fprintf(stderr, "dfs: unknown command %q\n\n%s", e.cmd, usage)
 		return 1
@@ -117,13 +127,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.fail("", err)
 	}
 	if e.cmd == "up" {
-		return e.up(d, nMasters, nChunk)
+		return e.up(d, nMasters, nChunk, fronts)
 	}
 
 	want := map[string][2]int{ // min, max operands (-1: any)
 		"put": {2, 2}, "get": {2, 2}, "cat": {1, -1}, "ls": {0, -1}, "mkdir": {1, -1},
 		"rm": {1, -1}, "mv": {2, 2}, "stat": {1, -1}, "status": {0, 0},
-		"ln": {2, 2}, "du": {1, -1},
+		"ln": {2, 2}, "du": {1, -1}, "df": {0, 0}, "fsck": {0, 1}, "admin": {2, 2},
 	}[e.cmd]
 	if len(operands) < want[0] || (want[1] >= 0 && len(operands) > want[1]) {
 		fmt.Fprintf(stderr, "dfs: %s: wrong number of arguments\n\n%s", e.cmd, usage)
@@ -220,6 +230,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.ln(cl, operands[0], operands[1], symbolic)
 	case "du":
 		return e.du(cl, operands)
+	case "df":
+		return e.df(cl)
+	case "fsck":
+		return e.fsck(cl, operands)
+	case "admin":
+		return e.admin(addrs, operands[0], operands[1])
 	}
 	return 1
 }
@@ -263,7 +279,7 @@ func masterAddrs(flagValue, dir string) ([]string, error) {
 }
 
 // up runs a local cluster until ctx ends.
-func (e *env) up(dir string, masters, chunkservers int) int {
+func (e *env) up(dir string, masters, chunkservers int, fronts upFrontends) int {
 	// Errors only, and none once stopping: a shutdown's closed connections
 	// are not news.
 	stopping := new(atomic.Bool)
@@ -290,6 +306,11 @@ func (e *env) up(dir string, masters, chunkservers int) int {
 	}
 	fmt.Fprintf(e.stdout, "Cairn is up: %d master(s), %d chunkserver(s), data in %s\n", masters, chunkservers, dir)
 	fmt.Fprintf(e.stdout, "masters: %s\n", addrs)
+	stopFronts, err := e.startFrontends(dir, c.MasterAddrs(), fronts, log)
+	if err != nil {
+		return e.fail("", err)
+	}
+	defer stopFronts()
 	fmt.Fprintf(e.stdout, `
 Try, in another terminal (the master list is in %s):
   dfs status
@@ -466,8 +487,8 @@ func (e *env) status(cl *client.Client) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", c.Id, c.Address, c.State, human(c.CapacityBytes), human(c.FreeBytes), c.Shards)
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stdout, "\nslices: %d (degraded %d, lost %d)  used: %s  free: %s  inodes: %d\n",
-		st.Slices, st.SlicesDegraded, st.SlicesLost, human(fs.UsedBytes), human(fs.FreeBytes), fs.Inodes)
+	fmt.Fprintf(e.stdout, "\nslices: %d (degraded %d, lost %d)  repair left: %s  used: %s  free: %s  inodes: %d\n",
+		st.Slices, st.SlicesDegraded, st.SlicesLost, human(st.RepairBytesLeft), human(fs.UsedBytes), human(fs.FreeBytes), fs.Inodes)
 	return 0
 }
 

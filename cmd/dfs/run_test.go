@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,7 +65,7 @@ func TestDfs(t *testing.T) {
 	upErr := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"up", "--dir", dir, "--chunkservers", "3"}, nil, upOut, upErr)
+		done <- run(ctx, []string{"up", "--dir", dir, "--chunkservers", "3", "--s3", "127.0.0.1:0"}, nil, upOut, upErr)
 	}()
 	defer func() {
 		stop()
@@ -139,6 +141,32 @@ func TestDfs(t *testing.T) {
 	if out := mustDfs(t, nil, "du", d, "/x"); out != fmt.Sprintf("%d\t/x\n", len(data)+6) {
 		t.Fatalf("du: %q", out)
 	}
+	// The front ends dfs up started: the mount shows the same files, and
+	// the S3 gateway answers (refusing an unsigned request, in S3's XML).
+	if fuseAvailable() == nil {
+		got, err := os.ReadFile(filepath.Join(dir, "mnt", "x", "y", "hello.txt"))
+		if err != nil || string(got) != "hello\n" {
+			t.Fatalf("through the mount: %q %v\n%s", got, err, upOut.String())
+		}
+	} else if !strings.Contains(upOut.String(), "mount:   none") {
+		t.Fatalf("dfs up without FUSE does not say so: %s", upOut.String())
+	}
+	var s3URL string
+	for _, line := range strings.Split(upOut.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "s3:" {
+			s3URL = f[1]
+		}
+	}
+	resp, err := http.Get(s3URL + "/")
+	if err != nil {
+		t.Fatalf("s3 gateway at %q: %v", s3URL, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "<Error>") {
+		t.Fatalf("unsigned S3 request: %d %s", resp.StatusCode, body)
+	}
+
 	if code, _, errs := dfs(t, nil, "ln", d, "/x/nope", "/x/n2"); code != 1 || !strings.Contains(errs, "no such file") {
 		t.Fatalf("ln of a missing file: %d %q", code, errs)
 	}

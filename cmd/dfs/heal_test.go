@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/cluster"
+	"github.com/cairnfs/cairn/master"
+)
+
+// TestFsckDfAdmin drives dfs fsck, df and admin against a cluster whose
+// masters do not repair, so fsck's verdicts stay put.
+func TestFsckDfAdmin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Config{
+		Dir: t.TempDir(), Chunkservers: 3, HeartbeatInterval: 200 * time.Millisecond,
+		DeadAfter: 3 * time.Second, Repair: master.RepairConfig{Disabled: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := "--master=" + strings.Join(c.MasterAddrs(), ",")
+	mustDfs(t, []byte(strings.Repeat("cairn", 1<<20)), "put", m, "-", "/big")
+
+	waitExit := func(want int) string {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			code, out, errs := dfs(t, nil, "fsck", m, "/")
+			if code == want {
+				return out
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("fsck: exit %d, want %d: %s %s", code, want, out, errs)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if out := waitExit(0); !strings.Contains(out, "1 files: 1 healthy, 0 degraded, 0 lost; every file can bear 1 more shard losses") {
+		t.Fatalf("fsck of a healthy cluster: %q", out)
+	}
+	out := mustDfs(t, nil, "df", m)
+	if !strings.Contains(out, "total") || !strings.Contains(out, "cs1") || !strings.Contains(out, "cs3") || !strings.Contains(out, "USE%") {
+		t.Fatalf("df: %q", out)
+	}
+
+	mustDfs(t, nil, "admin", m, "drain", "cs3")
+	if out := mustDfs(t, nil, "status", m); !strings.Contains(out, "draining") {
+		t.Fatalf("status after drain: %q", out)
+	}
+	mustDfs(t, nil, "admin", m, "undrain", "cs3")
+	if code, _, errs := dfs(t, nil, "admin", m, "evict", "cs3"); code == 0 || !strings.Contains(errs, "unknown command") {
+		t.Fatalf("admin evict: exit %d, %q", code, errs)
+	}
+
+	if err := c.KillChunkserver(0); err != nil {
+		t.Fatal(err)
+	}
+	if out := waitExit(1); !strings.Contains(out, "/big: degraded, can bear 0 more losses") || !strings.Contains(out, "cs1") {
+		t.Fatalf("fsck after one loss: %q", out)
+	}
+	if err := c.KillChunkserver(1); err != nil {
+		t.Fatal(err)
+	}
+	if out := waitExit(2); !strings.Contains(out, "/big: LOST") {
+		t.Fatalf("fsck after two losses: %q", out)
+	}
+}
