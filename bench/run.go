@@ -17,7 +17,7 @@ import (
 	"github.com/cairnfs/cairn/client"
 	"github.com/cairnfs/cairn/erasure"
 	"github.com/cairnfs/cairn/internal/cluster"
-	"github.com/cairnfs/cairn/proto/chunkpb"
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
@@ -298,7 +298,7 @@ func (e *env) mkdirLayout(ctx context.Context, p, layout string) error {
 	}
 	req := &masterpb.MkdirRequest{
 		Header: &masterpb.RequestHeader{RequestId: randomID(), ClientId: "cairn-bench"},
-		Parent: parent.Inode(), Name: path.Base(p), Mode: uint32(fs.ModeDir | 0o755), Layout: layoutProto(l),
+		Parent: parent.Inode(), Name: path.Base(p), Mode: uint32(fs.ModeDir | 0o755), Layout: wirelayout.ToProto(l),
 	}
 	err = cl.Conn().Do(ctx, func(ctx context.Context, mc masterpb.MasterClient) error {
 		_, err := mc.Mkdir(ctx, req)
@@ -314,20 +314,6 @@ func randomID() []byte {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return b
-}
-
-// layoutProto is the wire form of a valid layout (as the master reads it).
-func layoutProto(l erasure.Layout) *chunkpb.Layout {
-	p := &chunkpb.Layout{CellSize: uint32(l.CellSize())}
-	if l.IsReplicated() {
-		p.Kind = chunkpb.Layout_KIND_REPLICATED
-		p.Replicas = uint32(l.Shards())
-	} else {
-		p.Kind = chunkpb.Layout_KIND_STRIPED
-		p.DataShards = uint32(l.DataShards())
-		p.ParityShards = uint32(l.ParityShards())
-	}
-	return p
 }
 
 // showTail copies the last n lines of the file at path to w, under a

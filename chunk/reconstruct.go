@@ -14,6 +14,7 @@ import (
 	"github.com/cairnfs/cairn/chunk/internal/shardstore"
 	"github.com/cairnfs/cairn/erasure"
 	"github.com/cairnfs/cairn/internal/shardcodec"
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/proto/chunkpb"
 )
 
@@ -90,28 +91,17 @@ func (s *service) ReconstructShard(ctx context.Context, req *chunkpb.Reconstruct
 	return &chunkpb.ReconstructShardResponse{Length: info.Length}, nil
 }
 
-// layoutOf converts a wire layout to erasure's and validates it.
+// layoutOf converts a wire layout to erasure's (wirelayout.FromProto) and
+// refuses cells larger than the chunkserver accepts.
 func layoutOf(p *chunkpb.Layout) (erasure.Layout, error) {
-	if p == nil {
-		return 0, errors.New("no layout")
+	l, err := wirelayout.FromProto(p)
+	if err != nil {
+		return 0, err
 	}
-	var l erasure.Layout
-	switch p.Kind {
-	case chunkpb.Layout_KIND_STRIPED:
-		l = erasure.RS(int(p.DataShards), int(p.ParityShards))
-	case chunkpb.Layout_KIND_REPLICATED:
-		l = erasure.Replicated(int(p.Replicas))
-	default:
-		return 0, fmt.Errorf("unknown layout kind %v", p.Kind)
+	if l.CellSize() > MaxCellSize {
+		return 0, fmt.Errorf("cell size %d above %d", l.CellSize(), MaxCellSize)
 	}
-	cell := int(p.CellSize)
-	if cell == 0 {
-		cell = erasure.DefaultCellSize
-	} else if cell > MaxCellSize {
-		return 0, fmt.Errorf("cell size %d above %d", cell, MaxCellSize)
-	}
-	l = l.WithCellSize(cell)
-	return l, l.Validate()
+	return l, nil
 }
 
 // rebuild is one ReconstructShard call in progress.

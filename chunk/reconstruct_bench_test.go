@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairnfs/cairn/erasure"
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/proto/chunkpb"
 )
 
@@ -84,7 +85,7 @@ func BenchmarkReconstruct(b *testing.B) {
 		t0 := time.Now()
 		c0 := cpuTime()
 		_, err := target.client.ReconstructShard(context.Background(), &chunkpb.ReconstructShardRequest{
-			Shard: id, Layout: layoutProto(l), SliceLength: uint64(sliceLen), Sources: sources,
+			Shard: id, Layout: wirelayout.ToProto(l), SliceLength: uint64(sliceLen), Sources: sources,
 			Token: target.writeToken(id, uint64(shardSize)),
 		})
 		if err != nil {

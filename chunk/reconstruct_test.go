@@ -10,18 +10,9 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/cairnfs/cairn/erasure"
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/proto/chunkpb"
 )
-
-func layoutProto(l erasure.Layout) *chunkpb.Layout {
-	p := &chunkpb.Layout{CellSize: uint32(l.CellSize())}
-	if l.IsReplicated() {
-		p.Kind, p.Replicas = chunkpb.Layout_KIND_REPLICATED, uint32(l.Shards())
-	} else {
-		p.Kind, p.DataShards, p.ParityShards = chunkpb.Layout_KIND_STRIPED, uint32(l.DataShards()), uint32(l.ParityShards())
-	}
-	return p
-}
 
 // spread writes the shards of data in layout l, shard i to hs[i], except
 // those in skip, and returns the shards.
@@ -99,7 +90,7 @@ func TestReconstructShard(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			resp, err := target.client.ReconstructShard(ctx, &chunkpb.ReconstructShardRequest{
-				Shard: id, Layout: layoutProto(tc.l), SliceLength: uint64(tc.length), Sources: sources,
+				Shard: id, Layout: wirelayout.ToProto(tc.l), SliceLength: uint64(tc.length), Sources: sources,
 				Token: target.writeToken(id, uint64(len(want))),
 			})
 			if tc.code != codes.OK {
@@ -129,7 +120,7 @@ func TestReconstructShard(t *testing.T) {
 func TestReconstructShardRejects(t *testing.T) {
 	h := start(t, nil)
 	id := &chunkpb.ShardID{SliceId: 1, Index: 0}
-	l := layoutProto(erasure.RS(2, 1).WithCellSize(4096))
+	l := wirelayout.ToProto(erasure.RS(2, 1).WithCellSize(4096))
 	ctx := context.Background()
 	_, err := h.client.ReconstructShard(ctx, &chunkpb.ReconstructShardRequest{Shard: id, Layout: l, SliceLength: 8192})
 	wantCode(t, err, codes.PermissionDenied, "no token")

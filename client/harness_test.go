@@ -15,6 +15,7 @@ import (
 	"github.com/cairnfs/cairn/client"
 	"github.com/cairnfs/cairn/erasure"
 	"github.com/cairnfs/cairn/internal/token"
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/proto/chunkpb"
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
@@ -108,16 +109,6 @@ func newFakeMeta(t testing.TB, policy erasure.Layout, servers []*server, chunkSi
 
 var _ client.Metadata = (*fakeMeta)(nil)
 
-func layoutToProto(l erasure.Layout) *chunkpb.Layout {
-	p := &chunkpb.Layout{CellSize: uint32(l.CellSize())}
-	if l.IsReplicated() {
-		p.Kind, p.Replicas = chunkpb.Layout_KIND_REPLICATED, uint32(l.Shards())
-	} else {
-		p.Kind, p.DataShards, p.ParityShards = chunkpb.Layout_KIND_STRIPED, uint32(l.DataShards()), uint32(l.ParityShards())
-	}
-	return p
-}
-
 func (f *fakeMeta) markDead(id string) {
 	f.mu.Lock()
 	f.dead[id] = true
@@ -150,7 +141,7 @@ func (f *fakeMeta) AllocateSlice(ctx context.Context, in *masterpb.AllocateSlice
 	f.next++
 	id := f.next
 	sl := &fakeSlice{inode: in.Inode, length: in.Length, layout: l}
-	res := &masterpb.AllocateSliceResponse{SliceId: id, Layout: layoutToProto(l)}
+	res := &masterpb.AllocateSliceResponse{SliceId: id, Layout: wirelayout.ToProto(l)}
 	for i := range l.Shards() {
 		s := live[(f.rr+i)%len(live)]
 		sl.shards = append(sl.shards, &masterpb.ShardLocation{Index: uint32(i), ChunkserverId: s.id, Address: s.addr})
@@ -219,7 +210,7 @@ func (f *fakeMeta) CommitSlice(ctx context.Context, in *masterpb.CommitSliceRequ
 		from, to := max(in.Offset, base), min(end, base+f.chunkSize)
 		f.chunks[in.Inode][idx] = append(f.chunks[in.Inode][idx], &masterpb.SliceRef{
 			SliceId: in.SliceId, FileOffset: from, SliceOffset: from - in.Offset, Length: to - from,
-			SliceLength: in.Length, Layout: layoutToProto(sl.layout), Shards: shards,
+			SliceLength: in.Length, Layout: wirelayout.ToProto(sl.layout), Shards: shards,
 		})
 	}
 	f.sizes[in.Inode] = max(f.sizes[in.Inode], end)

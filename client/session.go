@@ -44,8 +44,12 @@ func (c *Client) stopSession() {
 
 // keepAlive renews the lease at a third of its length, so that two lost
 // renewals in a row still leave it standing.
+//
+// The first renewal waits a period too: Open and Lock start or renew the
+// lease on the master themselves, so a short-lived client (one dfs
+// command) sends no KeepAlive at all.
 func (c *Client) keepAlive(ctx context.Context) {
-	wait := time.Duration(0)
+	wait := keepAliveFallback
 	for {
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/master/internal/fsm"
 	"github.com/cairnfs/cairn/master/internal/repair"
 	"github.com/cairnfs/cairn/proto/masterpb"
@@ -95,7 +96,7 @@ func (s *Server) fsckFile(ino uint64, p string, view fsckView) (*masterpb.FsckRe
 			continue
 		}
 		seen[ref.SliceId] = true
-		l, err := layoutFromProto(ref.Layout)
+		l, err := wirelayout.FromProto(ref.Layout)
 		if err != nil {
 			resp.Problems = append(resp.Problems, fmt.Sprintf("slice %d: bad layout: %v", ref.SliceId, err))
 			resp.Health = masterpb.FsckResponse_HEALTH_LOST

@@ -1,59 +1,12 @@
 package master
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/cairnfs/cairn/erasure"
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/proto/chunkpb"
 )
-
-// layoutFromProto converts a wire layout to erasure's and validates it.
-func layoutFromProto(p *chunkpb.Layout) (erasure.Layout, error) {
-	if p == nil {
-		return 0, errors.New("no layout")
-	}
-	var l erasure.Layout
-	switch p.Kind {
-	case chunkpb.Layout_KIND_STRIPED:
-		if p.Replicas != 0 {
-			return 0, errors.New("a striped layout has no replicas")
-		}
-		l = erasure.RS(int(p.DataShards), int(p.ParityShards))
-	case chunkpb.Layout_KIND_REPLICATED:
-		if p.DataShards != 0 || p.ParityShards != 0 {
-			return 0, errors.New("a replicated layout has no data or parity shards")
-		}
-		l = erasure.Replicated(int(p.Replicas))
-	default:
-		return 0, fmt.Errorf("unknown layout kind %v", p.Kind)
-	}
-	cell := int(p.CellSize)
-	if p.CellSize == 0 {
-		cell = erasure.DefaultCellSize
-	} else if uint64(p.CellSize) > erasure.MaxCellSize {
-		cell = erasure.MaxCellSize + 1 // rejected by Validate below
-	}
-	l = l.WithCellSize(cell)
-	if err := l.Validate(); err != nil {
-		return 0, err
-	}
-	return l, nil
-}
-
-// layoutToProto converts a valid erasure layout to the wire form.
-func layoutToProto(l erasure.Layout) *chunkpb.Layout {
-	p := &chunkpb.Layout{CellSize: uint32(l.CellSize())}
-	if l.IsReplicated() {
-		p.Kind = chunkpb.Layout_KIND_REPLICATED
-		p.Replicas = uint32(l.Shards())
-	} else {
-		p.Kind = chunkpb.Layout_KIND_STRIPED
-		p.DataShards = uint32(l.DataShards())
-		p.ParityShards = uint32(l.ParityShards())
-	}
-	return p
-}
 
 // defaultLayout is the cluster default when Config.DefaultLayout is empty,
 // chosen from the number of live chunkservers n so that a slice can be
@@ -87,7 +40,7 @@ func (s *Server) chooseLayout(policy *chunkpb.Layout, live int, length uint64) (
 	switch {
 	case policy != nil:
 		var err error
-		if l, err = layoutFromProto(policy); err != nil {
+		if l, err = wirelayout.FromProto(policy); err != nil {
 			return 0, fmt.Errorf("layout policy: %w", err)
 		}
 	case s.cfg.DefaultLayout != "":

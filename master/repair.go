@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/master/internal/fsm"
 	"github.com/cairnfs/cairn/master/internal/registry"
 	"github.com/cairnfs/cairn/master/internal/repair"
@@ -347,7 +348,7 @@ func (r *repairer) missingFor(k repair.Key, now time.Time) time.Duration {
 }
 
 func repairSlice(sl *fsmpb.Slice) (repair.Slice, error) {
-	l, err := layoutFromProto(sl.Layout)
+	l, err := wirelayout.FromProto(sl.Layout)
 	if err != nil {
 		return repair.Slice{}, err
 	}
@@ -403,7 +404,7 @@ func (r *repairer) queueRebuild(t *repair.Task, now time.Time) {
 	s := r.s
 	req := &chunkpb.ReconstructShardRequest{
 		Shard:       &chunkpb.ShardID{SliceId: t.Slice, Index: t.Index},
-		Layout:      layoutToProto(t.Layout),
+		Layout:      wirelayout.ToProto(t.Layout),
 		SliceLength: t.Length,
 		Token:       s.mintWrite(t.Slice, t.Layout, t.Length, t.Index, now),
 	}
@@ -549,7 +550,7 @@ func (r *repairer) collectGarbage(ctx context.Context, reg *registry.Registry, s
 	var acked []uint64
 	for _, sl := range garbage {
 		width := 0
-		if l, err := layoutFromProto(sl.Layout); err == nil {
+		if l, err := wirelayout.FromProto(sl.Layout); err == nil {
 			width = l.Shards()
 		}
 		holders := map[repair.Key]map[string]bool{}

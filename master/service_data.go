@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairnfs/cairn/erasure"
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/master/internal/fsm"
 	"github.com/cairnfs/cairn/master/internal/placement"
 	"github.com/cairnfs/cairn/master/internal/registry"
@@ -63,7 +64,7 @@ func (m *masterService) AllocateSlice(ctx context.Context, req *masterpb.Allocat
 	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_AllocateSlice{AllocateSlice: &fsmpb.AllocateSlice{
 		Inode:           req.Inode,
 		Length:          req.Length,
-		Layout:          layoutToProto(l),
+		Layout:          wirelayout.ToProto(l),
 		Shards:          shards,
 		ExpiresUnixNano: now.Add(s.cfg.SliceTTL).UnixNano(),
 	}}})
@@ -77,14 +78,14 @@ func (m *masterService) AllocateSlice(ctx context.Context, req *masterpb.Allocat
 		if err != nil {
 			return nil, s.toStatus(err)
 		}
-		if l, err = layoutFromProto(sl.Layout); err != nil {
+		if l, err = wirelayout.FromProto(sl.Layout); err != nil {
 			return nil, s.toStatus(err)
 		}
 		shards = sl.Shards
 	}
 	return &masterpb.AllocateSliceResponse{
 		SliceId: res.SliceID,
-		Layout:  layoutToProto(l),
+		Layout:  wirelayout.ToProto(l),
 		Shards:  s.withTokens(res.SliceID, l, req.Length, shards, now),
 	}, nil
 }
@@ -140,7 +141,7 @@ func (m *masterService) ReplaceShard(ctx context.Context, req *masterpb.ReplaceS
 	if err != nil {
 		return nil, err
 	}
-	l, err := layoutFromProto(sl.Layout)
+	l, err := wirelayout.FromProto(sl.Layout)
 	if err != nil {
 		return nil, s.toStatus(err)
 	}
@@ -238,7 +239,7 @@ func (m *masterService) CommitSlice(ctx context.Context, req *masterpb.CommitSli
 		if sl.Inode != req.Inode {
 			return nil, invalid(op, "slice %d belongs to inode %d, not %d", req.SliceId, sl.Inode, req.Inode)
 		}
-		l, err := layoutFromProto(sl.Layout)
+		l, err := wirelayout.FromProto(sl.Layout)
 		if err != nil {
 			return nil, s.toStatus(err)
 		}

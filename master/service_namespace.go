@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/master/internal/fsm"
 	"github.com/cairnfs/cairn/proto/fsmpb"
 	"github.com/cairnfs/cairn/proto/masterpb"
@@ -103,7 +104,7 @@ func (m *masterService) Mkdir(ctx context.Context, req *masterpb.MkdirRequest) (
 		return nil, err
 	}
 	if req.Layout != nil {
-		if _, err := layoutFromProto(req.Layout); err != nil {
+		if _, err := wirelayout.FromProto(req.Layout); err != nil {
 			return nil, invalid("mkdir", "layout: %v", err)
 		}
 	}

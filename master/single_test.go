@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairnfs/cairn/erasure"
 	"github.com/cairnfs/cairn/internal/token"
+	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/proto/chunkpb"
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
@@ -215,7 +216,7 @@ func TestSingleMasterSlices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := layoutFromProto(a.Layout)
+	l, err := wirelayout.FromProto(a.Layout)
 	if err != nil || l != erasure.RS(4, 2) {
 		t.Fatalf("layout %v (%v), want RS(4,2)", a.Layout, err)
 	}
@@ -267,7 +268,7 @@ func TestSingleMasterSlices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := layoutFromProto(small.Layout); l != erasure.Replicated(3) {
+	if l, _ := wirelayout.FromProto(small.Layout); l != erasure.Replicated(3) {
 		t.Fatalf("short slice layout %v", small.Layout)
 	}
 	old := small.Shards[1].ChunkserverId
@@ -290,7 +291,7 @@ func TestSingleMasterSlices(t *testing.T) {
 	}
 
 	// A directory policy wider than the cluster: a clear error.
-	wide, err := mc.Mkdir(ctx, &masterpb.MkdirRequest{Header: header(), Parent: 1, Name: "wide", Mode: 0o755, Layout: layoutToProto(erasure.RS(8, 3))})
+	wide, err := mc.Mkdir(ctx, &masterpb.MkdirRequest{Header: header(), Parent: 1, Name: "wide", Mode: 0o755, Layout: wirelayout.ToProto(erasure.RS(8, 3))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ var (
 // Read implements fs.FileReader. Bytes other handles of this mount wrote
 // are visible to it, as on a local disk: they are committed first.
 func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if errno := f.n.syncOthers(f); errno != 0 {
+	if errno := f.n.syncHandles(f); errno != 0 {
 		return nil, errno
 	}
 	if w := f.n.writes.Load(); f.seen.Swap(w) != w {

@@ -256,7 +256,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		ch.Size = &size
 		// Bytes still buffered here must land before the new size, not
 		// after it.
-		if errno := n.flushAll(); errno != 0 {
+		if errno := n.syncHandles(nil); errno != 0 {
 			return errno
 		}
 	}
@@ -275,35 +275,19 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	return 0
 }
 
-// flushAll commits what this mount's open handles of the node buffer.
-func (n *node) flushAll() syscall.Errno {
-	n.mu.Lock()
-	hs := make([]*fileHandle, 0, len(n.mu.handles))
-	for h := range n.mu.handles {
-		hs = append(hs, h)
-	}
-	n.mu.Unlock()
-	for _, h := range hs {
-		// A handle being released commits on its own as it closes.
-		if err := h.h.Sync(); err != nil && !errors.Is(err, iofs.ErrClosed) {
-			return errnoOf(err)
-		}
-	}
-	return 0
-}
-
-// syncOthers commits what the node's handles other than self buffer, so
-// that self reads it.
-func (n *node) syncOthers(self *fileHandle) syscall.Errno {
+// syncHandles commits what this mount's open handles of the node buffer,
+// but for skip's (nil: every handle's).
+func (n *node) syncHandles(skip *fileHandle) syscall.Errno {
 	n.mu.Lock()
 	var hs []*fileHandle
 	for h := range n.mu.handles {
-		if _, dirty := h.h.PendingSize(); dirty && h != self {
+		if _, dirty := h.h.PendingSize(); dirty && h != skip {
 			hs = append(hs, h)
 		}
 	}
 	n.mu.Unlock()
 	for _, h := range hs {
+		// A handle being released commits on its own as it closes.
 		if err := h.h.Sync(); err != nil && !errors.Is(err, iofs.ErrClosed) {
 			return errnoOf(err)
 		}
@@ -621,7 +605,7 @@ func (n *node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size u
 	if mode&fallocKeepSize != 0 {
 		return 0
 	}
-	if errno := n.flushAll(); errno != 0 {
+	if errno := n.syncHandles(nil); errno != 0 {
 		return errno
 	}
 	octx, cancel := n.fsys.opCtx(ctx)

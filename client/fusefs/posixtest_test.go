@@ -30,11 +30,6 @@ func TestPosixSuite(t *testing.T) {
 			if reason, ok := posixSkips[name]; ok {
 				t.Skip(reason)
 			}
-			if name == "OpenSymlinkRace" && raceEnabled {
-				// 4,000 namespace operations: over a minute under the
-				// race detector. It runs in the ordinary test run.
-				t.Skip("too slow under the race detector")
-			}
 			sub := dir + "/" + name
 			if err := os.Mkdir(sub, 0o755); err != nil {
 				t.Fatal(err)

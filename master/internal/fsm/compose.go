@@ -72,21 +72,7 @@ func (t *txn) concat(c *fsmpb.Concat) (Result, error) {
 			return Result{}, newErr(op, obj, errInval, "empty source")
 		}
 		sobj := objName(e.Parent, e.Name)
-		if err := checkName(op, sobj, e.Name); err != nil {
-			return Result{}, err
-		}
-		dir, err := t.dir(op, sobj, e.Parent)
-		if err != nil {
-			return Result{}, err
-		}
-		ino, _, err := t.dentry(e.Parent, e.Name)
-		if err != nil {
-			return Result{}, err
-		}
-		if ino == 0 {
-			return Result{}, newErr(op, sobj, errNoEnt, "")
-		}
-		n, err := t.existing(ino)
+		dir, ino, n, err := t.entry(op, sobj, e.Parent, e.Name)
 		if err != nil {
 			return Result{}, err
 		}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"syscall"
@@ -86,16 +87,16 @@ func applyLock(held []*fsmpb.FileLock, l *fsmpb.FileLock, unlock bool) []*fsmpb.
 	slices.SortStableFunc(out, func(a, b *fsmpb.FileLock) int {
 		switch {
 		case a.ClientId != b.ClientId:
-			return cmpStr(a.ClientId, b.ClientId)
+			return cmp.Compare(a.ClientId, b.ClientId)
 		case a.Owner != b.Owner:
-			return cmpU64(a.Owner, b.Owner)
+			return cmp.Compare(a.Owner, b.Owner)
 		case a.Flock != b.Flock:
 			if a.Flock {
 				return 1
 			}
 			return -1
 		}
-		return cmpU64(a.Start, b.Start)
+		return cmp.Compare(a.Start, b.Start)
 	})
 	merged := out[:0]
 	for _, h := range out {
@@ -109,26 +110,6 @@ func applyLock(held []*fsmpb.FileLock, l *fsmpb.FileLock, unlock bool) []*fsmpb.
 		merged = append(merged, h)
 	}
 	return merged
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (t *txn) setLock(c *fsmpb.SetLock) (Result, error) {

@@ -255,8 +255,8 @@ func (t *txn) unlink(c *fsmpb.Unlink) (Result, error) {
 	return Result{}, t.dropLink(ino, n)
 }
 
-// entry resolves the existing entry name in directory parent for unlink and
-// rmdir: the parent directory's inode, and the entry's inode number and
+// entry resolves the existing entry name in directory parent for unlink,
+// rmdir and concat: the parent directory's inode, and the entry's inode number and
 // inode, or the error the operation must return.
 func (t *txn) entry(op, obj string, parent uint64, name string) (dir *fsmpb.Inode, ino uint64, n *fsmpb.Inode, err error) {
 	if err := checkName(op, obj, name); err != nil {
