@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +25,11 @@ import (
 // processes so that getrusage(RUSAGE_SELF) counts the client's CPU only.
 const childEnv = "CAIRN_CLIENT_BENCH_CHUNKSERVER_DIR"
 
+// profileEnv, when set, makes each chunkserver process write a CPU profile
+// to the path it names with ".cs-N" appended, for finding where the servers'
+// share of the CPU goes.
+const profileEnv = "CAIRN_CLIENT_BENCH_SERVER_CPUPROFILE"
+
 // runChildChunkserver serves until SIGTERM or until stdin closes (the
 // parent died), printing its address on stdout first.
 func runChildChunkserver(dir string) int {
@@ -34,6 +40,19 @@ func runChildChunkserver(dir string) int {
 		io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
+	if prefix := os.Getenv(profileEnv); prefix != "" {
+		f, err := os.Create(prefix + "." + os.Getenv(childEnv+"_ID"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	srv, err := chunk.New(chunk.Config{ID: os.Getenv(childEnv + "_ID"), ListenAddr: "127.0.0.1:0", Dir: dir, ClusterKey: testKey, ShutdownGrace: time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -82,6 +101,32 @@ func startChildServers(b *testing.B, n int) ([]*server, []*exec.Cmd) {
 	return servers, cmds
 }
 
+// childCPUSeconds is the CPU time the chunkserver processes have used so
+// far, from /proc/PID/stat (utime and stime, fields 14 and 15, in clock
+// ticks of 1/100 s on Linux), or 0 where that cannot be read.
+func childCPUSeconds(cmds []*exec.Cmd) float64 {
+	total := 0.0
+	for _, c := range cmds {
+		if c.Process == nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// The command name (field 2) may hold spaces; fields after it
+		// start past the last ')'.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		total += (ut + st) / 100
+	}
+	return total
+}
+
 func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -96,7 +141,8 @@ func cpuSeconds() float64 {
 // seconds per GiB for each phase, the client's peak RSS, and the baselines
 // measured in the same run on the same file system: a raw sequential write
 // of the same size with fsync (what dd bs=1M conv=fsync does) and its read
-// back (page cache dropped first when permitted, cold=1). The ratios are
+// back (page cache dropped first when permitted, cold=1, and so before
+// each of the client's reads). The ratios are
 // the targets: write ÷ (raw write ÷ 1.5, the parity overhead),
 // read ÷ raw read, degraded ÷ healthy read. The file is CAIRN_BENCH_MIB MiB
 // (default 256); run it with -benchtime 1x:
@@ -123,15 +169,6 @@ func BenchmarkSequential(b *testing.B) {
 	for i := range block {
 		block[i] = byte(i*7 + i>>8)
 	}
-	phase := func(name string, f func() error) {
-		start, cpu := time.Now(), cpuSeconds()
-		if err := f(); err != nil {
-			b.Fatalf("%s: %v", name, err)
-		}
-		secs, cpuUsed := time.Since(start).Seconds(), cpuSeconds()-cpu
-		b.ReportMetric(float64(size)/1e6/secs, name+"-MB/s")
-		b.ReportMetric(cpuUsed/(float64(size)/(1<<30)), name+"-cpu-s/GiB")
-	}
 	read := func(inode uint64) error {
 		rd, err := dp.OpenReader(ctx, inode)
 		if err != nil {
@@ -151,15 +188,17 @@ func BenchmarkSequential(b *testing.B) {
 	}
 	rawW, rawR, cold := rawBaseline(b, size, block)
 	rates := map[string]float64{}
-	phase = func(name string, f func() error) {
-		start, cpu := time.Now(), cpuSeconds()
+	phase := func(name string, f func() error) {
+		start, cpu, srvCPU := time.Now(), cpuSeconds(), childCPUSeconds(cmds)
 		if err := f(); err != nil {
 			b.Fatalf("%s: %v", name, err)
 		}
-		secs, cpuUsed := time.Since(start).Seconds(), cpuSeconds()-cpu
+		secs, cpuUsed, srvUsed := time.Since(start).Seconds(), cpuSeconds()-cpu, childCPUSeconds(cmds)-srvCPU
+		gib := float64(size) / (1 << 30)
 		rates[name] = float64(size) / 1e6 / secs
 		b.ReportMetric(rates[name], name+"-MB/s")
-		b.ReportMetric(cpuUsed/(float64(size)/(1<<30)), name+"-cpu-s/GiB")
+		b.ReportMetric(cpuUsed/gib, name+"-cpu-s/GiB")
+		b.ReportMetric(srvUsed/gib, name+"-servers-cpu-s/GiB")
 	}
 	b.Cleanup(func() {
 		var ru syscall.Rusage
@@ -186,13 +225,23 @@ func BenchmarkSequential(b *testing.B) {
 			}
 			return w.Close(ctx)
 		})
+		// Cairn's reads are measured cold, like the raw read.
+		dropCaches()
 		phase("read", func() error { return read(inode) })
 	}
 	// Degraded, once: stop cs-0.
 	cmds[0].Process.Signal(syscall.SIGTERM)
 	cmds[0].Wait()
 	meta.markDead(servers[0].id)
+	dropCaches()
 	phase("degraded", func() error { return read(1) })
+}
+
+// dropCaches syncs and empties the page cache, so that the next read
+// comes from the disk; it reports false when not permitted (not root).
+func dropCaches() bool {
+	syscall.Sync() // drop_caches drops only clean pages
+	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("1\n"), 0) == nil
 }
 
 // rawBaseline writes size bytes to a file with fsync and reads them back,
@@ -216,9 +265,9 @@ func rawBaseline(b *testing.B, size int64, block []byte) (write, read, cold floa
 	}
 	f.Close()
 	write = float64(size) / 1e6 / time.Since(start).Seconds()
-	cold = 1
-	if os.WriteFile("/proc/sys/vm/drop_caches", []byte("1\n"), 0) != nil {
-		cold = 0
+	cold = 0
+	if dropCaches() {
+		cold = 1
 	}
 	start = time.Now()
 	if f, err = os.Open(path); err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 
 	"github.com/cairnfs/cairn/internal/shardcodec"
 	"github.com/cairnfs/cairn/proto/chunkpb"
@@ -47,6 +48,13 @@ func NewConnPool(opts ...grpc.DialOption) *ConnPool {
 		// cells in flight, so one shard stream is not limited by round trips.
 		grpc.WithInitialWindowSize(4 << 20),
 		grpc.WithInitialConnWindowSize(16 << 20),
+		// As on the chunkserver (chunk/server.go): 1 MiB socket buffers
+		// make a cell one write or read system call instead of 32, and
+		// the transport's frame buffers come from the codec's pool,
+		// which skips the memset gRPC's default pool does on every use.
+		grpc.WithWriteBufferSize(1 << 20),
+		grpc.WithReadBufferSize(1 << 20),
+		experimental.WithBufferPool(p.codec.BufferPool()),
 	}, opts...)
 	p.mu.conns = make(map[string]*grpc.ClientConn)
 	return p

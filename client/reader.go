@@ -1,9 +1,11 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/cairnfs/cairn/proto/masterpb"
@@ -364,6 +366,27 @@ func insertInterval(list [][2]int64, a, b int64) [][2]int64 {
 	return append(out, list[i:]...)
 }
 
+// clearHoles zeroes the parts of dst (file bytes [off, off+len(dst)))
+// that no piece covers: holes read as zeros. Only the holes, because
+// clearing all of dst first costs a pass over every byte read.
+func clearHoles(dst []byte, off int64, pieces []piece) {
+	spans := make([][2]int64, len(pieces))
+	for i, pc := range pieces {
+		spans[i] = [2]int64{pc.from - off, pc.to - off}
+	}
+	slices.SortFunc(spans, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	pos := int64(0)
+	for _, sp := range spans {
+		if sp[0] > pos {
+			clear(dst[pos:sp[0]])
+		}
+		pos = max(pos, sp[1])
+	}
+	if pos < int64(len(dst)) {
+		clear(dst[pos:])
+	}
+}
+
 // maxParallelPieces bounds the slices one read fetches at once.
 const maxParallelPieces = 16
 
@@ -375,13 +398,15 @@ func (d *DataPath) readRange(ctx context.Context, lay *fileLayout, p []byte, off
 	}
 	n := int(min(int64(len(p)), lay.size-off))
 	dst := p[:n]
-	clear(dst)
 	if lay.inline != nil {
+		m := 0
 		if off < int64(len(lay.inline)) {
-			copy(dst, lay.inline[off:])
+			m = copy(dst, lay.inline[off:])
 		}
+		clear(dst[m:])
 	} else {
 		pieces := lay.resolve(off, off+int64(n))
+		clearHoles(dst, off, pieces)
 		errs := make([]error, len(pieces))
 		sem := make(chan struct{}, maxParallelPieces)
 		var wg sync.WaitGroup

@@ -74,6 +74,10 @@ type Options struct {
 	// DeleteFlushDelay bounds how long a small shard's range deletion
 	// waits in a memtable; 0 means DefaultDeleteFlushDelay.
 	DeleteFlushDelay time.Duration
+	// BufferedCells writes large shards' cells through the page cache
+	// instead of with O_DIRECT (direct.go), for file systems where
+	// direct I/O misbehaves and for comparing the two.
+	BufferedCells bool
 }
 
 // Validate reports whether o can be used by Open, after defaults.

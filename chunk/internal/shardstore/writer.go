@@ -119,7 +119,13 @@ func (s *Store) Create(id ID, length uint64, cellSize uint32) (*Writer, error) {
 				if f.Fd() == vfs.InvalidFd {
 					scratch = make([]byte, 0, min(uint64(cellSize), length))
 				}
-				f = vfs.NewSyncingFile(f, vfs.SyncingFileOptions{NoSyncOnClose: true, BytesPerSync: stagingBytesPerSync})
+				if s.opts.BufferedCells {
+					f = vfs.NewSyncingFile(f, vfs.SyncingFileOptions{NoSyncOnClose: true, BytesPerSync: stagingBytesPerSync})
+				} else {
+					// Direct writes leave no dirty pages for
+					// early writeback to start (direct.go).
+					f = newDirectFile(f)
+				}
 				w.cells = &stagingFile{f: f}
 				w.files = startFileWriter(s, w.cells, scratch)
 			}
