@@ -29,6 +29,9 @@ const (
 	DefaultRepairOrderTimeout = 10 * time.Minute
 	DefaultMissingGrace       = 2 * time.Minute
 	DefaultGCBatch            = 1024
+	// minKickGap is the least time between scans that finished orders
+	// trigger ahead of the interval.
+	minKickGap = 200 * time.Millisecond
 	// resendAfter is how long an order handed out without an answer waits
 	// before it goes out again with the next heartbeat: the response that
 	// carried it may have been lost. A chunkserver still running it
@@ -99,6 +102,10 @@ type repairer struct {
 	s   *Server
 	cfg RepairConfig
 	rng *rand.Rand // run's goroutine only
+	// kick asks run for a scan before the interval is up: a finished
+	// rebuild frees a slot that the next scan fills, and waiting a whole
+	// Interval for it left servers idle between rounds.
+	kick chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -144,7 +151,8 @@ type scanResult struct {
 }
 
 func newRepairer(s *Server) *repairer {
-	r := &repairer{s: s, cfg: s.cfg.Repair.withDefaults(), rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
+	r := &repairer{s: s, cfg: s.cfg.Repair.withDefaults(), rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
+		kick: make(chan struct{}, 1)}
 	r.resetLocked(0)
 	return r
 }
@@ -169,12 +177,24 @@ func (r *repairer) run(ctx context.Context) {
 	defer unregister()
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-r.kick:
+			// Kicked scans come at most every minKickGap, so a burst
+			// of small finished orders does not turn into a scan each.
+			if wait := minKickGap - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
+		last = time.Now()
 		lead := r.s.leadership()
 		r.mu.Lock()
 		if r.mu.epoch != lead.epoch {
@@ -497,6 +517,11 @@ func (r *repairer) done(ctx context.Context, server string, id uint64, failure s
 		r.dropLocked(id)
 	}
 	r.mu.Unlock()
+	// Whatever the outcome, a slot is free: plan the next work now.
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 	if failure != "" {
 		s.log.Warn("repair order failed", "order", id, "chunkserver", server, "slice", o.key.Slice, "index", o.key.Index, "err", failure)
 		return nil

@@ -42,6 +42,8 @@ func run() error {
 		peers    string
 		keyFile  string
 		logLevel string
+		// repairMiB is RepairConfig.BytesPerSecond in MiB/s.
+		repairMiB uint64
 	)
 	fs := flag.NewFlagSet("master", flag.ContinueOnError)
 	fs.StringVar(&cfg.ID, "id", "", "master ID, stable across restarts (required)")
@@ -60,10 +62,20 @@ func run() error {
 	fs.DurationVar(&cfg.RaftHeartbeatTimeout, "raft-heartbeat-timeout", master.DefaultRaftHeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&cfg.RaftElectionTimeout, "raft-election-timeout", master.DefaultRaftElectionTimeout, "Raft election timeout")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", master.DefaultSnapshotThreshold, "log entries between snapshots")
+	fs.DurationVar(&cfg.ClientLease, "client-lease", master.DefaultClientLease, "how long a silent client's open files and locks are kept")
+	fs.DurationVar(&cfg.Repair.Interval, "repair-interval", master.DefaultRepairInterval, "pause between repair and garbage-collection scans")
+	fs.Uint64Var(&repairMiB, "repair-mib-per-sec", 0, "rebuild bandwidth of one chunkserver in MiB/s (0: unthrottled)")
+	fs.IntVar(&cfg.Repair.PerServer, "repair-per-server", master.DefaultRepairPerServer, "rebuilds one chunkserver runs at once")
+	fs.IntVar(&cfg.Repair.MaxOrders, "repair-max-orders", master.DefaultRepairMaxOrders, "rebuilds and deletions in flight in the whole cluster")
+	fs.BoolVar(&cfg.Repair.Disabled, "repair-off", false, "turn repair, garbage collection and draining off")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
+	if repairMiB > 1<<40 {
+		return fmt.Errorf("--repair-mib-per-sec %d is out of range", repairMiB)
+	}
+	cfg.Repair.BytesPerSecond = repairMiB << 20
 	var err error
 	if cfg.Peers, err = master.ParsePeers(peers); err != nil {
 		return err
