@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -424,5 +426,58 @@ func (c *Client) Status(ctx context.Context) (*masterpb.StatusResponse, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: status: %w", err)
 	}
+	c.remoteMasterStates(ctx, resp.Masters)
 	return resp, nil
+}
+
+// remoteMasterStates fills in the state, term and applied index of the
+// masters that did not answer Status themselves, by asking each its own (in
+// parallel, one attempt each): a master knows those exactly only for
+// itself. The addresses asked are those Status lists and those the client
+// was configured with, because a master that has never led has not
+// recorded its gRPC address and is listed at its Raft address. A master
+// that answers at none of them is shown "unreachable".
+func (c *Client) remoteMasterStates(ctx context.Context, masters []*masterpb.MasterInfo) {
+	pending := map[string]*masterpb.MasterInfo{}
+	addrs := append([]string(nil), c.conn.cfg.Masters...)
+	for _, m := range masters {
+		if m.AppliedIndex != 0 {
+			addrs = slices.DeleteFunc(addrs, func(a string) bool { return a == m.Address })
+			continue // the answering master, exact already
+		}
+		pending[m.Id] = m
+		if m.Address != "" && !slices.Contains(addrs, m.Address) {
+			addrs = append(addrs, m.Address)
+		}
+	}
+	if len(pending) == 0 {
+		return
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, addr := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.conn.At(ctx, addr, func(ctx context.Context, mc masterpb.MasterClient) error {
+				r, err := mc.Status(ctx, &masterpb.StatusRequest{})
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, own := range r.Masters {
+					if m := pending[own.Id]; m != nil && own.AppliedIndex != 0 {
+						m.Address, m.State, m.Term, m.AppliedIndex = addr, own.State, own.Term, own.AppliedIndex
+						delete(pending, own.Id)
+					}
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	for _, m := range pending {
+		m.State = "unreachable"
+	}
 }

@@ -113,16 +113,42 @@ func (c *MasterConn) target() (string, *grpc.ClientConn, error) {
 		return "", nil, ErrClosed
 	}
 	addr := c.mu.leader
+	cc, err := c.connLocked(addr)
+	return addr, cc, err
+}
+
+// connLocked returns the connection to the master at addr, dialling
+// (lazily) if there is none yet.
+func (c *MasterConn) connLocked(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.mu.conns[addr]; ok {
-		return addr, cc, nil
+		return cc, nil
 	}
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.cfg.DialOptions...)
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
-		return "", nil, fmt.Errorf("client: dial master %s: %w", addr, err)
+		return nil, fmt.Errorf("client: dial master %s: %w", addr, err)
 	}
 	c.mu.conns[addr] = cc
-	return addr, cc, nil
+	return cc, nil
+}
+
+// At runs fn once against the master at addr, whether or not it leads,
+// within CallTimeout: for questions only that master can answer, such as
+// its own Raft state. There is no retry and no redirection.
+func (c *MasterConn) At(ctx context.Context, addr string, fn func(ctx context.Context, mc masterpb.MasterClient) error) error {
+	c.mu.Lock()
+	if c.mu.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	cc, err := c.connLocked(addr)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	return fn(ctx, masterpb.NewMasterClient(cc))
 }
 
 // moveOn records that addr could not serve: leader (if not empty) is where

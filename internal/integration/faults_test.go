@@ -388,6 +388,7 @@ func TestKillLeaderDuringWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := false
+	deadAddr := ""
 	writeInPieces(t, f, data, 1<<20, func(written int) {
 		if written >= 5<<20 && !killed {
 			killed = true
@@ -395,6 +396,7 @@ func TestKillLeaderDuringWrite(t *testing.T) {
 			if lead < 0 {
 				t.Fatal("no leader")
 			}
+			deadAddr = c.MasterAddrs()[lead]
 			if err := c.KillMaster(lead); err != nil {
 				t.Fatal(err)
 			}
@@ -415,6 +417,29 @@ func TestKillLeaderDuringWrite(t *testing.T) {
 	}
 	checkFile(t, cl, "/during", data)
 	checkFile(t, dialCluster(t, c.MasterAddrs()), "/during", data)
+
+	// Status asks every master for its own Raft state: the dead one shows
+	// unreachable, the live ones their applied index, one of them leads.
+	st, err := cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaders := 0
+	for _, m := range st.Masters {
+		switch {
+		case m.Address == deadAddr:
+			if m.State != "unreachable" {
+				t.Errorf("killed master %s shows %q, want unreachable", m.Id, m.State)
+			}
+		case m.AppliedIndex == 0 || m.Term == 0:
+			t.Errorf("live master %s shows applied index %d, term %d", m.Id, m.AppliedIndex, m.Term)
+		case m.State == "leader":
+			leaders++
+		}
+	}
+	if len(st.Masters) != 3 || leaders != 1 {
+		t.Errorf("status lists %d masters with %d leaders, want 3 and 1: %v", len(st.Masters), leaders, st.Masters)
+	}
 }
 
 // TestConcurrentReadersWriters runs writers of distinct files alongside

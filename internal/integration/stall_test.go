@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairnfs/cairn/client"
 	"github.com/cairnfs/cairn/internal/cluster"
+	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
 // TestHungChunkserverRead: a chunkserver that accepts ReadShard and then
@@ -31,7 +32,30 @@ func TestHungChunkserverRead(t *testing.T) {
 		writeFile(t, writer, p, files[p])
 	}
 
-	hung := c.Chunkservers()[0].Addr
+	// Hang a server the reads need: the holder of data shard 0 of /f0's
+	// first slice (a parity holder is read only when something fails).
+	hung := ""
+	fi, err := writer.Stat(context.Background(), "/f0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = writer.Conn().Do(context.Background(), func(ctx context.Context, mc masterpb.MasterClient) error {
+		lay, err := mc.GetLayout(ctx, &masterpb.GetLayoutRequest{Inode: fi.Inode()})
+		if err != nil {
+			return err
+		}
+		for _, sl := range lay.Slices {
+			for _, sh := range sl.Shards {
+				if sh.Index == 0 && hung == "" {
+					hung = sh.Address
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil || hung == "" {
+		t.Fatalf("no holder of data shard 0 of /f0 (%v)", err)
+	}
 	var held atomic.Int64
 	hang := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		if strings.HasSuffix(method, "/ReadShard") && cc.Target() == hung {
