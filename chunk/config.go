@@ -1,6 +1,7 @@
 package chunk
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,11 @@ type Config struct {
 	// Listener, if set, is used instead of listening on ListenAddr (tests,
 	// socket activation).
 	Listener net.Listener
+	// Dial, if set, opens the connections this chunkserver makes to other
+	// chunkservers (the sources of a rebuild); nil dials TCP. In-process
+	// clusters (internal/cluster) set it to route that traffic through
+	// fault-injecting connections that can be paused and partitioned.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// HTTPAddr serves /metrics and /healthz; empty disables it.
 	HTTPAddr string
 	// Dir holds the shard store.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -420,15 +421,17 @@ func (r *rebuild) store(data []byte) error {
 // server shuts down.
 type peerPool struct {
 	codec *shardcodec.Codec
-	mu    struct {
+	// dial is Config.Dial; nil dials TCP.
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+	mu   struct {
 		sync.Mutex
 		conns  map[string]*grpc.ClientConn
 		closed bool
 	}
 }
 
-func newPeerPool(codec *shardcodec.Codec) *peerPool {
-	p := &peerPool{codec: codec}
+func newPeerPool(codec *shardcodec.Codec, dial func(ctx context.Context, addr string) (net.Conn, error)) *peerPool {
+	p := &peerPool{codec: codec, dial: dial}
 	p.mu.conns = map[string]*grpc.ClientConn{}
 	return p
 }
@@ -442,13 +445,17 @@ func (p *peerPool) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := p.mu.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(p.codec), grpc.MaxCallRecvMsgSize(MaxCellSize+64<<10)),
-		grpc.WithInitialWindowSize(4<<20),
-		grpc.WithInitialConnWindowSize(16<<20),
-		grpc.WithReadBufferSize(1<<20),
-	)
+		grpc.WithInitialWindowSize(4 << 20),
+		grpc.WithInitialConnWindowSize(16 << 20),
+		grpc.WithReadBufferSize(1 << 20),
+	}
+	if p.dial != nil {
+		opts = append(opts, grpc.WithContextDialer(p.dial))
+	}
+	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

@@ -90,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	codec := shardcodec.New()
-	s.svc = &service{store: store, codec: codec, signer: signer, metrics: m, peers: newPeerPool(codec), now: cfg.Now, draining: s.draining}
+	s.svc = &service{store: store, codec: codec, signer: signer, metrics: m, peers: newPeerPool(codec, cfg.Dial), now: cfg.Now, draining: s.draining}
 	s.grpc = grpc.NewServer(
 		grpc.ForceServerCodecV2(codec),
 		// A message carries one cell plus a little framing.

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -121,6 +122,13 @@ type Config struct {
 	// HTTP off.
 	HTTPAddr     string
 	HTTPListener net.Listener
+	// Dial, if set, opens the connections this master makes to the other
+	// masters (the Raft transport; the master dials nothing else). Nil
+	// dials TCP. In-process clusters (internal/cluster) set it to route
+	// Raft traffic through fault-injecting connections that can be paused
+	// and partitioned; with the listeners above, it sees every byte the
+	// master sends or receives.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// Peers is the initial membership of a fresh cluster: every master of
 	// the new cluster is started with the same list, which must include

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -157,19 +158,32 @@ func (st *stores) fsmBehind(snap uint64) bool {
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
+	// dial is Config.Dial; nil dials TCP.
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{}
 	closed bool
 }
 
-func newStreamLayer(l net.Listener, advertise net.Addr) *streamLayer {
-	return &streamLayer{Listener: l, advertise: advertise, conns: map[*trackedConn]struct{}{}}
+func newStreamLayer(l net.Listener, advertise net.Addr, dial func(ctx context.Context, addr string) (net.Conn, error)) *streamLayer {
+	return &streamLayer{Listener: l, advertise: advertise, dial: dial, conns: map[*trackedConn]struct{}{}}
 }
 
 func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.Dial("tcp", string(address))
+	var c net.Conn
+	var err error
+	if l.dial != nil {
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+		}
+		c, err = l.dial(ctx, string(address))
+		cancel()
+	} else {
+		d := net.Dialer{Timeout: timeout}
+		c, err = d.Dial("tcp", string(address))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -292,7 +292,7 @@ func (s *Server) run(ctx context.Context) (err error) {
 		}
 	}()
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  newStreamLayer(s.raftLis, tcpAddr(s.raftAdvertise)),
+		Stream:  newStreamLayer(s.raftLis, tcpAddr(s.raftAdvertise), s.cfg.Dial),
 		MaxPool: 4,
 		Timeout: 10 * time.Second,
 		Logger:  newHCLog(s.cfg.Logger, "raft-net"),

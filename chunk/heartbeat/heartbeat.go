@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -95,6 +96,12 @@ type Config struct {
 	Corrupt *CorruptQueue
 	// Logger receives the loop's logs; nil discards them.
 	Logger *slog.Logger
+	// Dial, if set, opens the loop's connections (to the masters, and to
+	// the node's own Chunk service for the default ListShards and
+	// Executor); nil dials TCP. In-process clusters (internal/cluster) set
+	// it to route heartbeats through fault-injecting connections that can
+	// be paused and partitioned.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Validate checks c and fills in defaults.
@@ -182,7 +189,11 @@ func (l *loop) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := l.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if l.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(l.cfg.Dial))
+	}
+	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: dial master %s: %w", addr, err)
 	}

@@ -9,6 +9,13 @@
 // restarted individually; Close stops everything and leaves no goroutine
 // behind.
 //
+// Every connection between nodes runs over a fault-injecting network (see
+// faults.go): a node can be paused, as if stopped with SIGSTOP (Pause,
+// PauseMaster, PauseChunkserver), and the nodes can be split into groups
+// that cannot reach each other (Partition, Heal). The daemons take part
+// only through their listeners and the Dial hooks of master.Config,
+// chunk.Config and heartbeat.Config.
+//
 // A Cluster's methods are safe for concurrent use.
 package cluster
 
@@ -59,6 +66,11 @@ type Config struct {
 	// HeartbeatInterval is the chunkservers' heartbeat period, which the
 	// masters hand out. Default DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
+	// HeartbeatCallTimeout bounds each of the chunkservers' calls to a
+	// master (zero: heartbeat.DefaultCallTimeout). A hung (paused) master
+	// leader holds its chunkservers that long before they look for the
+	// new one; tests of a paused leader set it short.
+	HeartbeatCallTimeout time.Duration
 	// FullReportInterval is how often chunkservers send full shard
 	// reports. Default DefaultFullReportInterval; negative: only at
 	// registration and when the master asks.
@@ -136,6 +148,10 @@ type Cluster struct {
 	cfg   Config
 	addrs addrs
 
+	// net carries every connection of the nodes; its state has its own
+	// lock, taken after mu.
+	net *network
+
 	mu      sync.Mutex
 	masters []*masterNode
 	chunks  []*chunkNode
@@ -144,6 +160,7 @@ type Cluster struct {
 
 type masterNode struct {
 	id     string
+	node   Node
 	srv    *master.Server // nil while stopped
 	cancel context.CancelFunc
 	done   chan error
@@ -151,6 +168,7 @@ type masterNode struct {
 
 type chunkNode struct {
 	id     string
+	node   Node
 	srv    *chunk.Server // nil while stopped
 	cancel context.CancelFunc
 	done   chan error // Run's result
@@ -232,11 +250,19 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			peers = append(peers, master.Peer{ID: masterID(i), RaftAddr: a.Raft})
 		}
 	}
+	c.net = newNetwork(cfg.Masters, cfg.Chunkservers)
+	for i, a := range c.addrs.Masters {
+		c.net.setAddr(a.Raft, Master(i))
+		c.net.setAddr(a.GRPC, Master(i))
+	}
+	for i, a := range c.addrs.Chunkservers {
+		c.net.setAddr(a, Chunkserver(i))
+	}
 	for i := range cfg.Masters {
-		c.masters = append(c.masters, &masterNode{id: masterID(i)})
+		c.masters = append(c.masters, &masterNode{id: masterID(i), node: Master(i)})
 	}
 	for i := range cfg.Chunkservers {
-		c.chunks = append(c.chunks, &chunkNode{id: fmt.Sprintf("cs%d", i+1)})
+		c.chunks = append(c.chunks, &chunkNode{id: chunkID(i), node: Chunkserver(i)})
 	}
 	for i, nd := range c.masters {
 		if err := c.startMaster(nd, ml[i].raft, ml[i].grpc, peers); err != nil {
@@ -264,6 +290,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 }
 
 func masterID(i int) string { return fmt.Sprintf("m%d", i+1) }
+
+func chunkID(i int) string { return fmt.Sprintf("cs%d", i+1) }
 
 // loadAddrs reads the address record; fresh reports that there was none.
 func (c *Cluster) loadAddrs() (fresh bool, err error) {
@@ -318,8 +346,9 @@ func (c *Cluster) startMaster(nd *masterNode, rl, gl net.Listener, peers []maste
 	srv, err := master.New(master.Config{
 		ID:                nd.id,
 		Dir:               filepath.Join(c.cfg.Dir, "masters", nd.id),
-		RaftListener:      rl,
-		GRPCListener:      gl,
+		RaftListener:      c.net.listen(nd.node, rl),
+		GRPCListener:      c.net.listen(nd.node, gl),
+		Dial:              c.net.dialer(nd.node),
 		Peers:             peers,
 		ClusterKey:        c.cfg.ClusterKey,
 		Logger:            c.cfg.Logger.With("node", nd.id),
@@ -345,7 +374,8 @@ func (c *Cluster) startChunk(nd *chunkNode, l net.Listener) error {
 	corrupt := heartbeat.NewCorruptQueue()
 	srv, err := chunk.New(chunk.Config{
 		ID:                  nd.id,
-		Listener:            l,
+		Listener:            c.net.listen(nd.node, l),
+		Dial:                c.net.dialer(nd.node),
 		Dir:                 filepath.Join(c.cfg.Dir, "chunkservers", nd.id),
 		Capacity:            c.cfg.ChunkserverCapacity,
 		ClusterKey:          c.cfg.ClusterKey,
@@ -368,9 +398,11 @@ func (c *Cluster) startChunk(nd *chunkNode, l net.Listener) error {
 			Masters:            c.MasterAddrs(),
 			Node:               srv,
 			Interval:           c.cfg.HeartbeatInterval,
+			CallTimeout:        c.cfg.HeartbeatCallTimeout,
 			FullReportInterval: c.cfg.FullReportInterval,
 			Corrupt:            corrupt,
 			Logger:             c.cfg.Logger.With("node", nd.id),
+			Dial:               c.net.dialer(nd.node),
 		})
 	}()
 	return nil
@@ -385,11 +417,43 @@ func (c *Cluster) MasterAddrs() []string {
 	return out
 }
 
+// MasterInfo describes one master of the cluster.
+type MasterInfo struct {
+	ID       string
+	Addr     string // gRPC
+	RaftAddr string
+	Running  bool
+	Paused   bool
+	// Leader reports that the master leads and is ready to serve (as
+	// Leader does); AppliedIndex is the last Raft index its state machine
+	// applied (0 while stopped). Tests compare them to see a master that
+	// was paused or partitioned rejoin and catch up.
+	Leader       bool
+	AppliedIndex uint64
+}
+
+// Masters describes every master, running or not.
+func (c *Cluster) Masters() []MasterInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]MasterInfo, len(c.masters))
+	for i, nd := range c.masters {
+		a := c.addrs.Masters[i]
+		out[i] = MasterInfo{ID: nd.id, Addr: a.GRPC, RaftAddr: a.Raft, Running: nd.srv != nil, Paused: c.net.paused(nd.node)}
+		if nd.srv != nil {
+			out[i].Leader = nd.srv.IsLeader()
+			out[i].AppliedIndex = nd.srv.AppliedIndex()
+		}
+	}
+	return out
+}
+
 // ChunkserverInfo describes one chunkserver of the cluster.
 type ChunkserverInfo struct {
 	ID      string
 	Addr    string
 	Running bool
+	Paused  bool
 }
 
 // Chunkservers describes every chunkserver, running or not.
@@ -398,7 +462,7 @@ func (c *Cluster) Chunkservers() []ChunkserverInfo {
 	defer c.mu.Unlock()
 	out := make([]ChunkserverInfo, len(c.chunks))
 	for i, nd := range c.chunks {
-		out[i] = ChunkserverInfo{ID: nd.id, Addr: c.addrs.Chunkservers[i], Running: nd.srv != nil}
+		out[i] = ChunkserverInfo{ID: nd.id, Addr: c.addrs.Chunkservers[i], Running: nd.srv != nil, Paused: c.net.paused(nd.node)}
 	}
 	return out
 }
@@ -424,14 +488,24 @@ func (c *Cluster) Leader() int {
 }
 
 // KillChunkserver stops chunkserver i (0-based) and its heartbeats. Its
-// data stays in Dir for RestartChunkserver.
+// data stays in Dir for RestartChunkserver. A paused chunkserver is
+// resumed with its connections reset first (see Pause).
 func (c *Cluster) KillChunkserver(i int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if i < 0 || i >= len(c.chunks) {
 		return fmt.Errorf("cluster: no chunkserver %d", i)
 	}
+	c.unpause(c.chunks[i].node)
 	return stopChunk(c.chunks[i])
+}
+
+// unpause resets a paused node's connections and resumes it, so that it
+// can shut down.
+func (c *Cluster) unpause(node Node) {
+	if c.net.paused(node) {
+		c.net.reset(node)
+	}
 }
 
 func stopChunk(nd *chunkNode) error {
@@ -471,12 +545,15 @@ func (c *Cluster) RestartChunkserver(ctx context.Context, i int) error {
 }
 
 // KillMaster stops master i (0-based); its data stays for RestartMaster.
+// A paused master is resumed with its connections reset first (see
+// Pause).
 func (c *Cluster) KillMaster(i int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if i < 0 || i >= len(c.masters) {
 		return fmt.Errorf("cluster: no master %d", i)
 	}
+	c.unpause(c.masters[i].node)
 	return stopMaster(c.masters[i])
 }
 
@@ -577,11 +654,19 @@ func (c *Cluster) ready(ctx context.Context, conns map[string]*grpc.ClientConn) 
 }
 
 // Close stops every node, chunkservers first, and waits for them. It
-// returns the first error a node's Run reported. Close is idempotent.
+// returns the first error a node's Run reported. Close is idempotent. It
+// heals any partition and resets and resumes paused nodes first, so that
+// every node can shut down.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	if c.net != nil {
+		c.net.partition(nil)
+		for node := range c.net.nodes {
+			c.unpause(node)
+		}
+	}
 	var errs []error
 	for _, nd := range c.chunks {
 		errs = append(errs, stopChunk(nd))
