@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/cairnfs/cairn/client"
 	"github.com/cairnfs/cairn/client/fusefs"
 	"github.com/cairnfs/cairn/internal/cluster"
@@ -26,9 +28,20 @@ func needFUSE(t *testing.T) {
 
 func startCluster(t *testing.T, masters, chunkservers int) *cluster.Cluster {
 	t.Helper()
+	return startClusterConfig(t, cluster.Config{Masters: masters, Chunkservers: chunkservers})
+}
+
+// startClusterConfig starts a cluster of cfg in a temporary directory,
+// with 200 ms heartbeats unless cfg says otherwise.
+func startClusterConfig(t *testing.T, cfg cluster.Config) *cluster.Cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Config{Dir: t.TempDir(), Masters: masters, Chunkservers: chunkservers, HeartbeatInterval: 200 * time.Millisecond})
+	cfg.Dir = t.TempDir()
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 200 * time.Millisecond
+	}
+	c, err := cluster.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +61,8 @@ type mountConfig struct {
 	opts fusefs.Options
 	// timeout bounds the client's retries and I/O (default 20s).
 	timeout time.Duration
+	// masterDialOpts are added to the client's master connections.
+	masterDialOpts []grpc.DialOption
 }
 
 // mount dials c and mounts it on a fresh directory; Cleanup unmounts
@@ -62,7 +77,8 @@ func mount(t *testing.T, c *cluster.Cluster, mc mountConfig) (string, *fusefs.Se
 	defer cancel()
 	cl, err := client.Dial(ctx, client.ClientConfig{
 		Masters: c.MasterAddrs(), RetryTimeout: mc.timeout, IOTimeout: mc.timeout, CallTimeout: time.Second,
-		Data: client.Config{ShardReadTimeout: mc.timeout, SliceWriteTimeout: mc.timeout},
+		MasterDialOptions: mc.masterDialOpts,
+		Data:              client.Config{ShardReadTimeout: mc.timeout, SliceWriteTimeout: mc.timeout},
 	})
 	if err != nil {
 		t.Fatal(err)

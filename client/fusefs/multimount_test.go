@@ -2,12 +2,19 @@ package fusefs_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairnfs/cairn/internal/cluster"
 )
 
 // TestCloseToOpen checks that bytes written and closed on one mount are
@@ -203,5 +210,71 @@ func TestOpenUnlinked(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatal("the open unlinked file's bytes changed")
+	}
+}
+
+// TestLockLeaseExpiry: a mount whose client stops reaching the masters
+// (a crashed or cut-off machine) loses its locks once its lease runs out,
+// so another mount can take them; it does not hold them forever.
+func TestLockLeaseExpiry(t *testing.T) {
+	c := startClusterConfig(t, cluster.Config{Masters: 1, Chunkservers: 3, ClientLease: 2 * time.Second})
+	var cut atomic.Bool
+	refuse := func() error { return status.Error(codes.Unavailable, "test: client cut off from the masters") }
+	unary := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if cut.Load() {
+			return refuse()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	stream := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if cut.Load() {
+			return nil, refuse()
+		}
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+	a, _ := mount(t, c, mountConfig{timeout: 3 * time.Second,
+		masterDialOpts: []grpc.DialOption{grpc.WithChainUnaryInterceptor(unary), grpc.WithChainStreamInterceptor(stream)}})
+	b, _ := mount(t, c, mountConfig{})
+	if err := os.WriteFile(filepath.Join(a, "leased"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fa, err := os.OpenFile(filepath.Join(a, "leased"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	fb, err := os.OpenFile(filepath.Join(b, "leased"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("flock on the first mount: %v", err)
+	}
+	if err := unix.FcntlFlock(fa.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
+		t.Fatalf("record lock on the first mount: %v", err)
+	}
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != unix.EWOULDBLOCK {
+		t.Fatalf("flock on the second mount while the first holds it: %v, want EWOULDBLOCK", err)
+	}
+
+	// The first mount's client goes silent: no keepalive reaches the
+	// master any more, and nothing releases its locks.
+	cut.Store(true)
+	defer cut.Store(false) // let the first mount's release and unmount go through
+	deadline := time.Now().Add(hangLimit)
+	for {
+		err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
+			t.Fatalf("flock on the second mount after the first went silent: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The record lock went with the lease too.
+	if err := unix.FcntlFlock(fb.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
+		t.Fatalf("record lock on the second mount after the first's lease ran out: %v", err)
 	}
 }
