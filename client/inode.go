@@ -448,10 +448,42 @@ func (in Inodes) Open(ctx context.Context, ino uint64, flag int) (*Handle, *mast
 			return nil, nil, err
 		}
 	}
+	return in.newHandle(ino, attr, handle), attr, nil
+}
+
+// newHandle wraps open handle handle of regular file ino, whose attributes
+// are attr, in a Handle.
+func (in Inodes) newHandle(ino uint64, attr *masterpb.Attr, handle uint64) *Handle {
 	f := &File{c: in.c, name: fmt.Sprintf("#%d", ino), inode: ino, flag: syscall.O_RDWR}
 	f.mu.size = int64(attr.GetSize())
 	f.version = attr.GetVersion()
-	return &Handle{File: f, in: in, handle: handle}, attr, nil
+	return &Handle{File: f, in: in, handle: handle}
+}
+
+// CreateOpen is Create followed by Open, in one commit on the master: it
+// creates regular file name in parent (or finds it, as Create does) and
+// opens it. When name exists but is not a regular file, it returns that
+// entry's attributes and a nil Handle, for the caller to deal with.
+func (in Inodes) CreateOpen(ctx context.Context, parent uint64, name string, mode uint32, exclusive, truncate bool) (h *Handle, attr *masterpb.Attr, created bool, err error) {
+	resp, err := call(ctx, in.c.conn, &masterpb.CreateRequest{
+		Header: in.inoHeader(ctx), Parent: parent, Name: name, Mode: mode, Exclusive: exclusive, Truncate: truncate, Open: true,
+	}, masterpb.MasterClient.Create)
+	if err != nil {
+		return nil, nil, false, inoErr("create", parent, name, err)
+	}
+	if attr, err = checkAttr("create", parent, name, resp.Attr); err != nil {
+		in.release(resp.Attr.GetInode(), resp.Handle)
+		return nil, nil, false, err
+	}
+	if attr.GetType() != masterpb.FileType_FILE_TYPE_REGULAR {
+		return nil, attr, resp.Created, nil
+	}
+	if resp.Handle == 0 {
+		// A master that does not open on create: open separately.
+		h, attr, err = in.Open(ctx, attr.Inode, 0)
+		return h, attr, resp.Created, err
+	}
+	return in.newHandle(attr.Inode, attr, resp.Handle), attr, resp.Created, nil
 }
 
 // release tells the master a handle is closed; best effort, since the

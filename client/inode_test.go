@@ -250,3 +250,67 @@ func TestInodesHandle(t *testing.T) {
 	_, _, err = in.Open(ctx, client.RootInode, syscall.O_RDONLY)
 	wantErrno(t, "open a directory", err, syscall.EISDIR)
 }
+
+// TestInodesCreateOpen: one call creates and opens; the handle keeps an
+// unlinked file's bytes like Open's; existing names behave as Create says.
+func TestInodesCreateOpen(t *testing.T) {
+	in := inodesCluster(t)
+	ctx := context.Background()
+	h, a, created, err := in.CreateOpen(ctx, client.RootInode, "new", 0o600, true, false)
+	if err != nil || h == nil || !created || a.Type != masterpb.FileType_FILE_TYPE_REGULAR || a.Mode&0o777 != 0o600 {
+		t.Fatalf("create-open a new file: %v, %v, created %v, %v", h, a, created, err)
+	}
+	if _, err := h.WriteAt([]byte("kept"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// The handle is registered: the bytes outlive the name.
+	if err := in.Unlink(ctx, client.RootInode, "new"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 10)
+	if n, err := h.ReadAt(buf, 0); string(buf[:n]) != "kept" || (err != nil && err != io.EOF) {
+		t.Errorf("read of the unlinked file through its handle: %q, %v", buf[:n], err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// An existing file: exclusive fails, otherwise it opens (and truncates
+	// when asked).
+	h, _, _, err = in.CreateOpen(ctx, client.RootInode, "f", 0o644, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte("abc"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err = in.CreateOpen(ctx, client.RootInode, "f", 0o644, true, false)
+	wantErrno(t, "exclusive create-open of an existing file", err, syscall.EEXIST)
+	h, a, created, err = in.CreateOpen(ctx, client.RootInode, "f", 0o644, false, true)
+	if err != nil || h == nil || created || a.Size != 0 {
+		t.Fatalf("truncating create-open of an existing file: %v, %v, created %v, %v", h, a, created, err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Names that are not regular files.
+	if _, err := in.Mkdir(ctx, client.RootInode, "d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err = in.CreateOpen(ctx, client.RootInode, "d", 0o644, false, false)
+	wantErrno(t, "create-open of a directory", err, syscall.EISDIR)
+	if _, err := in.Mknod(ctx, client.RootInode, "fifo", masterpb.FileType_FILE_TYPE_FIFO, 0o644, 0); err != nil {
+		t.Fatal(err)
+	}
+	h, a, _, err = in.CreateOpen(ctx, client.RootInode, "fifo", 0o644, false, false)
+	if err != nil || h != nil || a.Type != masterpb.FileType_FILE_TYPE_FIFO {
+		t.Fatalf("create-open of a FIFO: %v, %v, %v; want its attributes and no handle", h, a, err)
+	}
+}

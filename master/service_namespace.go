@@ -128,6 +128,14 @@ func (m *masterService) Create(ctx context.Context, req *masterpb.CreateRequest)
 	if err := s.leaderOnly(ctx); err != nil {
 		return nil, err
 	}
+	openFor := ""
+	if req.Open {
+		// Opening holds a handle under the client's lease, as Open does.
+		if _, err := s.session(ctx, "create", req.Header); err != nil {
+			return nil, err
+		}
+		openFor = req.Header.GetClientId()
+	}
 	c := credOf(req.Header)
 	dir, err := s.checkCreate(c, req.Parent, req.Name, req.Truncate)
 	if err != nil {
@@ -136,12 +144,12 @@ func (m *masterService) Create(ctx context.Context, req *masterpb.CreateRequest)
 	gid, mode := newOwnership(c, dir, req.Mode, false)
 	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_Create{Create: &fsmpb.Create{
 		Parent: req.Parent, Name: req.Name, Mode: mode, Uid: c.uid, Gid: gid,
-		Exclusive: req.Exclusive, Truncate: req.Truncate,
+		Exclusive: req.Exclusive, Truncate: req.Truncate, OpenForClient: openFor,
 	}}})
 	if err != nil {
 		return nil, err
 	}
-	return &masterpb.CreateResponse{Attr: res.Attr, Created: res.Created}, nil
+	return &masterpb.CreateResponse{Attr: res.Attr, Created: res.Created, Handle: res.Handle}, nil
 }
 
 func (m *masterService) Mknod(ctx context.Context, req *masterpb.MknodRequest) (*masterpb.MknodResponse, error) {

@@ -311,11 +311,12 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	octx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
-	a, _, err := n.fsys.in.Create(octx, n.ino(), name, mode&0o7777, flags&syscall.O_EXCL != 0, flags&syscall.O_TRUNC != 0)
+	// One commit creates (or truncates) and opens.
+	h, a, _, err := n.fsys.in.CreateOpen(octx, n.ino(), name, mode&0o7777, flags&syscall.O_EXCL != 0, flags&syscall.O_TRUNC != 0)
 	if err != nil {
 		return nil, nil, 0, errnoOf(err)
 	}
-	if a.GetType() != masterpb.FileType_FILE_TYPE_REGULAR {
+	if h == nil {
 		// An existing name of another kind: let the kernel look it up
 		// and open it the ordinary way.
 		if a.GetType() == masterpb.FileType_FILE_TYPE_DIRECTORY {
@@ -325,10 +326,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	}
 	inode := n.child(octx, a, out)
 	cn := inode.Operations().(*node)
-	fh, fuseFlags, errno := cn.open(octx, flags&^syscall.O_TRUNC)
-	if errno != 0 {
-		return nil, nil, 0, errno
-	}
+	fh, fuseFlags := cn.attach(h, a)
 	return inode, fh, fuseFlags, 0
 }
 
@@ -456,6 +454,13 @@ func (n *node) open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, errnoOf(err)
 	}
+	fh, fuseFlags := n.attach(h, a)
+	return fh, fuseFlags, 0
+}
+
+// attach makes h, just opened with attributes a, a handle of this node,
+// and returns it with the open flags for the kernel.
+func (n *node) attach(h *client.Handle, a *masterpb.Attr) (*fileHandle, uint32) {
 	fh := &fileHandle{n: n, h: h}
 	var fuseFlags uint32
 	n.mu.Lock()
@@ -473,7 +478,7 @@ func (n *node) open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	n.fsys.open.Lock()
 	n.fsys.open.nodes[n.ino()] = n
 	n.fsys.open.Unlock()
-	return fh, fuseFlags, 0
+	return fh, fuseFlags
 }
 
 // forget drops a closed handle. If it wrote, the version the kernel's

@@ -641,14 +641,18 @@ func (x *Mkdir) GetLayout() *chunkpb.Layout {
 }
 
 type Create struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Parent        uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Mode          uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
-	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
-	Gid           uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
-	Exclusive     bool                   `protobuf:"varint,6,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
-	Truncate      bool                   `protobuf:"varint,7,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Parent    uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Mode      uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid       uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid       uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	Exclusive bool                   `protobuf:"varint,6,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	Truncate  bool                   `protobuf:"varint,7,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	// open_for_client, when set, also opens the file (a regular file, new
+	// or existing) for that client in the same entry, as OpenHandle would:
+	// create-and-open costs one commit instead of two.
+	OpenForClient string `protobuf:"bytes,8,opt,name=open_for_client,json=openForClient,proto3" json:"open_for_client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -730,6 +734,13 @@ func (x *Create) GetTruncate() bool {
 		return x.Truncate
 	}
 	return false
+}
+
+func (x *Create) GetOpenForClient() string {
+	if x != nil {
+		return x.OpenForClient
+	}
+	return ""
 }
 
 type Mknod struct {
@@ -3261,7 +3272,7 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x10\n" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x05 \x01(\rR\x03gid\x12.\n" +
-	"\x06layout\x18\x06 \x01(\v2\x16.cairn.chunk.v1.LayoutR\x06layout\"\xa6\x01\n" +
+	"\x06layout\x18\x06 \x01(\v2\x16.cairn.chunk.v1.LayoutR\x06layout\"\xce\x01\n" +
 	"\x06Create\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3269,7 +3280,8 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x1c\n" +
 	"\texclusive\x18\x06 \x01(\bR\texclusive\x12\x1a\n" +
-	"\btruncate\x18\a \x01(\bR\btruncate\"\xae\x01\n" +
+	"\btruncate\x18\a \x01(\bR\btruncate\x12&\n" +
+	"\x0fopen_for_client\x18\b \x01(\tR\ropenForClient\"\xae\x01\n" +
 	"\x05Mknod\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +

@@ -1064,7 +1064,10 @@ type CreateRequest struct {
 	Mode      uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
 	Exclusive bool                   `protobuf:"varint,5,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
 	// truncate empties an existing file (O_TRUNC).
-	Truncate      bool `protobuf:"varint,6,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	Truncate bool `protobuf:"varint,6,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	// open also opens the file for the header's client, as Open does, in
+	// the same commit; the response carries the handle.
+	Open          bool `protobuf:"varint,7,opt,name=open,proto3" json:"open,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1141,10 +1144,20 @@ func (x *CreateRequest) GetTruncate() bool {
 	return false
 }
 
+func (x *CreateRequest) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+// handle is the open handle when the request asked to open (0 when the
+// name is not a regular file, which the caller then opens its own way).
 type CreateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
 	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Handle        uint64                 `protobuf:"varint,3,opt,name=handle,proto3" json:"handle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1191,6 +1204,13 @@ func (x *CreateResponse) GetCreated() bool {
 		return x.Created
 	}
 	return false
+}
+
+func (x *CreateResponse) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
 }
 
 type MknodRequest struct {
@@ -5454,17 +5474,19 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12.\n" +
 	"\x06layout\x18\x05 \x01(\v2\x16.cairn.chunk.v1.LayoutR\x06layout\":\n" +
 	"\rMkdirResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xc1\x01\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xd5\x01\n" +
 	"\rCreateRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x1c\n" +
 	"\texclusive\x18\x05 \x01(\bR\texclusive\x12\x1a\n" +
-	"\btruncate\x18\x06 \x01(\bR\btruncate\"U\n" +
+	"\btruncate\x18\x06 \x01(\bR\btruncate\x12\x12\n" +
+	"\x04open\x18\a \x01(\bR\x04open\"m\n" +
 	"\x0eCreateResponse\x12)\n" +
 	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"\xc9\x01\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x12\x16\n" +
+	"\x06handle\x18\x03 \x01(\x04R\x06handle\"\xc9\x01\n" +
 	"\fMknodRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +

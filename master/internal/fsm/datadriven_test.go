@@ -525,7 +525,8 @@ func (s *scenario) build(name string, a args) (*fsmpb.Command, error) {
 			}
 			c = cmd(op)
 		case "create":
-			c = cmd(&fsmpb.Create{Parent: dir, Name: base, Mode: uint32(mode), Exclusive: a.has("excl"), Truncate: a.has("trunc")})
+			client, _ := a.str("open")
+			c = cmd(&fsmpb.Create{Parent: dir, Name: base, Mode: uint32(mode), Exclusive: a.has("excl"), Truncate: a.has("trunc"), OpenForClient: client})
 		case "mknod":
 			typ, _ := a.str("type")
 			rdev, _, _ := a.num("rdev")

@@ -66,6 +66,19 @@ func (t *txn) absent(op, obj string, parent uint64, name string) error {
 }
 
 func (t *txn) create(c *fsmpb.Create) (Result, error) {
+	res, err := t.createOnly(c)
+	if err != nil || c.OpenForClient == "" || res.Attr.GetType() != masterpb.FileType_FILE_TYPE_REGULAR {
+		return res, err
+	}
+	opened, err := t.openHandle(&fsmpb.OpenHandle{Inode: res.Attr.Inode, ClientId: c.OpenForClient})
+	if err != nil {
+		return Result{}, err
+	}
+	res.Handle = opened.Handle
+	return res, nil
+}
+
+func (t *txn) createOnly(c *fsmpb.Create) (Result, error) {
 	const op = "create"
 	obj := objName(c.Parent, c.Name)
 	if err := checkName(op, obj, c.Name); err != nil {
