@@ -178,6 +178,7 @@ func (r *repairer) run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	var last time.Time
+	var took time.Duration // the last scan's duration
 	for {
 		select {
 		case <-ctx.Done():
@@ -185,8 +186,11 @@ func (r *repairer) run(ctx context.Context) {
 		case <-t.C:
 		case <-r.kick:
 			// Kicked scans come at most every minKickGap, so a burst
-			// of small finished orders does not turn into a scan each.
-			if wait := minKickGap - time.Since(last); wait > 0 {
+			// of small finished orders does not turn into a scan each,
+			// and leave at least four times a scan's duration idle, so
+			// that on a large namespace they take at most a fifth of
+			// the leader's time.
+			if wait := max(minKickGap, 5*took) - time.Since(last); wait > 0 {
 				select {
 				case <-ctx.Done():
 					return
@@ -195,6 +199,7 @@ func (r *repairer) run(ctx context.Context) {
 			}
 		}
 		last = time.Now()
+		took = 0
 		lead := r.s.leadership()
 		r.mu.Lock()
 		if r.mu.epoch != lead.epoch {
@@ -207,6 +212,7 @@ func (r *repairer) run(ctx context.Context) {
 		if err := r.scan(ctx, lead); err != nil && ctx.Err() == nil {
 			r.s.log.Warn("repair scan failed", "err", err)
 		}
+		took = time.Since(last)
 	}
 }
 
