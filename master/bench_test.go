@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,4 +171,83 @@ func benchTweak(cfg *Config) {
 	if v, err := time.ParseDuration(os.Getenv("CAIRN_BENCH_LINGER")); err == nil {
 		cfg.BatchLinger = v
 	}
+}
+
+// BenchmarkCreateScale creates CAIRN_BENCH_SCALE_FILES files (default
+// 200,000; the figure is 2,000,000) through gRPC in directories of
+// 10,000 on one master, from benchClients clients, and reports the create
+// rate of the first and the last tenth, their ratio, and the peak RSS of
+// the process (the master, its Pebble and the clients). Run it once:
+//
+//	CAIRN_BENCH_SCALE_FILES=2000000 go test -run '^$' -bench CreateScale -benchtime 1x -timeout 60m ./master/
+func BenchmarkCreateScale(b *testing.B) {
+	files := 200_000
+	if v := os.Getenv("CAIRN_BENCH_SCALE_FILES"); v != "" {
+		var err error
+		if files, err = strconv.Atoi(v); err != nil || files < 100_000 {
+			b.Fatalf("CAIRN_BENCH_SCALE_FILES=%q: want a number of at least 100000", v)
+		}
+	}
+	const perDir = 10_000
+	c := newCluster(b, 1, benchTweak)
+	targets := benchTargets(b, c, false)
+	ctx := context.Background()
+	dirs := make([]uint64, (files+perDir-1)/perDir)
+	for i := range dirs {
+		r, err := targets[0].(clientAsServer).c.Mkdir(ctx, &masterpb.MkdirRequest{Header: header(), Parent: 1, Name: fmt.Sprintf("d%04d", i), Mode: 0o755})
+		if err != nil {
+			b.Fatal(err)
+		}
+		dirs[i] = r.Attr.Inode
+	}
+	tenth := files / 10
+	var done atomic.Int64
+	var mu sync.Mutex
+	stamps := map[int64]time.Time{}
+	mark := func(n int64) {
+		if n == int64(tenth) || n == int64(files-tenth) || n == int64(files) {
+			mu.Lock()
+			stamps[n] = time.Now()
+			mu.Unlock()
+		}
+	}
+	for range b.N {
+		start := time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		var failed atomic.Pointer[error]
+		for i := range benchClients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					n := int(next.Add(1)) - 1
+					if n >= files {
+						return
+					}
+					_, err := targets[i%benchConns].Create(ctx, &masterpb.CreateRequest{
+						Header: header(), Parent: dirs[n/perDir], Name: fmt.Sprintf("f%08d", n), Mode: 0o644, Exclusive: true})
+					if err != nil {
+						failed.CompareAndSwap(nil, &err)
+						return
+					}
+					mark(done.Add(1))
+				}
+			}()
+		}
+		wg.Wait()
+		if err := failed.Load(); err != nil {
+			b.Fatal(*err)
+		}
+		first := float64(tenth) / stamps[int64(tenth)].Sub(start).Seconds()
+		last := float64(tenth) / stamps[int64(files)].Sub(stamps[int64(files-tenth)]).Seconds()
+		b.ReportMetric(first, "first-tenth-creates/s")
+		b.ReportMetric(last, "last-tenth-creates/s")
+		b.ReportMetric(last/first, "last/first")
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+	}
+	b.ReportMetric(float64(files), "files")
 }
