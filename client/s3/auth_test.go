@@ -219,12 +219,40 @@ func TestMetaRoundTrip(t *testing.T) {
 	got := parseMeta(m.encode())
 	out := http.Header{}
 	got.writeHeaders(out)
+	// User metadata goes out under its lower-case name, as S3 sends it.
 	if out.Get("Content-Type") != "text/plain" || out.Get("Content-Encoding") != "gzip" ||
-		out.Get("X-Amz-Meta-Colour") != "blue: really" || out.Get("Authorization") != "" {
+		len(out["x-amz-meta-colour"]) != 1 || out["x-amz-meta-colour"][0] != "blue: really" || out.Get("Authorization") != "" {
 		t.Fatalf("round trip gave %v", out)
 	}
 	h.Set("X-Amz-Meta-Big", strings.Repeat("x", maxUserMeta))
 	if aerr := m.setHeadersFrom(h); aerr != errMetadataTooLarge {
 		t.Fatalf("oversized metadata: %v", aerr)
+	}
+}
+
+// TestChunkedTrailers reads aws-chunked trailers as clients write them:
+// the AWS SDKs end lines with CRLF; minio-go ends them with a bare LF and
+// adds empty lines. A signed body's trailer must be signed.
+func TestChunkedTrailers(t *testing.T) {
+	for name, body := range map[string]string{
+		"crlf":        "5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n",
+		"lf and gaps": "5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\n\r\n\r\n",
+	} {
+		c := newChunkedReader(strings.NewReader(body), nil)
+		got, err := io.ReadAll(c)
+		if err != nil || string(got) != "hello" || c.Trailer().Get("x-amz-checksum-crc32") != "NhCmhg==" {
+			t.Errorf("%s: read %q, trailer %v, %v", name, got, c.Trailer(), err)
+		}
+	}
+	// An unsigned line after the signed last chunk of a signed body.
+	h := exampleHandler(t)
+	r := exampleRequest(exampleChunkedBody(false), exampleSeedSig)
+	s, aerr := h.authenticate(r)
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	body := append(exampleChunkedBody(false), "x-amz-checksum-crc32:AAAAAA==\r\n\r\n"...)
+	if _, err := io.ReadAll(newChunkedReader(bytes.NewReader(body), s)); !errors.Is(err, errSignatureMismatch) {
+		t.Errorf("unsigned trailer of a signed body: %v, want SignatureDoesNotMatch", err)
 	}
 }

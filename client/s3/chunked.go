@@ -17,7 +17,8 @@ const (
 	// maxChunkLine bounds a chunk header or trailer line of an aws-chunked
 	// body.
 	maxChunkLine = 4096
-	// maxTrailers bounds the trailer lines after the last chunk.
+	// maxTrailers bounds the trailer lines after the last chunk, empty
+	// ones included.
 	maxTrailers = 16
 )
 
@@ -137,17 +138,36 @@ func (c *chunkedReader) nextChunk() error {
 	if err := c.checkChunkSig(); err != nil {
 		return err
 	}
+	return c.readTrailer()
+}
+
+// readTrailer reads the trailer lines, "name:value", that follow the last
+// chunk up to the end of the body. Clients differ in how they write them:
+// the AWS SDKs end each line with CRLF and the trailer with an empty
+// line; minio-go ends the lines with a bare LF and puts an empty line
+// between the checksums and the trailer signature, and another after. So
+// lines may end either way, empty lines are skipped, and the trailer ends
+// with the body. In a signed body, every trailer line must be covered by
+// the trailer signature that follows it.
+func (c *chunkedReader) readTrailer() error {
 	var canonTrailer strings.Builder
-	for i := 0; ; i++ {
-		l, err := c.line()
+	signed := false
+	for lines := 0; ; lines++ {
+		l, err := c.trailerLine()
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
 			return err
 		}
-		if l == "" {
-			break
-		}
-		if i == maxTrailers {
+		if lines == maxTrailers {
 			return errChunkFormat
+		}
+		if l == "" {
+			continue
+		}
+		if signed {
+			return errChunkFormat // nothing may follow the signature
 		}
 		name, val, ok := strings.Cut(l, ":")
 		if !ok {
@@ -164,12 +184,35 @@ func (c *chunkedReader) nextChunk() error {
 			if !hmac.Equal([]byte(want), []byte(val)) {
 				return errSignatureMismatch
 			}
+			signed = true
 			continue
 		}
 		canonTrailer.WriteString(name + ":" + val + "\n")
 		c.trailer.Add(name, val)
 	}
+	if c.s != nil && len(c.trailer) > 0 && !signed {
+		// A signed body's trailer is signed too: unsigned lines could
+		// be anyone's.
+		return errSignatureMismatch
+	}
 	return io.EOF
+}
+
+// trailerLine reads one trailer line, ending in LF or CRLF (or at the
+// end of the body), without its end. It returns io.EOF at the end of the
+// body.
+func (c *chunkedReader) trailerLine() (string, error) {
+	l, err := c.r.ReadSlice('\n')
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		return "", errChunkFormat
+	case err == io.EOF && len(l) == 0:
+		return "", io.EOF
+	case err != nil && err != io.EOF:
+		return "", err
+	}
+	s := strings.TrimSuffix(string(l), "\n")
+	return strings.TrimSuffix(s, "\r"), nil
 }
 
 // endChunk reads the CRLF after a chunk's data and checks its signature.

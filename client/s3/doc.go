@@ -42,6 +42,16 @@
 // taken from its own scope, so clients configured for any region work.
 // Anonymous requests are refused unless Config.AllowAnonymous is set.
 //
+// # Sub-resources
+//
+// Of S3's sub-resources (the "?acl", "?versioning", "?tagging", …
+// queries), the gateway serves the reads clients make routinely and
+// whose answer holds for every bucket and object: GET ?location, ?acl
+// (the owner has full control), ?versioning (never enabled) and
+// ?tagging (no tags). Every other request on a sub-resource is answered
+// NotImplemented, and is never taken for a request on the bucket or
+// object itself.
+//
 // Every error is S3's XML error document with the matching HTTP status
 // and the request's ID (also in the x-amz-request-id header).
 package s3

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 
@@ -117,12 +118,77 @@ func writeXML(w http.ResponseWriter, v any) error {
 	return nil
 }
 
-// unsupported are the sub-resources the gateway does not implement.
-var unsupported = []string{
-	"acl", "policy", "cors", "lifecycle", "tagging", "website", "logging", "notification",
-	"replication", "encryption", "object-lock", "retention", "legal-hold", "torrent",
+// subresources are the query parameters that turn a request on a bucket
+// or an object into one on a sub-resource of it: S3's configurations
+// (acl, policy, versioning, …) and object operations other than the
+// plain GET, PUT and DELETE. The gateway serves a few read-only ones (see
+// serveSubresource) and answers NotImplemented to the others, which must
+// never be taken for a request on the bucket or object itself: PUT
+// /b/k?retention is not an upload that would overwrite k, nor DELETE
+// /b/k?tagging a deletion of k.
+var subresources = []string{
+	"acl", "policy", "policyStatus", "cors", "lifecycle", "tagging", "website", "logging", "notification",
+	"replication", "encryption", "object-lock", "retention", "legal-hold", "torrent", "versioning",
 	"requestPayment", "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering",
-	"ownershipControls", "publicAccessBlock", "restore", "select", "versions", "attributes",
+	"ownershipControls", "publicAccessBlock", "restore", "select", "versions", "attributes", "location",
+	"renameObject", "session", "metadataTable", "metadataConfiguration",
+}
+
+// subresource returns the sub-resource q names, if any.
+func subresource(q url.Values) (string, bool) {
+	for _, sub := range subresources {
+		if q.Has(sub) {
+			return sub, true
+		}
+	}
+	return "", false
+}
+
+// serveSubresource answers a request on a sub-resource of the bucket (or
+// object) of rq. Only the reads clients make routinely, and that have an
+// answer true of every bucket and object of the gateway, are served: the
+// location, an ACL granting the owner full control, an empty versioning
+// configuration (versioning was never enabled) and an empty tag set.
+func (h *Handler) serveSubresource(ctx context.Context, w http.ResponseWriter, r *http.Request, rq *request, sub string) error {
+	notImplemented := errorf("NotImplemented", http.StatusNotImplemented, "The "+sub+" sub-resource is not implemented.")
+	if r.Method != http.MethodGet || rq.bucket == "" {
+		return notImplemented
+	}
+	if !validBucketName(rq.bucket) {
+		return errInvalidBucketName
+	}
+	if rq.key == "" {
+		switch sub {
+		case "location":
+			return h.bucketLocation(ctx, w, rq)
+		case "acl", "versioning", "tagging":
+			if err := h.checkBucket(ctx, rq.bucket); err != nil {
+				return err
+			}
+		default:
+			return notImplemented
+		}
+	} else {
+		if aerr := checkKey(rq.key); aerr != nil {
+			return aerr
+		}
+		switch sub {
+		case "acl", "tagging":
+			if _, err := h.statObject(ctx, rq.bucket, rq.key); err != nil {
+				return err
+			}
+		default:
+			return notImplemented
+		}
+	}
+	switch sub {
+	case "acl":
+		return writeXML(w, ownerFullControl())
+	case "versioning":
+		return writeXML(w, versioningConfiguration{NS: s3NS})
+	default: // tagging
+		return writeXML(w, tagging{NS: s3NS})
+	}
 }
 
 // serve authenticates r and routes it to its operation.
@@ -139,12 +205,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rq *request) err
 		rq.bucket, rq.key, _ = strings.Cut(p, "/")
 	}
 	q := r.URL.Query()
-	for _, sub := range unsupported {
-		if q.Has(sub) {
-			return errorf("NotImplemented", http.StatusNotImplemented, "The "+sub+" sub-resource is not implemented.")
-		}
-	}
 	ctx := r.Context()
+	if sub, ok := subresource(q); ok {
+		return h.serveSubresource(ctx, w, r, rq, sub)
+	}
 	if rq.bucket == "" {
 		if r.Method != http.MethodGet {
 			return errMethodNotAllowed
@@ -170,15 +234,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rq *request) err
 				return h.deleteObjects(ctx, w, r, rq)
 			}
 		case http.MethodGet:
-			switch {
-			case q.Has("location"):
-				return h.bucketLocation(ctx, w, rq)
-			case q.Has("versioning"):
-				if err := h.checkBucket(ctx, rq.bucket); err != nil {
-					return err
-				}
-				return writeXML(w, versioningConfiguration{NS: s3NS})
-			case q.Has("uploads"):
+			if q.Has("uploads") {
 				return h.listUploads(ctx, w, r, rq)
 			}
 			return h.listObjects(ctx, w, r, rq)

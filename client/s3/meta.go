@@ -122,7 +122,14 @@ func stripAWSChunked(v string) string {
 // writeHeaders sets the stored headers on a response.
 func (m *objectMeta) writeHeaders(h http.Header) {
 	for k, vs := range m.fields {
-		if isStoredHeader(k) {
+		switch {
+		case strings.HasPrefix(k, "X-Amz-Meta-"):
+			// S3 sends user metadata names in lower case, and SDKs hand
+			// them to programs as they arrive: "x-amz-meta-origin" is
+			// the key "origin", where the canonical form would make it
+			// "Origin". Setting the map directly keeps the case.
+			h[strings.ToLower(k)] = vs
+		case isStoredHeader(k):
 			h[k] = vs
 		}
 	}

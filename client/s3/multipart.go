@@ -257,6 +257,7 @@ func (h *Handler) completeUpload(ctx context.Context, w http.ResponseWriter, r *
 	if aerr != nil {
 		return aerr
 	}
+	b.ignoreChecksums()
 	data, err := io.ReadAll(b)
 	if err != nil {
 		return err

@@ -48,7 +48,10 @@ func (h *Handler) authenticate(r *http.Request) (*signer, *apiError) {
 		return h.verifyHeader(r, auth[len(sigAlgorithm)+1:])
 	case q.Has("X-Amz-Algorithm") || q.Has("X-Amz-Signature"):
 		return h.verifyQuery(r, q)
-	case strings.HasPrefix(auth, "AWS "):
+	case strings.HasPrefix(auth, "AWS "), auth == "" && q.Has("AWSAccessKeyId") && q.Has("Signature"):
+		// Old clients sign with Version 2, in the header or (presigned
+		// URLs, as the aws CLI v1 makes by default) in the query: say so
+		// rather than answer a bare AccessDenied.
 		return nil, invalidRequest("Signature Version 2 is not supported; sign requests with AWS Signature Version 4.")
 	case auth != "":
 		return nil, malformedAuth(false, "Unsupported Authorization header.")

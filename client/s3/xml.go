@@ -190,3 +190,40 @@ type versioningConfiguration struct {
 	XMLName xml.Name `xml:"VersioningConfiguration"`
 	NS      string   `xml:"xmlns,attr"`
 }
+
+// accessControlPolicy answers GetBucketAcl and GetObjectAcl.
+type accessControlPolicy struct {
+	XMLName xml.Name `xml:"AccessControlPolicy"`
+	NS      string   `xml:"xmlns,attr"`
+	Owner   owner    `xml:"Owner"`
+	Grants  []grant  `xml:"AccessControlList>Grant"`
+}
+
+type grant struct {
+	Grantee    grantee `xml:"Grantee"`
+	Permission string  `xml:"Permission"`
+}
+
+type grantee struct {
+	XSI         string `xml:"xmlns:xsi,attr"`
+	Type        string `xml:"xsi:type,attr"`
+	ID          string `xml:"ID"`
+	DisplayName string `xml:"DisplayName"`
+}
+
+// ownerFullControl is the ACL of every bucket and object: the gateway
+// has one owner, who may do everything.
+func ownerFullControl() accessControlPolicy {
+	return accessControlPolicy{NS: s3NS, Owner: gatewayOwner, Grants: []grant{{
+		Grantee:    grantee{XSI: "http://www.w3.org/2001/XMLSchema-instance", Type: "CanonicalUser", ID: gatewayOwner.ID, DisplayName: gatewayOwner.DisplayName},
+		Permission: "FULL_CONTROL",
+	}}}
+}
+
+// tagging answers GetBucketTagging and GetObjectTagging: the gateway
+// stores no tags.
+type tagging struct {
+	XMLName xml.Name `xml:"Tagging"`
+	NS      string   `xml:"xmlns,attr"`
+	TagSet  struct{} `xml:"TagSet"`
+}
