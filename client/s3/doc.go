@@ -31,6 +31,8 @@
 // parts there as ordinary files, ".cairn-multipart/<upload ID>/<part
 // number>", and Complete composes them with client.Client.Concat, which
 // moves the parts' slices into the object without copying their bytes.
+// The object remembers its parts' sizes, so GET and HEAD with ?partNumber
+// serve one part (an object written in one piece is its own part 1).
 // The hidden directory is never listed and is refused as a key.
 //
 // # Authentication

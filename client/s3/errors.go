@@ -38,6 +38,7 @@ var (
 	errInvalidDigest         = errorf("InvalidDigest", http.StatusBadRequest, "The Content-MD5 or checksum you specified is not valid.")
 	errInvalidPart           = errorf("InvalidPart", http.StatusBadRequest, "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified ETag might not have matched the part's ETag.")
 	errInvalidPartOrder      = errorf("InvalidPartOrder", http.StatusBadRequest, "The list of parts was not in ascending order. The parts list must be specified in order by part number.")
+	errInvalidPartNumber     = errorf("InvalidPartNumber", http.StatusRequestedRangeNotSatisfiable, "The requested partnumber is not satisfiable.")
 	errInvalidRange          = errorf("InvalidRange", http.StatusRequestedRangeNotSatisfiable, "The requested range is not satisfiable.")
 	errKeyTooLong            = errorf("KeyTooLongError", http.StatusBadRequest, "Your key is too long.")
 	errMalformedXML          = errorf("MalformedXML", http.StatusBadRequest, "The XML you provided was not well-formed or did not validate against our published schema.")

@@ -28,6 +28,9 @@ const (
 	fieldMtime = "X-Cairn-Mtime" // the mtime (Unix ns) it was computed for
 	fieldKey   = "X-Cairn-Key"   // an upload's object key
 	fieldInit  = "X-Cairn-Initiated"
+	// fieldParts lists a multipart object's part sizes, comma-separated,
+	// for GET and HEAD with ?partNumber.
+	fieldParts = "X-Cairn-Parts"
 )
 
 // contentHeaders are the standard headers S3 stores with an object and
@@ -143,6 +146,55 @@ func (m *objectMeta) setETag(etag string, fi *client.FileInfo) {
 	m.fields.Set(fieldETag, etag)
 	m.fields.Set(fieldSize, strconv.FormatInt(fi.Size(), 10))
 	m.fields.Set(fieldMtime, strconv.FormatInt(fi.Attr().GetMtimeUnixNano(), 10))
+}
+
+// setParts records a multipart object's part sizes.
+func (m *objectMeta) setParts(sizes []int64) {
+	parts := make([]string, len(sizes))
+	for i, n := range sizes {
+		parts[i] = strconv.FormatInt(n, 10)
+	}
+	m.fields.Set(fieldParts, strings.Join(parts, ","))
+}
+
+// part returns where part n (from 1) of the object lies and how many parts
+// it has, as GET and HEAD with ?partNumber want them: a multipart object's
+// recorded parts while the file is unchanged since it was completed;
+// otherwise the whole file as its only part. known is false when the
+// object was completed from parts whose sizes were not recorded.
+func (m *objectMeta) part(n int, fi *client.FileInfo) (off, length int64, count int, known bool, aerr *apiError) {
+	recorded := m.fields.Get(fieldParts)
+	unchanged := m.fields.Get(fieldETag) != "" &&
+		m.fields.Get(fieldSize) == strconv.FormatInt(fi.Size(), 10) &&
+		m.fields.Get(fieldMtime) == strconv.FormatInt(fi.Attr().GetMtimeUnixNano(), 10)
+	if !unchanged || recorded == "" {
+		if unchanged && strings.Contains(m.fields.Get(fieldETag), "-") {
+			return 0, 0, 0, false, nil // multipart, sizes unknown
+		}
+		if n != 1 {
+			return 0, 0, 0, true, errInvalidPartNumber
+		}
+		return 0, fi.Size(), 1, true, nil
+	}
+	sizes := strings.Split(recorded, ",")
+	if n > len(sizes) {
+		return 0, 0, 0, true, errInvalidPartNumber
+	}
+	for i, v := range sizes {
+		size, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || size < 0 {
+			return 0, 0, 0, false, nil
+		}
+		if i == n-1 {
+			length = size
+			break
+		}
+		off += size
+	}
+	if off+length > fi.Size() {
+		return 0, 0, 0, false, nil
+	}
+	return off, length, len(sizes), true, nil
 }
 
 // etag returns the object's ETag: the recorded one if the file has not

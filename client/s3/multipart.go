@@ -284,6 +284,7 @@ func (h *Handler) completeUpload(ctx context.Context, w http.ResponseWriter, r *
 	}
 	sums := md5.New()
 	srcs := make([]string, 0, len(req.Parts))
+	sizes := make([]int64, 0, len(req.Parts))
 	for i, rp := range req.Parts {
 		p, ok := byNum[rp.PartNumber]
 		if !ok || strings.Trim(rp.ETag, `" `) != strings.Trim(p.etag, `"`) {
@@ -297,6 +298,7 @@ func (h *Handler) completeUpload(ctx context.Context, w http.ResponseWriter, r *
 			return errInvalidPart // a part changed behind our back
 		}
 		sums.Write(d)
+		sizes = append(sizes, p.fi.Size())
 		srcs = append(srcs, hiddenPath(rq.bucket, id, strconv.Itoa(p.n)))
 	}
 	etag := fmt.Sprintf(`"%s-%d"`, hex.EncodeToString(sums.Sum(nil)), len(req.Parts))
@@ -323,6 +325,7 @@ func (h *Handler) completeUpload(ctx context.Context, w http.ResponseWriter, r *
 		}
 	}
 	m.setETag(etag, fi)
+	m.setParts(sizes)
 	if err := h.setMeta(ctx, fi, m); err != nil {
 		return err
 	}

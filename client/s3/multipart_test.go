@@ -110,6 +110,31 @@ func TestMultipart(t *testing.T) {
 	if err != nil || !bytes.Equal(got, all) || aws.ToString(gout.ETag) != wantETag || aws.ToString(gout.ContentType) != "video/x-test" || gout.Metadata["m"] != "1" {
 		t.Fatalf("completed object: %d bytes (want %d), %+v, %v", len(got), len(all), gout, err)
 	}
+	// Parallel downloaders fetch a multipart object part by part.
+	var off int
+	for i, p := range parts {
+		got, gout, err := get(t, c, &awss3.GetObjectInput{Bucket: aws.String(b), Key: aws.String("big/object"), PartNumber: aws.Int32(int32(i + 1))})
+		want := fmt.Sprintf("bytes %d-%d/%d", off, off+len(p)-1, len(all))
+		if err != nil || !bytes.Equal(got, p) || aws.ToInt32(gout.PartsCount) != int32(len(parts)) || aws.ToString(gout.ContentRange) != want {
+			t.Fatalf("GET part %d: %d bytes (want %d), parts %d, range %q (want %q), %v",
+				i+1, len(got), len(p), aws.ToInt32(gout.PartsCount), aws.ToString(gout.ContentRange), want, err)
+		}
+		off += len(p)
+	}
+	if h, err := c.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(b), Key: aws.String("big/object"), PartNumber: aws.Int32(2)}); err != nil ||
+		aws.ToInt64(h.ContentLength) != int64(len(parts[1])) || aws.ToInt32(h.PartsCount) != int32(len(parts)) {
+		t.Fatalf("HEAD part 2: %+v, %v", h, err)
+	}
+	if _, _, err := get(t, c, &awss3.GetObjectInput{Bucket: aws.String(b), Key: aws.String("big/object"), PartNumber: aws.Int32(int32(len(parts) + 1))}); code(err) != "InvalidPartNumber" {
+		t.Fatalf("GET a part past the last: %v, want InvalidPartNumber", err)
+	}
+	// An ordinary object is its own part 1, and has no part 2.
+	if got, _, err := get(t, c, &awss3.GetObjectInput{Bucket: aws.String(b), Key: aws.String("copy-src"), PartNumber: aws.Int32(1)}); err != nil || !bytes.Equal(got, src) {
+		t.Fatalf("GET part 1 of a plain object: %d bytes, %v", len(got), err)
+	}
+	if _, _, err := get(t, c, &awss3.GetObjectInput{Bucket: aws.String(b), Key: aws.String("copy-src"), PartNumber: aws.Int32(2)}); code(err) != "InvalidPartNumber" {
+		t.Fatalf("GET part 2 of a plain object: %v, want InvalidPartNumber", err)
+	}
 	if got := sliceIDs(t, "/"+b+"/big/object"); len(partSlices) == 0 || !slices.Equal(got, partSlices) {
 		t.Fatalf("completed object's slices %v, want the parts' %v", got, partSlices)
 	}

@@ -318,7 +318,28 @@ func (h *Handler) getObject(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	size := o.fi.Size()
 	off, n, ranged := int64(0), size, false
-	if spec := r.Header.Get("Range"); spec != "" {
+	if q := r.URL.Query(); q.Has("partNumber") {
+		// One part of a multipart object, as parallel downloaders ask
+		// for them; the whole object is part 1 of an ordinary one.
+		if r.Header.Get("Range") != "" {
+			return invalidArgument("Cannot specify both Range header and partNumber query parameter.")
+		}
+		pn, aerr := parsePartNumber(q.Get("partNumber"))
+		if aerr != nil {
+			return aerr
+		}
+		poff, plen, count, known, aerr := o.meta.part(pn, o.fi)
+		switch {
+		case aerr != nil:
+			return aerr
+		case !known:
+			return errNotImplemented
+		}
+		if count > 1 {
+			hdr.Set("X-Amz-Mp-Parts-Count", strconv.Itoa(count))
+			off, n, ranged = poff, plen, plen > 0
+		}
+	} else if spec := r.Header.Get("Range"); spec != "" {
 		var aerr *apiError
 		off, n, ranged, aerr = parseRange(spec, size)
 		if aerr != nil {
