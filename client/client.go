@@ -48,6 +48,12 @@ type ClientConfig struct {
 	// IOTimeout, if positive, bounds each File call (Read, Write, Sync,
 	// Close, …), which take no context. Zero means no bound.
 	IOTimeout time.Duration
+	// NoSymlinks makes path resolution refuse every symlink it meets (as
+	// a component, or as the last name where it would be followed) with
+	// ENOENT. The S3 gateway sets it: an S3 key names a file inside its
+	// bucket, and a symlink made through a mount could otherwise make a
+	// key resolve outside it. Lstat and Readlink still see symlinks.
+	NoSymlinks bool
 }
 
 // Client is a Cairn file system: path-based namespace calls on the master
@@ -186,6 +192,9 @@ func (c *Client) resolve(ctx context.Context, p string, follow bool) (*masterpb.
 		if attr.Type != masterpb.FileType_FILE_TYPE_SYMLINK || (len(comps) == 0 && !follow) {
 			dir = append(dir, name)
 			continue
+		}
+		if c.cfg.NoSymlinks {
+			return nil, syscall.ENOENT
 		}
 		if hops++; hops > maxSymlinks {
 			return nil, syscall.ELOOP

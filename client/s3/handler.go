@@ -33,7 +33,9 @@ const copyBufSize = 1 << 20
 
 // NewHandler returns a Handler serving cl's namespace. cfg is validated
 // and defaulted (see Config). cl stays the caller's to close, after the
-// Handler's last request.
+// Handler's last request. Dial cl with ClientConfig.NoSymlinks, as Server
+// does, so that a symlink made through a mount cannot make a key resolve
+// outside its bucket.
 func NewHandler(cl *client.Client, cfg Config) (*Handler, error) {
 	if cl == nil {
 		return nil, errors.New("s3: nil client")

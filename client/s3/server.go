@@ -85,7 +85,9 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) Run(ctx context.Context) error {
 	defer s.ln.Close()
 	dctx, cancel := context.WithTimeout(ctx, DefaultDialTimeout)
-	cl, err := client.Dial(dctx, s.cfg.Client)
+	ccfg := s.cfg.Client
+	ccfg.NoSymlinks = true // keys stay inside their buckets
+	cl, err := client.Dial(dctx, ccfg)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("s3: %w", err)
