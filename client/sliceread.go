@@ -39,9 +39,12 @@ type sliceRead struct {
 	pooled [][]byte
 	bad    []bool
 	errs   []error
-	// patient marks shards that stalled once and are asked again, without
-	// a stall limit, because too few others are left.
-	patient []bool
+	// retries counts, per shard, the times a stalled stream was asked
+	// again because too few other shards were left. Each retry doubles
+	// the stall limit, up to ShardReadTimeout, so a merely slow shard
+	// (a loaded machine) gets the time it needs while a hung one is
+	// given up again and the read goes on once the slow ones answer.
+	retries []int
 }
 
 // readSlice reads len(dst) bytes of slice s from slice offset off into
@@ -58,7 +61,7 @@ func (d *DataPath) readSlice(ctx context.Context, s *sliceInfo, off int64, dst [
 		return nil
 	}
 	r0, r1 := exts[0].Row, exts[len(exts)-1].Row
-	rd := &sliceRead{d: d, s: s, r0: r0, bad: make([]bool, l.Shards()), errs: make([]error, l.Shards()), patient: make([]bool, l.Shards())}
+	rd := &sliceRead{d: d, s: s, r0: r0, bad: make([]bool, l.Shards()), errs: make([]error, l.Shards()), retries: make([]int, l.Shards())}
 	defer rd.release()
 	rd.grid = make([][][]byte, l.Shards())
 	for i := range rd.grid {
@@ -185,8 +188,9 @@ func (rd *sliceRead) plan(lo, hi int64) (map[int][2]int64, error) {
 		// Before giving up, wait for the shards that were only slow: a
 		// loaded machine is not a lost shard.
 		for i := range rd.bad {
-			if rd.bad[i] && !rd.patient[i] && errors.Is(rd.errs[i], errStalled) {
-				rd.bad[i], rd.errs[i], rd.patient[i] = false, nil, true
+			if rd.bad[i] && errors.Is(rd.errs[i], errStalled) && rd.stallLimit(i) < rd.d.cfg.ShardReadTimeout {
+				rd.bad[i], rd.errs[i] = false, nil
+				rd.retries[i]++
 				candidates = append(candidates, i)
 			}
 		}
@@ -310,10 +314,7 @@ func (rd *sliceRead) fetchShard(ctx context.Context, sh int, lo, hi int64, keep 
 	// other shards can serve it.
 	ctx, stall := context.WithCancelCause(ctx)
 	defer stall(nil)
-	stallAfter := rd.d.cfg.ShardStallTimeout
-	if rd.patient[sh] {
-		stallAfter = rd.d.cfg.ShardReadTimeout
-	}
+	stallAfter := rd.stallLimit(sh)
 	timer := time.AfterFunc(stallAfter, func() { stall(errStalled) })
 	defer timer.Stop()
 	stalled := func(err error) error {
@@ -373,6 +374,19 @@ func (rd *sliceRead) fetchShard(ctx context.Context, sh int, lo, hi int64, keep 
 		return fail(fmt.Errorf("stream ended at %d, want up to %d", next, to))
 	}
 	return nil
+}
+
+// stallLimit is how long shard sh's stream may deliver nothing:
+// ShardStallTimeout doubled for each retry, at most ShardReadTimeout.
+func (rd *sliceRead) stallLimit(sh int) time.Duration {
+	limit := rd.d.cfg.ShardStallTimeout
+	for range rd.retries[sh] {
+		if limit >= rd.d.cfg.ShardReadTimeout/2 {
+			return rd.d.cfg.ShardReadTimeout
+		}
+		limit *= 2
+	}
+	return min(limit, rd.d.cfg.ShardReadTimeout)
 }
 
 // errStalled marks a shard stream that delivered nothing for
