@@ -148,6 +148,15 @@ func (m *objectMeta) setETag(etag string, fi *client.FileInfo) {
 	m.fields.Set(fieldMtime, strconv.FormatInt(fi.Attr().GetMtimeUnixNano(), 10))
 }
 
+// recordedFor reports whether the recorded ETag (and the part sizes
+// recorded with it) still describe fi: the file has kept the size and
+// mtime it had when they were recorded.
+func (m *objectMeta) recordedFor(fi *client.FileInfo) bool {
+	return m.fields.Get(fieldETag) != "" &&
+		m.fields.Get(fieldSize) == strconv.FormatInt(fi.Size(), 10) &&
+		m.fields.Get(fieldMtime) == strconv.FormatInt(fi.Attr().GetMtimeUnixNano(), 10)
+}
+
 // setParts records a multipart object's part sizes.
 func (m *objectMeta) setParts(sizes []int64) {
 	parts := make([]string, len(sizes))
@@ -164,9 +173,7 @@ func (m *objectMeta) setParts(sizes []int64) {
 // object was completed from parts whose sizes were not recorded.
 func (m *objectMeta) part(n int, fi *client.FileInfo) (off, length int64, count int, known bool, aerr *apiError) {
 	recorded := m.fields.Get(fieldParts)
-	unchanged := m.fields.Get(fieldETag) != "" &&
-		m.fields.Get(fieldSize) == strconv.FormatInt(fi.Size(), 10) &&
-		m.fields.Get(fieldMtime) == strconv.FormatInt(fi.Attr().GetMtimeUnixNano(), 10)
+	unchanged := m.recordedFor(fi)
 	if !unchanged || recorded == "" {
 		if unchanged && strings.Contains(m.fields.Get(fieldETag), "-") {
 			return 0, 0, 0, false, nil // multipart, sizes unknown
@@ -201,10 +208,8 @@ func (m *objectMeta) part(n int, fi *client.FileInfo) (off, length int64, count 
 // changed since, else one made of its inode, size and mtime (with a '-',
 // so that clients do not take it for an MD5).
 func (m *objectMeta) etag(fi *client.FileInfo) string {
-	if e := m.fields.Get(fieldETag); e != "" &&
-		m.fields.Get(fieldSize) == strconv.FormatInt(fi.Size(), 10) &&
-		m.fields.Get(fieldMtime) == strconv.FormatInt(fi.Attr().GetMtimeUnixNano(), 10) {
-		return e
+	if m.recordedFor(fi) {
+		return m.fields.Get(fieldETag)
 	}
 	return fmt.Sprintf(`"%x%x-%x"`, fi.Inode(), fi.Attr().GetMtimeUnixNano(), fi.Size())
 }

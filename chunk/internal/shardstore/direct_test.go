@@ -46,10 +46,10 @@ func TestDirectFile(t *testing.T) {
 		{block, false},         // stays buffered: the offset is odd now
 		{block[:100], false},
 	}
+	if !aligned(block) {
+		t.Skip("the heap handed out a buffer that is not 4 KiB-aligned")
+	}
 	for i, st := range steps {
-		if !aligned(block) {
-			t.Skip("the heap handed out a buffer that is not 4 KiB-aligned")
-		}
 		n, err := df.Write(st.data)
 		if err != nil || n != len(st.data) {
 			t.Fatalf("step %d: wrote %d of %d: %v", i, n, len(st.data), err)
