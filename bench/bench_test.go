@@ -213,8 +213,8 @@ func TestTinyRun(t *testing.T) {
 		svgs++
 		rest = rest[i+j:]
 	}
-	if svgs != 3 {
-		t.Errorf("%d SVG charts, want 3 (throughput, rates, latency)", svgs)
+	if svgs != 4 {
+		t.Errorf("%d SVG charts, want 4 (throughput, rates, latency, durations)", svgs)
 	}
 	if strings.Contains(string(hb), "http://") && strings.Count(string(hb), "http://") != strings.Count(string(hb), `xmlns="http://www.w3.org/2000/svg"`) {
 		t.Error("HTML report refers to the network")

@@ -21,8 +21,9 @@ func writeHTML(path string, r *Report) error {
 		R                       *Report
 		Started                 string
 		Throughput, Rates, Lat  template.HTML
+		Durations               template.HTML
 		HasThroughput, HasRates bool
-		HasLatency              bool
+		HasLatency, HasDuration bool
 		PercentOf               func(Result) string
 		Fmt                     func(float64, string) string
 		Ms                      func(float64) string
@@ -37,7 +38,7 @@ func writeHTML(path string, r *Report) error {
 		}
 		return ""
 	}
-	var mb, ops, lat []chartRow
+	var mb, ops, lat, dur []chartRow
 	for _, res := range r.Results {
 		if res.Status != statusOK {
 			continue
@@ -52,6 +53,10 @@ func writeHTML(path string, r *Report) error {
 			mb = append(mb, chartRow{label: label, workload: res.Workload, values: []float64{res.Value}, marker: marker})
 		case "ops/s":
 			ops = append(ops, chartRow{label: label, workload: res.Workload, values: []float64{res.Value}, marker: marker})
+		case "s":
+			// Repair's time to full redundancy: the figure a fast
+			// rebuild may leave as the workload's only one.
+			dur = append(dur, chartRow{label: label, workload: res.Workload, values: []float64{res.Value}})
 		}
 		if l := res.Latency; l != nil {
 			lat = append(lat, chartRow{label: label, workload: res.Workload, values: []float64{l.P50, l.P95, l.P99}})
@@ -62,7 +67,8 @@ func writeHTML(path string, r *Report) error {
 	data.Rates = template.HTML(hbarSVG("Operations per second (log scale); the grey line is the figure's baseline", "ops/s", one, ops, true))
 	data.Lat = template.HTML(hbarSVG("Latency percentiles (ms, log scale)", "ms",
 		[]chartSeries{{"p50", "#5b9bd5"}, {"p95", "#ed7d31"}, {"p99", "#c0392b"}}, lat, true))
-	data.HasThroughput, data.HasRates, data.HasLatency = len(mb) > 0, len(ops) > 0, len(lat) > 0
+	data.Durations = template.HTML(hbarSVG("Durations (s)", "s", one, dur, false))
+	data.HasThroughput, data.HasRates, data.HasLatency, data.HasDuration = len(mb) > 0, len(ops) > 0, len(lat) > 0, len(dur) > 0
 	if err := pageTemplate().Execute(f, data); err != nil {
 		f.Close()
 		return fmt.Errorf("html report: %w", err)
@@ -246,6 +252,7 @@ details { font-size: 12px; }
 {{if .HasThroughput}}<figure>{{.Throughput}}</figure>{{end}}
 {{if .HasRates}}<figure>{{.Rates}}</figure>{{end}}
 {{if .HasLatency}}<figure>{{.Lat}}</figure>{{end}}
+{{if .HasDuration}}<figure>{{.Durations}}</figure>{{end}}
 </body>
 </html>
 `))
