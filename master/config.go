@@ -203,6 +203,9 @@ type Config struct {
 	// Repair tunes rebuilding, garbage collection and draining (see
 	// RepairConfig).
 	Repair RepairConfig
+	// Compaction tunes when fragmented chunks are handed to clients to
+	// compact (see CompactionConfig).
+	Compaction CompactionConfig
 }
 
 // Validate fills in defaults and reports what is missing or inconsistent.

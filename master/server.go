@@ -101,6 +101,8 @@ type Server struct {
 	reg atomic.Pointer[registry.Registry]
 	// repair rebuilds, collects and drains while this master leads.
 	repair *repairer
+	// compact holds the chunks handed out for compaction (compaction.go).
+	compact compactClaims
 
 	// stopping is closed when shutdown begins: waits give up.
 	stopping chan struct{}

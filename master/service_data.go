@@ -228,39 +228,9 @@ func (m *masterService) CommitSlice(ctx context.Context, req *masterpb.CommitSli
 	if err := s.leaderOnly(ctx); err != nil {
 		return nil, err
 	}
-	var shards []*masterpb.ShardLocation
-	if sl, err := s.pendingSlice(op, req.SliceId); err != nil {
-		// A committed slice may be this request's own earlier attempt:
-		// let the state machine answer from its request-ID table.
-		if len(req.Header.GetRequestId()) == 0 || masterpb.ErrnoOf(err) != syscall.EEXIST {
-			return nil, err
-		}
-	} else {
-		if sl.Inode != req.Inode {
-			return nil, invalid(op, "slice %d belongs to inode %d, not %d", req.SliceId, sl.Inode, req.Inode)
-		}
-		l, err := wirelayout.FromProto(sl.Layout)
-		if err != nil {
-			return nil, s.toStatus(err)
-		}
-		placed := make(map[uint32]string, len(sl.Shards))
-		for _, sh := range sl.Shards {
-			placed[sh.Index] = sh.ChunkserverId
-		}
-		if len(req.Shards) > 0 {
-			if len(req.Shards) < minShards(l) {
-				return nil, invalid(op, "slice %d (%s): %d shards acknowledged, need at least %d", req.SliceId, l, len(req.Shards), minShards(l))
-			}
-			for _, sh := range req.Shards {
-				if sh == nil {
-					return nil, invalid(op, "slice %d: empty shard location", req.SliceId)
-				}
-				if want, ok := placed[sh.Index]; !ok || want != sh.ChunkserverId {
-					return nil, invalid(op, "slice %d: shard %d was placed on %q, not %q", req.SliceId, sh.Index, want, sh.ChunkserverId)
-				}
-				shards = append(shards, &masterpb.ShardLocation{Index: sh.Index, ChunkserverId: sh.ChunkserverId, Address: sh.Address})
-			}
-		}
+	shards, err := s.ackedShards(op, req.Inode, req.SliceId, req.Shards)
+	if err != nil {
+		return nil, err
 	}
 	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_CommitSlice{CommitSlice: &fsmpb.CommitSlice{
 		Inode: req.Inode, SliceId: req.SliceId, Offset: req.Offset, Length: req.Length,

@@ -112,6 +112,7 @@ type Command struct {
 	//	*Command_MoveShard
 	//	*Command_SetDrain
 	//	*Command_SetChunkserver
+	//	*Command_CompactChunk
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -400,6 +401,15 @@ func (x *Command) GetSetChunkserver() *SetChunkserver {
 	return nil
 }
 
+func (x *Command) GetCompactChunk() *CompactChunk {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CompactChunk); ok {
+			return x.CompactChunk
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -504,6 +514,10 @@ type Command_SetChunkserver struct {
 	SetChunkserver *SetChunkserver `protobuf:"bytes,42,opt,name=set_chunkserver,json=setChunkserver,proto3,oneof"`
 }
 
+type Command_CompactChunk struct {
+	CompactChunk *CompactChunk `protobuf:"bytes,43,opt,name=compact_chunk,json=compactChunk,proto3,oneof"`
+}
+
 func (*Command_Mkdir) isCommand_Op() {}
 
 func (*Command_Create) isCommand_Op() {}
@@ -553,6 +567,8 @@ func (*Command_MoveShard) isCommand_Op() {}
 func (*Command_SetDrain) isCommand_Op() {}
 
 func (*Command_SetChunkserver) isCommand_Op() {}
+
+func (*Command_CompactChunk) isCommand_Op() {}
 
 type Mkdir struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1641,6 +1657,101 @@ func (x *CommitSlice) GetMtimeUnixNano() int64 {
 	return 0
 }
 
+// CompactChunk swaps the first refs of a chunk (exactly replaced, else
+// EAGAIN) for one ref to a pending slice holding the same bytes, commits
+// that slice and releases the replaced refs. Size and times stay.
+type CompactChunk struct {
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	Inode         uint64                    `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	Chunk         uint64                    `protobuf:"varint,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Replaced      []*ChunkRef               `protobuf:"bytes,3,rep,name=replaced,proto3" json:"replaced,omitempty"`
+	SliceId       uint64                    `protobuf:"varint,4,opt,name=slice_id,json=sliceId,proto3" json:"slice_id,omitempty"`
+	ChunkOffset   uint32                    `protobuf:"varint,5,opt,name=chunk_offset,json=chunkOffset,proto3" json:"chunk_offset,omitempty"`
+	Length        uint64                    `protobuf:"varint,6,opt,name=length,proto3" json:"length,omitempty"`
+	Shards        []*masterpb.ShardLocation `protobuf:"bytes,7,rep,name=shards,proto3" json:"shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactChunk) Reset() {
+	*x = CompactChunk{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactChunk) ProtoMessage() {}
+
+func (x *CompactChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactChunk.ProtoReflect.Descriptor instead.
+func (*CompactChunk) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CompactChunk) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *CompactChunk) GetChunk() uint64 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *CompactChunk) GetReplaced() []*ChunkRef {
+	if x != nil {
+		return x.Replaced
+	}
+	return nil
+}
+
+func (x *CompactChunk) GetSliceId() uint64 {
+	if x != nil {
+		return x.SliceId
+	}
+	return 0
+}
+
+func (x *CompactChunk) GetChunkOffset() uint32 {
+	if x != nil {
+		return x.ChunkOffset
+	}
+	return 0
+}
+
+func (x *CompactChunk) GetLength() uint64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *CompactChunk) GetShards() []*masterpb.ShardLocation {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
 // AckGarbage removes garbage slices whose shards GC has deleted.
 type AckGarbage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1651,7 +1762,7 @@ type AckGarbage struct {
 
 func (x *AckGarbage) Reset() {
 	*x = AckGarbage{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1774,7 @@ func (x *AckGarbage) String() string {
 func (*AckGarbage) ProtoMessage() {}
 
 func (x *AckGarbage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1787,7 @@ func (x *AckGarbage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckGarbage.ProtoReflect.Descriptor instead.
 func (*AckGarbage) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AckGarbage) GetSliceIds() []uint64 {
@@ -1701,7 +1812,7 @@ type SetMaster struct {
 
 func (x *SetMaster) Reset() {
 	*x = SetMaster{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1824,7 @@ func (x *SetMaster) String() string {
 func (*SetMaster) ProtoMessage() {}
 
 func (x *SetMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1837,7 @@ func (x *SetMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMaster.ProtoReflect.Descriptor instead.
 func (*SetMaster) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetMaster) GetId() string {
@@ -1774,7 +1885,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1897,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1910,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Meta) GetAppliedIndex() uint64 {
@@ -1854,7 +1965,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1977,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1990,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Stats) GetInodes() uint64 {
@@ -1956,7 +2067,7 @@ type Inode struct {
 
 func (x *Inode) Reset() {
 	*x = Inode{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2079,7 @@ func (x *Inode) String() string {
 func (*Inode) ProtoMessage() {}
 
 func (x *Inode) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2092,7 @@ func (x *Inode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inode.ProtoReflect.Descriptor instead.
 func (*Inode) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Inode) GetType() masterpb.FileType {
@@ -2092,7 +2203,7 @@ type ChunkSlices struct {
 
 func (x *ChunkSlices) Reset() {
 	*x = ChunkSlices{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2215,7 @@ func (x *ChunkSlices) String() string {
 func (*ChunkSlices) ProtoMessage() {}
 
 func (x *ChunkSlices) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2228,7 @@ func (x *ChunkSlices) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkSlices.ProtoReflect.Descriptor instead.
 func (*ChunkSlices) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ChunkSlices) GetRefs() []*ChunkRef {
@@ -2141,7 +2252,7 @@ type ChunkRef struct {
 
 func (x *ChunkRef) Reset() {
 	*x = ChunkRef{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2264,7 @@ func (x *ChunkRef) String() string {
 func (*ChunkRef) ProtoMessage() {}
 
 func (x *ChunkRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2277,7 @@ func (x *ChunkRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkRef.ProtoReflect.Descriptor instead.
 func (*ChunkRef) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ChunkRef) GetSliceId() uint64 {
@@ -2216,7 +2327,7 @@ type Slice struct {
 
 func (x *Slice) Reset() {
 	*x = Slice{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2339,7 @@ func (x *Slice) String() string {
 func (*Slice) ProtoMessage() {}
 
 func (x *Slice) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2352,7 @@ func (x *Slice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Slice.ProtoReflect.Descriptor instead.
 func (*Slice) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Slice) GetId() uint64 {
@@ -2316,7 +2427,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2439,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2452,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RequestRecord) GetTimeUnixNano() int64 {
@@ -2398,7 +2509,7 @@ type MasterRecord struct {
 
 func (x *MasterRecord) Reset() {
 	*x = MasterRecord{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2521,7 @@ func (x *MasterRecord) String() string {
 func (*MasterRecord) ProtoMessage() {}
 
 func (x *MasterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2534,7 @@ func (x *MasterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterRecord.ProtoReflect.Descriptor instead.
 func (*MasterRecord) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MasterRecord) GetId() string {
@@ -2458,7 +2569,7 @@ type EntryName struct {
 
 func (x *EntryName) Reset() {
 	*x = EntryName{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2581,7 @@ func (x *EntryName) String() string {
 func (*EntryName) ProtoMessage() {}
 
 func (x *EntryName) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2594,7 @@ func (x *EntryName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryName.ProtoReflect.Descriptor instead.
 func (*EntryName) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EntryName) GetParent() uint64 {
@@ -2516,7 +2627,7 @@ type Concat struct {
 
 func (x *Concat) Reset() {
 	*x = Concat{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2639,7 @@ func (x *Concat) String() string {
 func (*Concat) ProtoMessage() {}
 
 func (x *Concat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2652,7 @@ func (x *Concat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Concat.ProtoReflect.Descriptor instead.
 func (*Concat) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Concat) GetDst() *EntryName {
@@ -2591,7 +2702,7 @@ type OpenHandle struct {
 
 func (x *OpenHandle) Reset() {
 	*x = OpenHandle{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2714,7 @@ func (x *OpenHandle) String() string {
 func (*OpenHandle) ProtoMessage() {}
 
 func (x *OpenHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2727,7 @@ func (x *OpenHandle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenHandle.ProtoReflect.Descriptor instead.
 func (*OpenHandle) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *OpenHandle) GetInode() uint64 {
@@ -2644,7 +2755,7 @@ type ReleaseHandle struct {
 
 func (x *ReleaseHandle) Reset() {
 	*x = ReleaseHandle{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2767,7 @@ func (x *ReleaseHandle) String() string {
 func (*ReleaseHandle) ProtoMessage() {}
 
 func (x *ReleaseHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2780,7 @@ func (x *ReleaseHandle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHandle.ProtoReflect.Descriptor instead.
 func (*ReleaseHandle) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReleaseHandle) GetInode() uint64 {
@@ -2697,7 +2808,7 @@ type ExpireClient struct {
 
 func (x *ExpireClient) Reset() {
 	*x = ExpireClient{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +2820,7 @@ func (x *ExpireClient) String() string {
 func (*ExpireClient) ProtoMessage() {}
 
 func (x *ExpireClient) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +2833,7 @@ func (x *ExpireClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireClient.ProtoReflect.Descriptor instead.
 func (*ExpireClient) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExpireClient) GetClientId() string {
@@ -2743,7 +2854,7 @@ type Handle struct {
 
 func (x *Handle) Reset() {
 	*x = Handle{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2866,7 @@ func (x *Handle) String() string {
 func (*Handle) ProtoMessage() {}
 
 func (x *Handle) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2879,7 @@ func (x *Handle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Handle.ProtoReflect.Descriptor instead.
 func (*Handle) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Handle) GetClientId() string {
@@ -2804,7 +2915,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +2927,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +2940,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FileLock) GetClientId() string {
@@ -2891,7 +3002,7 @@ type FileLocks struct {
 
 func (x *FileLocks) Reset() {
 	*x = FileLocks{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2903,7 +3014,7 @@ func (x *FileLocks) String() string {
 func (*FileLocks) ProtoMessage() {}
 
 func (x *FileLocks) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2916,7 +3027,7 @@ func (x *FileLocks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLocks.ProtoReflect.Descriptor instead.
 func (*FileLocks) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FileLocks) GetLocks() []*FileLock {
@@ -2938,7 +3049,7 @@ type SetLock struct {
 
 func (x *SetLock) Reset() {
 	*x = SetLock{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2950,7 +3061,7 @@ func (x *SetLock) String() string {
 func (*SetLock) ProtoMessage() {}
 
 func (x *SetLock) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2963,7 +3074,7 @@ func (x *SetLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLock.ProtoReflect.Descriptor instead.
 func (*SetLock) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetLock) GetInode() uint64 {
@@ -3003,7 +3114,7 @@ type MoveShard struct {
 
 func (x *MoveShard) Reset() {
 	*x = MoveShard{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3015,7 +3126,7 @@ func (x *MoveShard) String() string {
 func (*MoveShard) ProtoMessage() {}
 
 func (x *MoveShard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3028,7 +3139,7 @@ func (x *MoveShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveShard.ProtoReflect.Descriptor instead.
 func (*MoveShard) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MoveShard) GetSliceId() uint64 {
@@ -3064,7 +3175,7 @@ type SetDrain struct {
 
 func (x *SetDrain) Reset() {
 	*x = SetDrain{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3187,7 @@ func (x *SetDrain) String() string {
 func (*SetDrain) ProtoMessage() {}
 
 func (x *SetDrain) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3200,7 @@ func (x *SetDrain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDrain.ProtoReflect.Descriptor instead.
 func (*SetDrain) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetDrain) GetChunkserverId() string {
@@ -3120,7 +3231,7 @@ type SetChunkserver struct {
 
 func (x *SetChunkserver) Reset() {
 	*x = SetChunkserver{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3132,7 +3243,7 @@ func (x *SetChunkserver) String() string {
 func (*SetChunkserver) ProtoMessage() {}
 
 func (x *SetChunkserver) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3145,7 +3256,7 @@ func (x *SetChunkserver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetChunkserver.ProtoReflect.Descriptor instead.
 func (*SetChunkserver) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetChunkserver) GetId() string {
@@ -3180,7 +3291,7 @@ type ChunkserverRecord struct {
 
 func (x *ChunkserverRecord) Reset() {
 	*x = ChunkserverRecord{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3192,7 +3303,7 @@ func (x *ChunkserverRecord) String() string {
 func (*ChunkserverRecord) ProtoMessage() {}
 
 func (x *ChunkserverRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3205,7 +3316,7 @@ func (x *ChunkserverRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkserverRecord.ProtoReflect.Descriptor instead.
 func (*ChunkserverRecord) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ChunkserverRecord) GetId() string {
@@ -3228,7 +3339,7 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"\x15proto/fsmpb/fsm.proto\x12\fcairn.fsm.v1\x1a\x19proto/chunkpb/chunk.proto\x1a\x1bproto/masterpb/master.proto\":\n" +
 	"\x05Entry\x121\n" +
-	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\xec\v\n" +
+	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\xaf\f\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -3264,7 +3375,8 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"move_shard\x18( \x01(\v2\x17.cairn.fsm.v1.MoveShardH\x00R\tmoveShard\x125\n" +
 	"\tset_drain\x18) \x01(\v2\x16.cairn.fsm.v1.SetDrainH\x00R\bsetDrain\x12G\n" +
-	"\x0fset_chunkserver\x18* \x01(\v2\x1c.cairn.fsm.v1.SetChunkserverH\x00R\x0esetChunkserverB\x04\n" +
+	"\x0fset_chunkserver\x18* \x01(\v2\x1c.cairn.fsm.v1.SetChunkserverH\x00R\x0esetChunkserver\x12A\n" +
+	"\rcompact_chunk\x18+ \x01(\v2\x1a.cairn.fsm.v1.CompactChunkH\x00R\fcompactChunkB\x04\n" +
 	"\x02op\"\x9b\x01\n" +
 	"\x05Mkdir\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
@@ -3355,7 +3467,15 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x04R\x06length\x126\n" +
 	"\x06shards\x18\x05 \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\x12&\n" +
-	"\x0fmtime_unix_nano\x18\x06 \x01(\x03R\rmtimeUnixNano\")\n" +
+	"\x0fmtime_unix_nano\x18\x06 \x01(\x03R\rmtimeUnixNano\"\xfc\x01\n" +
+	"\fCompactChunk\x12\x14\n" +
+	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x14\n" +
+	"\x05chunk\x18\x02 \x01(\x04R\x05chunk\x122\n" +
+	"\breplaced\x18\x03 \x03(\v2\x16.cairn.fsm.v1.ChunkRefR\breplaced\x12\x19\n" +
+	"\bslice_id\x18\x04 \x01(\x04R\asliceId\x12!\n" +
+	"\fchunk_offset\x18\x05 \x01(\rR\vchunkOffset\x12\x16\n" +
+	"\x06length\x18\x06 \x01(\x04R\x06length\x126\n" +
+	"\x06shards\x18\a \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\")\n" +
 	"\n" +
 	"AckGarbage\x12\x1b\n" +
 	"\tslice_ids\x18\x01 \x03(\x04R\bsliceIds\"y\n" +
@@ -3486,7 +3606,7 @@ func file_proto_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_proto_fsmpb_fsm_proto_rawDescData
 }
 
-var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*Entry)(nil),                      // 0: cairn.fsm.v1.Entry
 	(*Command)(nil),                    // 1: cairn.fsm.v1.Command
@@ -3505,35 +3625,36 @@ var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*AllocateSlice)(nil),              // 14: cairn.fsm.v1.AllocateSlice
 	(*ReplaceShard)(nil),               // 15: cairn.fsm.v1.ReplaceShard
 	(*CommitSlice)(nil),                // 16: cairn.fsm.v1.CommitSlice
-	(*AckGarbage)(nil),                 // 17: cairn.fsm.v1.AckGarbage
-	(*SetMaster)(nil),                  // 18: cairn.fsm.v1.SetMaster
-	(*Meta)(nil),                       // 19: cairn.fsm.v1.Meta
-	(*Stats)(nil),                      // 20: cairn.fsm.v1.Stats
-	(*Inode)(nil),                      // 21: cairn.fsm.v1.Inode
-	(*ChunkSlices)(nil),                // 22: cairn.fsm.v1.ChunkSlices
-	(*ChunkRef)(nil),                   // 23: cairn.fsm.v1.ChunkRef
-	(*Slice)(nil),                      // 24: cairn.fsm.v1.Slice
-	(*RequestRecord)(nil),              // 25: cairn.fsm.v1.RequestRecord
-	(*MasterRecord)(nil),               // 26: cairn.fsm.v1.MasterRecord
-	(*EntryName)(nil),                  // 27: cairn.fsm.v1.EntryName
-	(*Concat)(nil),                     // 28: cairn.fsm.v1.Concat
-	(*OpenHandle)(nil),                 // 29: cairn.fsm.v1.OpenHandle
-	(*ReleaseHandle)(nil),              // 30: cairn.fsm.v1.ReleaseHandle
-	(*ExpireClient)(nil),               // 31: cairn.fsm.v1.ExpireClient
-	(*Handle)(nil),                     // 32: cairn.fsm.v1.Handle
-	(*FileLock)(nil),                   // 33: cairn.fsm.v1.FileLock
-	(*FileLocks)(nil),                  // 34: cairn.fsm.v1.FileLocks
-	(*SetLock)(nil),                    // 35: cairn.fsm.v1.SetLock
-	(*MoveShard)(nil),                  // 36: cairn.fsm.v1.MoveShard
-	(*SetDrain)(nil),                   // 37: cairn.fsm.v1.SetDrain
-	(*SetChunkserver)(nil),             // 38: cairn.fsm.v1.SetChunkserver
-	(*ChunkserverRecord)(nil),          // 39: cairn.fsm.v1.ChunkserverRecord
-	(*chunkpb.Layout)(nil),             // 40: cairn.chunk.v1.Layout
-	(masterpb.FileType)(0),             // 41: cairn.master.v1.FileType
-	(masterpb.RenameRequest_Mode)(0),   // 42: cairn.master.v1.RenameRequest.Mode
-	(masterpb.SetXattrRequest_Flag)(0), // 43: cairn.master.v1.SetXattrRequest.Flag
-	(*masterpb.ShardLocation)(nil),     // 44: cairn.master.v1.ShardLocation
-	(*masterpb.Attr)(nil),              // 45: cairn.master.v1.Attr
+	(*CompactChunk)(nil),               // 17: cairn.fsm.v1.CompactChunk
+	(*AckGarbage)(nil),                 // 18: cairn.fsm.v1.AckGarbage
+	(*SetMaster)(nil),                  // 19: cairn.fsm.v1.SetMaster
+	(*Meta)(nil),                       // 20: cairn.fsm.v1.Meta
+	(*Stats)(nil),                      // 21: cairn.fsm.v1.Stats
+	(*Inode)(nil),                      // 22: cairn.fsm.v1.Inode
+	(*ChunkSlices)(nil),                // 23: cairn.fsm.v1.ChunkSlices
+	(*ChunkRef)(nil),                   // 24: cairn.fsm.v1.ChunkRef
+	(*Slice)(nil),                      // 25: cairn.fsm.v1.Slice
+	(*RequestRecord)(nil),              // 26: cairn.fsm.v1.RequestRecord
+	(*MasterRecord)(nil),               // 27: cairn.fsm.v1.MasterRecord
+	(*EntryName)(nil),                  // 28: cairn.fsm.v1.EntryName
+	(*Concat)(nil),                     // 29: cairn.fsm.v1.Concat
+	(*OpenHandle)(nil),                 // 30: cairn.fsm.v1.OpenHandle
+	(*ReleaseHandle)(nil),              // 31: cairn.fsm.v1.ReleaseHandle
+	(*ExpireClient)(nil),               // 32: cairn.fsm.v1.ExpireClient
+	(*Handle)(nil),                     // 33: cairn.fsm.v1.Handle
+	(*FileLock)(nil),                   // 34: cairn.fsm.v1.FileLock
+	(*FileLocks)(nil),                  // 35: cairn.fsm.v1.FileLocks
+	(*SetLock)(nil),                    // 36: cairn.fsm.v1.SetLock
+	(*MoveShard)(nil),                  // 37: cairn.fsm.v1.MoveShard
+	(*SetDrain)(nil),                   // 38: cairn.fsm.v1.SetDrain
+	(*SetChunkserver)(nil),             // 39: cairn.fsm.v1.SetChunkserver
+	(*ChunkserverRecord)(nil),          // 40: cairn.fsm.v1.ChunkserverRecord
+	(*chunkpb.Layout)(nil),             // 41: cairn.chunk.v1.Layout
+	(masterpb.FileType)(0),             // 42: cairn.master.v1.FileType
+	(masterpb.RenameRequest_Mode)(0),   // 43: cairn.master.v1.RenameRequest.Mode
+	(masterpb.SetXattrRequest_Flag)(0), // 44: cairn.master.v1.SetXattrRequest.Flag
+	(*masterpb.ShardLocation)(nil),     // 45: cairn.master.v1.ShardLocation
+	(*masterpb.Attr)(nil),              // 46: cairn.master.v1.Attr
 }
 var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: cairn.fsm.v1.Entry.commands:type_name -> cairn.fsm.v1.Command
@@ -3552,42 +3673,45 @@ var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	14, // 13: cairn.fsm.v1.Command.allocate_slice:type_name -> cairn.fsm.v1.AllocateSlice
 	15, // 14: cairn.fsm.v1.Command.replace_shard:type_name -> cairn.fsm.v1.ReplaceShard
 	16, // 15: cairn.fsm.v1.Command.commit_slice:type_name -> cairn.fsm.v1.CommitSlice
-	17, // 16: cairn.fsm.v1.Command.ack_garbage:type_name -> cairn.fsm.v1.AckGarbage
-	18, // 17: cairn.fsm.v1.Command.set_master:type_name -> cairn.fsm.v1.SetMaster
-	28, // 18: cairn.fsm.v1.Command.concat:type_name -> cairn.fsm.v1.Concat
-	29, // 19: cairn.fsm.v1.Command.open_handle:type_name -> cairn.fsm.v1.OpenHandle
-	30, // 20: cairn.fsm.v1.Command.release_handle:type_name -> cairn.fsm.v1.ReleaseHandle
-	31, // 21: cairn.fsm.v1.Command.expire_client:type_name -> cairn.fsm.v1.ExpireClient
-	35, // 22: cairn.fsm.v1.Command.set_lock:type_name -> cairn.fsm.v1.SetLock
-	36, // 23: cairn.fsm.v1.Command.move_shard:type_name -> cairn.fsm.v1.MoveShard
-	37, // 24: cairn.fsm.v1.Command.set_drain:type_name -> cairn.fsm.v1.SetDrain
-	38, // 25: cairn.fsm.v1.Command.set_chunkserver:type_name -> cairn.fsm.v1.SetChunkserver
-	40, // 26: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
-	41, // 27: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
-	42, // 28: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
-	43, // 29: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
-	40, // 30: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
-	40, // 31: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
-	44, // 32: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	44, // 33: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
-	44, // 34: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	20, // 35: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
-	41, // 36: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
-	40, // 37: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
-	23, // 38: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
-	40, // 39: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
-	44, // 40: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
-	45, // 41: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
-	27, // 42: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
-	27, // 43: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
-	33, // 44: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
-	33, // 45: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
-	44, // 46: cairn.fsm.v1.MoveShard.shard:type_name -> cairn.master.v1.ShardLocation
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	18, // 16: cairn.fsm.v1.Command.ack_garbage:type_name -> cairn.fsm.v1.AckGarbage
+	19, // 17: cairn.fsm.v1.Command.set_master:type_name -> cairn.fsm.v1.SetMaster
+	29, // 18: cairn.fsm.v1.Command.concat:type_name -> cairn.fsm.v1.Concat
+	30, // 19: cairn.fsm.v1.Command.open_handle:type_name -> cairn.fsm.v1.OpenHandle
+	31, // 20: cairn.fsm.v1.Command.release_handle:type_name -> cairn.fsm.v1.ReleaseHandle
+	32, // 21: cairn.fsm.v1.Command.expire_client:type_name -> cairn.fsm.v1.ExpireClient
+	36, // 22: cairn.fsm.v1.Command.set_lock:type_name -> cairn.fsm.v1.SetLock
+	37, // 23: cairn.fsm.v1.Command.move_shard:type_name -> cairn.fsm.v1.MoveShard
+	38, // 24: cairn.fsm.v1.Command.set_drain:type_name -> cairn.fsm.v1.SetDrain
+	39, // 25: cairn.fsm.v1.Command.set_chunkserver:type_name -> cairn.fsm.v1.SetChunkserver
+	17, // 26: cairn.fsm.v1.Command.compact_chunk:type_name -> cairn.fsm.v1.CompactChunk
+	41, // 27: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
+	42, // 28: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
+	43, // 29: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
+	44, // 30: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
+	41, // 31: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
+	41, // 32: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
+	45, // 33: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	45, // 34: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
+	45, // 35: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	24, // 36: cairn.fsm.v1.CompactChunk.replaced:type_name -> cairn.fsm.v1.ChunkRef
+	45, // 37: cairn.fsm.v1.CompactChunk.shards:type_name -> cairn.master.v1.ShardLocation
+	21, // 38: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
+	42, // 39: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
+	41, // 40: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
+	24, // 41: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
+	41, // 42: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
+	45, // 43: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
+	46, // 44: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
+	28, // 45: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
+	28, // 46: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
+	34, // 47: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
+	34, // 48: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
+	45, // 49: cairn.fsm.v1.MoveShard.shard:type_name -> cairn.master.v1.ShardLocation
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_proto_fsmpb_fsm_proto_init() }
@@ -3621,6 +3745,7 @@ func file_proto_fsmpb_fsm_proto_init() {
 		(*Command_MoveShard)(nil),
 		(*Command_SetDrain)(nil),
 		(*Command_SetChunkserver)(nil),
+		(*Command_CompactChunk)(nil),
 	}
 	file_proto_fsmpb_fsm_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
@@ -3629,7 +3754,7 @@ func file_proto_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fsmpb_fsm_proto_rawDesc), len(file_proto_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

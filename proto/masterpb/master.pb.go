@@ -233,7 +233,7 @@ func (x LockRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Kind.Descriptor instead.
 func (LockRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62, 0}
 }
 
 type LockRequest_Type int32
@@ -282,7 +282,7 @@ func (x LockRequest_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Type.Descriptor instead.
 func (LockRequest_Type) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58, 1}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62, 1}
 }
 
 type FsckResponse_Health int32
@@ -331,7 +331,7 @@ func (x FsckResponse_Health) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FsckResponse_Health.Descriptor instead.
 func (FsckResponse_Health) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71, 0}
 }
 
 // ErrorDetail rides in a gRPC status's details.
@@ -3634,6 +3634,281 @@ func (x *GetLayoutResponse) GetInlineData() []byte {
 	return nil
 }
 
+// NextCompactionRequest asks for one fragmented chunk to compact. The
+// leader hands each chunk to one client at a time (a claim lasts a few
+// minutes) and leaves out chunks still being written, unless they have
+// grown too many slices to wait.
+type NextCompactionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NextCompactionRequest) Reset() {
+	*x = NextCompactionRequest{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NextCompactionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NextCompactionRequest) ProtoMessage() {}
+
+func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NextCompactionRequest.ProtoReflect.Descriptor instead.
+func (*NextCompactionRequest) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *NextCompactionRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+type NextCompactionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// found is false when no chunk needs compacting now.
+	Found bool   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Inode uint64 `protobuf:"varint,2,opt,name=inode,proto3" json:"inode,omitempty"`
+	// chunk is the chunk's index: it covers file bytes
+	// [chunk*chunk size, (chunk+1)*chunk size).
+	Chunk uint64 `protobuf:"varint,3,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// refs is how many slice refs the chunk had when it was chosen.
+	Refs          uint32 `protobuf:"varint,4,opt,name=refs,proto3" json:"refs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NextCompactionResponse) Reset() {
+	*x = NextCompactionResponse{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NextCompactionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NextCompactionResponse) ProtoMessage() {}
+
+func (x *NextCompactionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NextCompactionResponse.ProtoReflect.Descriptor instead.
+func (*NextCompactionResponse) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *NextCompactionResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *NextCompactionResponse) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *NextCompactionResponse) GetChunk() uint64 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *NextCompactionResponse) GetRefs() uint32 {
+	if x != nil {
+		return x.Refs
+	}
+	return 0
+}
+
+// CompactChunkRequest replaces the first refs of a chunk with one slice
+// holding the same bytes. replaced must be exactly the chunk's first
+// len(replaced) refs as GetLayout listed them (slice_id, file_offset,
+// slice_offset and length are compared); slices committed since stay on
+// top. If the chunk changed otherwise (truncated, rewritten, deleted) the
+// master answers EAGAIN and the new slice is left to expire. The file's
+// size, mtime and ctime do not change; its version does, so cached
+// layouts are dropped.
+type CompactChunkRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Header   *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Inode    uint64                 `protobuf:"varint,2,opt,name=inode,proto3" json:"inode,omitempty"`
+	Chunk    uint64                 `protobuf:"varint,3,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Replaced []*SliceRef            `protobuf:"bytes,4,rep,name=replaced,proto3" json:"replaced,omitempty"`
+	// slice_id is the new slice, allocated for inode and fully written;
+	// it lands at file offset offset and holds length bytes.
+	SliceId uint64 `protobuf:"varint,5,opt,name=slice_id,json=sliceId,proto3" json:"slice_id,omitempty"`
+	Offset  uint64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length  uint64 `protobuf:"varint,7,opt,name=length,proto3" json:"length,omitempty"`
+	// shards are the locations that acknowledged the write.
+	Shards        []*ShardLocation `protobuf:"bytes,8,rep,name=shards,proto3" json:"shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactChunkRequest) Reset() {
+	*x = CompactChunkRequest{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactChunkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactChunkRequest) ProtoMessage() {}
+
+func (x *CompactChunkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactChunkRequest.ProtoReflect.Descriptor instead.
+func (*CompactChunkRequest) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *CompactChunkRequest) GetHeader() *RequestHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *CompactChunkRequest) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *CompactChunkRequest) GetChunk() uint64 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *CompactChunkRequest) GetReplaced() []*SliceRef {
+	if x != nil {
+		return x.Replaced
+	}
+	return nil
+}
+
+func (x *CompactChunkRequest) GetSliceId() uint64 {
+	if x != nil {
+		return x.SliceId
+	}
+	return 0
+}
+
+func (x *CompactChunkRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *CompactChunkRequest) GetLength() uint64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *CompactChunkRequest) GetShards() []*ShardLocation {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+type CompactChunkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactChunkResponse) Reset() {
+	*x = CompactChunkResponse{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactChunkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactChunkResponse) ProtoMessage() {}
+
+func (x *CompactChunkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactChunkResponse.ProtoReflect.Descriptor instead.
+func (*CompactChunkResponse) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *CompactChunkResponse) GetAttr() *Attr {
+	if x != nil {
+		return x.Attr
+	}
+	return nil
+}
+
 type ReportBadShardRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SliceId       uint64                 `protobuf:"varint,1,opt,name=slice_id,json=sliceId,proto3" json:"slice_id,omitempty"`
@@ -3646,7 +3921,7 @@ type ReportBadShardRequest struct {
 
 func (x *ReportBadShardRequest) Reset() {
 	*x = ReportBadShardRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3658,7 +3933,7 @@ func (x *ReportBadShardRequest) String() string {
 func (*ReportBadShardRequest) ProtoMessage() {}
 
 func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3671,7 +3946,7 @@ func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardRequest.ProtoReflect.Descriptor instead.
 func (*ReportBadShardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ReportBadShardRequest) GetSliceId() uint64 {
@@ -3710,7 +3985,7 @@ type ReportBadShardResponse struct {
 
 func (x *ReportBadShardResponse) Reset() {
 	*x = ReportBadShardResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3722,7 +3997,7 @@ func (x *ReportBadShardResponse) String() string {
 func (*ReportBadShardResponse) ProtoMessage() {}
 
 func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3735,7 +4010,7 @@ func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardResponse.ProtoReflect.Descriptor instead.
 func (*ReportBadShardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
 }
 
 type LockRequest struct {
@@ -3755,7 +4030,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3767,7 +4042,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3780,7 +4055,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *LockRequest) GetHeader() *RequestHeader {
@@ -3857,7 +4132,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3869,7 +4144,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3882,7 +4157,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *LockResponse) GetGranted() bool {
@@ -3908,7 +4183,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3920,7 +4195,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3933,7 +4208,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *KeepAliveRequest) GetClientId() string {
@@ -3952,7 +4227,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3964,7 +4239,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3977,7 +4252,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *KeepAliveResponse) GetLeaseUnixNano() int64 {
@@ -4000,7 +4275,7 @@ type MasterInfo struct {
 
 func (x *MasterInfo) Reset() {
 	*x = MasterInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4012,7 +4287,7 @@ func (x *MasterInfo) String() string {
 func (*MasterInfo) ProtoMessage() {}
 
 func (x *MasterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4025,7 +4300,7 @@ func (x *MasterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterInfo.ProtoReflect.Descriptor instead.
 func (*MasterInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *MasterInfo) GetId() string {
@@ -4078,7 +4353,7 @@ type ChunkserverInfo struct {
 
 func (x *ChunkserverInfo) Reset() {
 	*x = ChunkserverInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4090,7 +4365,7 @@ func (x *ChunkserverInfo) String() string {
 func (*ChunkserverInfo) ProtoMessage() {}
 
 func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4103,7 +4378,7 @@ func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkserverInfo.ProtoReflect.Descriptor instead.
 func (*ChunkserverInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ChunkserverInfo) GetId() string {
@@ -4163,7 +4438,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4175,7 +4450,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4188,7 +4463,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
 }
 
 type StatusResponse struct {
@@ -4205,7 +4480,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4217,7 +4492,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4230,7 +4505,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *StatusResponse) GetMasters() []*MasterInfo {
@@ -4284,7 +4559,7 @@ type FsckRequest struct {
 
 func (x *FsckRequest) Reset() {
 	*x = FsckRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4296,7 +4571,7 @@ func (x *FsckRequest) String() string {
 func (*FsckRequest) ProtoMessage() {}
 
 func (x *FsckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4309,7 +4584,7 @@ func (x *FsckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
 func (*FsckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *FsckRequest) GetPath() string {
@@ -4332,7 +4607,7 @@ type FsckResponse struct {
 
 func (x *FsckResponse) Reset() {
 	*x = FsckResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4344,7 +4619,7 @@ func (x *FsckResponse) String() string {
 func (*FsckResponse) ProtoMessage() {}
 
 func (x *FsckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4357,7 +4632,7 @@ func (x *FsckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
 func (*FsckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *FsckResponse) GetPath() string {
@@ -4401,7 +4676,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4413,7 +4688,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4426,7 +4701,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RegisterRequest) GetId() string {
@@ -4474,7 +4749,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4761,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4774,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *RegisterResponse) GetHeartbeatIntervalMs() uint32 {
@@ -4523,7 +4798,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4535,7 +4810,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4548,7 +4823,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *HeartbeatRequest) GetId() string {
@@ -4608,7 +4883,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4620,7 +4895,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4633,7 +4908,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *Order) GetId() uint64 {
@@ -4696,7 +4971,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4708,7 +4983,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4721,7 +4996,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *HeartbeatResponse) GetOrders() []*Order {
@@ -4749,7 +5024,7 @@ type FullReportRequest struct {
 
 func (x *FullReportRequest) Reset() {
 	*x = FullReportRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4761,7 +5036,7 @@ func (x *FullReportRequest) String() string {
 func (*FullReportRequest) ProtoMessage() {}
 
 func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4774,7 +5049,7 @@ func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportRequest.ProtoReflect.Descriptor instead.
 func (*FullReportRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *FullReportRequest) GetId() string {
@@ -4806,7 +5081,7 @@ type FullReportResponse struct {
 
 func (x *FullReportResponse) Reset() {
 	*x = FullReportResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4818,7 +5093,7 @@ func (x *FullReportResponse) String() string {
 func (*FullReportResponse) ProtoMessage() {}
 
 func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4831,7 +5106,7 @@ func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportResponse.ProtoReflect.Descriptor instead.
 func (*FullReportResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
 }
 
 type ReportCorruptRequest struct {
@@ -4844,7 +5119,7 @@ type ReportCorruptRequest struct {
 
 func (x *ReportCorruptRequest) Reset() {
 	*x = ReportCorruptRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4856,7 +5131,7 @@ func (x *ReportCorruptRequest) String() string {
 func (*ReportCorruptRequest) ProtoMessage() {}
 
 func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4869,7 +5144,7 @@ func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptRequest.ProtoReflect.Descriptor instead.
 func (*ReportCorruptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ReportCorruptRequest) GetId() string {
@@ -4894,7 +5169,7 @@ type ReportCorruptResponse struct {
 
 func (x *ReportCorruptResponse) Reset() {
 	*x = ReportCorruptResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4906,7 +5181,7 @@ func (x *ReportCorruptResponse) String() string {
 func (*ReportCorruptResponse) ProtoMessage() {}
 
 func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4919,7 +5194,7 @@ func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptResponse.ProtoReflect.Descriptor instead.
 func (*ReportCorruptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
 }
 
 type OrderDoneRequest struct {
@@ -4933,7 +5208,7 @@ type OrderDoneRequest struct {
 
 func (x *OrderDoneRequest) Reset() {
 	*x = OrderDoneRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4945,7 +5220,7 @@ func (x *OrderDoneRequest) String() string {
 func (*OrderDoneRequest) ProtoMessage() {}
 
 func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4958,7 +5233,7 @@ func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneRequest.ProtoReflect.Descriptor instead.
 func (*OrderDoneRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *OrderDoneRequest) GetId() string {
@@ -4990,7 +5265,7 @@ type OrderDoneResponse struct {
 
 func (x *OrderDoneResponse) Reset() {
 	*x = OrderDoneResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5002,7 +5277,7 @@ func (x *OrderDoneResponse) String() string {
 func (*OrderDoneResponse) ProtoMessage() {}
 
 func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5015,7 +5290,7 @@ func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneResponse.ProtoReflect.Descriptor instead.
 func (*OrderDoneResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
 }
 
 // AddMasterRequest adds a master to the Raft group. address is its Raft
@@ -5033,7 +5308,7 @@ type AddMasterRequest struct {
 
 func (x *AddMasterRequest) Reset() {
 	*x = AddMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5045,7 +5320,7 @@ func (x *AddMasterRequest) String() string {
 func (*AddMasterRequest) ProtoMessage() {}
 
 func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5058,7 +5333,7 @@ func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterRequest.ProtoReflect.Descriptor instead.
 func (*AddMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *AddMasterRequest) GetId() string {
@@ -5090,7 +5365,7 @@ type AddMasterResponse struct {
 
 func (x *AddMasterResponse) Reset() {
 	*x = AddMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5102,7 +5377,7 @@ func (x *AddMasterResponse) String() string {
 func (*AddMasterResponse) ProtoMessage() {}
 
 func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5115,7 +5390,7 @@ func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterResponse.ProtoReflect.Descriptor instead.
 func (*AddMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
 }
 
 type RemoveMasterRequest struct {
@@ -5127,7 +5402,7 @@ type RemoveMasterRequest struct {
 
 func (x *RemoveMasterRequest) Reset() {
 	*x = RemoveMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5139,7 +5414,7 @@ func (x *RemoveMasterRequest) String() string {
 func (*RemoveMasterRequest) ProtoMessage() {}
 
 func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5152,7 +5427,7 @@ func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *RemoveMasterRequest) GetId() string {
@@ -5170,7 +5445,7 @@ type RemoveMasterResponse struct {
 
 func (x *RemoveMasterResponse) Reset() {
 	*x = RemoveMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5182,7 +5457,7 @@ func (x *RemoveMasterResponse) String() string {
 func (*RemoveMasterResponse) ProtoMessage() {}
 
 func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5195,7 +5470,7 @@ func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
 }
 
 type DrainRequest struct {
@@ -5207,7 +5482,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5219,7 +5494,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5232,7 +5507,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *DrainRequest) GetChunkserverId() string {
@@ -5250,7 +5525,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5262,7 +5537,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5275,7 +5550,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{88}
 }
 
 type UndrainRequest struct {
@@ -5287,7 +5562,7 @@ type UndrainRequest struct {
 
 func (x *UndrainRequest) Reset() {
 	*x = UndrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5299,7 +5574,7 @@ func (x *UndrainRequest) String() string {
 func (*UndrainRequest) ProtoMessage() {}
 
 func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5312,7 +5587,7 @@ func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainRequest.ProtoReflect.Descriptor instead.
 func (*UndrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *UndrainRequest) GetChunkserverId() string {
@@ -5330,7 +5605,7 @@ type UndrainResponse struct {
 
 func (x *UndrainResponse) Reset() {
 	*x = UndrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5342,7 +5617,7 @@ func (x *UndrainResponse) String() string {
 func (*UndrainResponse) ProtoMessage() {}
 
 func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5355,7 +5630,7 @@ func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainResponse.ProtoReflect.Descriptor instead.
 func (*UndrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{90}
 }
 
 type ConcatRequest_Source struct {
@@ -5368,7 +5643,7 @@ type ConcatRequest_Source struct {
 
 func (x *ConcatRequest_Source) Reset() {
 	*x = ConcatRequest_Source{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5380,7 +5655,7 @@ func (x *ConcatRequest_Source) String() string {
 func (*ConcatRequest_Source) ProtoMessage() {}
 
 func (x *ConcatRequest_Source) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5657,7 +5932,25 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x121\n" +
 	"\x06slices\x18\x02 \x03(\v2\x19.cairn.master.v1.SliceRefR\x06slices\x12\x1f\n" +
 	"\vinline_data\x18\x03 \x01(\fR\n" +
-	"inlineData\"\x87\x01\n" +
+	"inlineData\"4\n" +
+	"\x15NextCompactionRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"n\n" +
+	"\x16NextCompactionResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
+	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x14\n" +
+	"\x05chunk\x18\x03 \x01(\x04R\x05chunk\x12\x12\n" +
+	"\x04refs\x18\x04 \x01(\rR\x04refs\"\xb3\x02\n" +
+	"\x13CompactChunkRequest\x126\n" +
+	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
+	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x14\n" +
+	"\x05chunk\x18\x03 \x01(\x04R\x05chunk\x125\n" +
+	"\breplaced\x18\x04 \x03(\v2\x19.cairn.master.v1.SliceRefR\breplaced\x12\x19\n" +
+	"\bslice_id\x18\x05 \x01(\x04R\asliceId\x12\x16\n" +
+	"\x06offset\x18\x06 \x01(\x04R\x06offset\x12\x16\n" +
+	"\x06length\x18\a \x01(\x04R\x06length\x126\n" +
+	"\x06shards\x18\b \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\"A\n" +
+	"\x14CompactChunkResponse\x12)\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\x87\x01\n" +
 	"\x15ReportBadShardRequest\x12\x19\n" +
 	"\bslice_id\x18\x01 \x01(\x04R\asliceId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12%\n" +
@@ -5788,7 +6081,7 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x14\n" +
 	"\x10FILE_TYPE_SOCKET\x10\x05\x12\x19\n" +
 	"\x15FILE_TYPE_CHAR_DEVICE\x10\x06\x12\x1a\n" +
-	"\x16FILE_TYPE_BLOCK_DEVICE\x10\a2\xcc\x12\n" +
+	"\x16FILE_TYPE_BLOCK_DEVICE\x10\a2\x8c\x14\n" +
 	"\x06Master\x12I\n" +
 	"\x06Lookup\x12\x1e.cairn.master.v1.LookupRequest\x1a\x1f.cairn.master.v1.LookupResponse\x12L\n" +
 	"\aGetAttr\x12\x1f.cairn.master.v1.GetAttrRequest\x1a .cairn.master.v1.GetAttrResponse\x12L\n" +
@@ -5815,7 +6108,9 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\fReplaceShard\x12$.cairn.master.v1.ReplaceShardRequest\x1a%.cairn.master.v1.ReplaceShardResponse\x12X\n" +
 	"\vCommitSlice\x12#.cairn.master.v1.CommitSliceRequest\x1a$.cairn.master.v1.CommitSliceResponse\x12R\n" +
 	"\tGetLayout\x12!.cairn.master.v1.GetLayoutRequest\x1a\".cairn.master.v1.GetLayoutResponse\x12a\n" +
-	"\x0eReportBadShard\x12&.cairn.master.v1.ReportBadShardRequest\x1a'.cairn.master.v1.ReportBadShardResponse\x12C\n" +
+	"\x0eReportBadShard\x12&.cairn.master.v1.ReportBadShardRequest\x1a'.cairn.master.v1.ReportBadShardResponse\x12a\n" +
+	"\x0eNextCompaction\x12&.cairn.master.v1.NextCompactionRequest\x1a'.cairn.master.v1.NextCompactionResponse\x12[\n" +
+	"\fCompactChunk\x12$.cairn.master.v1.CompactChunkRequest\x1a%.cairn.master.v1.CompactChunkResponse\x12C\n" +
 	"\x04Lock\x12\x1c.cairn.master.v1.LockRequest\x1a\x1d.cairn.master.v1.LockResponse\x12R\n" +
 	"\tKeepAlive\x12!.cairn.master.v1.KeepAliveRequest\x1a\".cairn.master.v1.KeepAliveResponse\x12I\n" +
 	"\x06Status\x12\x1e.cairn.master.v1.StatusRequest\x1a\x1f.cairn.master.v1.StatusResponse\x12E\n" +
@@ -5846,7 +6141,7 @@ func file_proto_masterpb_master_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_masterpb_master_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
+var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_proto_masterpb_master_proto_goTypes = []any{
 	(FileType)(0),                           // 0: cairn.master.v1.FileType
 	(RenameRequest_Mode)(0),                 // 1: cairn.master.v1.RenameRequest.Mode
@@ -5910,189 +6205,201 @@ var file_proto_masterpb_master_proto_goTypes = []any{
 	(*SliceRef)(nil),                        // 59: cairn.master.v1.SliceRef
 	(*GetLayoutRequest)(nil),                // 60: cairn.master.v1.GetLayoutRequest
 	(*GetLayoutResponse)(nil),               // 61: cairn.master.v1.GetLayoutResponse
-	(*ReportBadShardRequest)(nil),           // 62: cairn.master.v1.ReportBadShardRequest
-	(*ReportBadShardResponse)(nil),          // 63: cairn.master.v1.ReportBadShardResponse
-	(*LockRequest)(nil),                     // 64: cairn.master.v1.LockRequest
-	(*LockResponse)(nil),                    // 65: cairn.master.v1.LockResponse
-	(*KeepAliveRequest)(nil),                // 66: cairn.master.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),               // 67: cairn.master.v1.KeepAliveResponse
-	(*MasterInfo)(nil),                      // 68: cairn.master.v1.MasterInfo
-	(*ChunkserverInfo)(nil),                 // 69: cairn.master.v1.ChunkserverInfo
-	(*StatusRequest)(nil),                   // 70: cairn.master.v1.StatusRequest
-	(*StatusResponse)(nil),                  // 71: cairn.master.v1.StatusResponse
-	(*FsckRequest)(nil),                     // 72: cairn.master.v1.FsckRequest
-	(*FsckResponse)(nil),                    // 73: cairn.master.v1.FsckResponse
-	(*RegisterRequest)(nil),                 // 74: cairn.master.v1.RegisterRequest
-	(*RegisterResponse)(nil),                // 75: cairn.master.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),                // 76: cairn.master.v1.HeartbeatRequest
-	(*Order)(nil),                           // 77: cairn.master.v1.Order
-	(*HeartbeatResponse)(nil),               // 78: cairn.master.v1.HeartbeatResponse
-	(*FullReportRequest)(nil),               // 79: cairn.master.v1.FullReportRequest
-	(*FullReportResponse)(nil),              // 80: cairn.master.v1.FullReportResponse
-	(*ReportCorruptRequest)(nil),            // 81: cairn.master.v1.ReportCorruptRequest
-	(*ReportCorruptResponse)(nil),           // 82: cairn.master.v1.ReportCorruptResponse
-	(*OrderDoneRequest)(nil),                // 83: cairn.master.v1.OrderDoneRequest
-	(*OrderDoneResponse)(nil),               // 84: cairn.master.v1.OrderDoneResponse
-	(*AddMasterRequest)(nil),                // 85: cairn.master.v1.AddMasterRequest
-	(*AddMasterResponse)(nil),               // 86: cairn.master.v1.AddMasterResponse
-	(*RemoveMasterRequest)(nil),             // 87: cairn.master.v1.RemoveMasterRequest
-	(*RemoveMasterResponse)(nil),            // 88: cairn.master.v1.RemoveMasterResponse
-	(*DrainRequest)(nil),                    // 89: cairn.master.v1.DrainRequest
-	(*DrainResponse)(nil),                   // 90: cairn.master.v1.DrainResponse
-	(*UndrainRequest)(nil),                  // 91: cairn.master.v1.UndrainRequest
-	(*UndrainResponse)(nil),                 // 92: cairn.master.v1.UndrainResponse
-	(*ConcatRequest_Source)(nil),            // 93: cairn.master.v1.ConcatRequest.Source
-	(*chunkpb.Layout)(nil),                  // 94: cairn.chunk.v1.Layout
-	(*chunkpb.Token)(nil),                   // 95: cairn.chunk.v1.Token
-	(*chunkpb.ShardID)(nil),                 // 96: cairn.chunk.v1.ShardID
-	(*chunkpb.ReconstructShardRequest)(nil), // 97: cairn.chunk.v1.ReconstructShardRequest
-	(*chunkpb.DeleteShardRequest)(nil),      // 98: cairn.chunk.v1.DeleteShardRequest
-	(*chunkpb.ShardInfo)(nil),               // 99: cairn.chunk.v1.ShardInfo
+	(*NextCompactionRequest)(nil),           // 62: cairn.master.v1.NextCompactionRequest
+	(*NextCompactionResponse)(nil),          // 63: cairn.master.v1.NextCompactionResponse
+	(*CompactChunkRequest)(nil),             // 64: cairn.master.v1.CompactChunkRequest
+	(*CompactChunkResponse)(nil),            // 65: cairn.master.v1.CompactChunkResponse
+	(*ReportBadShardRequest)(nil),           // 66: cairn.master.v1.ReportBadShardRequest
+	(*ReportBadShardResponse)(nil),          // 67: cairn.master.v1.ReportBadShardResponse
+	(*LockRequest)(nil),                     // 68: cairn.master.v1.LockRequest
+	(*LockResponse)(nil),                    // 69: cairn.master.v1.LockResponse
+	(*KeepAliveRequest)(nil),                // 70: cairn.master.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),               // 71: cairn.master.v1.KeepAliveResponse
+	(*MasterInfo)(nil),                      // 72: cairn.master.v1.MasterInfo
+	(*ChunkserverInfo)(nil),                 // 73: cairn.master.v1.ChunkserverInfo
+	(*StatusRequest)(nil),                   // 74: cairn.master.v1.StatusRequest
+	(*StatusResponse)(nil),                  // 75: cairn.master.v1.StatusResponse
+	(*FsckRequest)(nil),                     // 76: cairn.master.v1.FsckRequest
+	(*FsckResponse)(nil),                    // 77: cairn.master.v1.FsckResponse
+	(*RegisterRequest)(nil),                 // 78: cairn.master.v1.RegisterRequest
+	(*RegisterResponse)(nil),                // 79: cairn.master.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),                // 80: cairn.master.v1.HeartbeatRequest
+	(*Order)(nil),                           // 81: cairn.master.v1.Order
+	(*HeartbeatResponse)(nil),               // 82: cairn.master.v1.HeartbeatResponse
+	(*FullReportRequest)(nil),               // 83: cairn.master.v1.FullReportRequest
+	(*FullReportResponse)(nil),              // 84: cairn.master.v1.FullReportResponse
+	(*ReportCorruptRequest)(nil),            // 85: cairn.master.v1.ReportCorruptRequest
+	(*ReportCorruptResponse)(nil),           // 86: cairn.master.v1.ReportCorruptResponse
+	(*OrderDoneRequest)(nil),                // 87: cairn.master.v1.OrderDoneRequest
+	(*OrderDoneResponse)(nil),               // 88: cairn.master.v1.OrderDoneResponse
+	(*AddMasterRequest)(nil),                // 89: cairn.master.v1.AddMasterRequest
+	(*AddMasterResponse)(nil),               // 90: cairn.master.v1.AddMasterResponse
+	(*RemoveMasterRequest)(nil),             // 91: cairn.master.v1.RemoveMasterRequest
+	(*RemoveMasterResponse)(nil),            // 92: cairn.master.v1.RemoveMasterResponse
+	(*DrainRequest)(nil),                    // 93: cairn.master.v1.DrainRequest
+	(*DrainResponse)(nil),                   // 94: cairn.master.v1.DrainResponse
+	(*UndrainRequest)(nil),                  // 95: cairn.master.v1.UndrainRequest
+	(*UndrainResponse)(nil),                 // 96: cairn.master.v1.UndrainResponse
+	(*ConcatRequest_Source)(nil),            // 97: cairn.master.v1.ConcatRequest.Source
+	(*chunkpb.Layout)(nil),                  // 98: cairn.chunk.v1.Layout
+	(*chunkpb.Token)(nil),                   // 99: cairn.chunk.v1.Token
+	(*chunkpb.ShardID)(nil),                 // 100: cairn.chunk.v1.ShardID
+	(*chunkpb.ReconstructShardRequest)(nil), // 101: cairn.chunk.v1.ReconstructShardRequest
+	(*chunkpb.DeleteShardRequest)(nil),      // 102: cairn.chunk.v1.DeleteShardRequest
+	(*chunkpb.ShardInfo)(nil),               // 103: cairn.chunk.v1.ShardInfo
 }
 var file_proto_masterpb_master_proto_depIdxs = []int32{
-	0,  // 0: cairn.master.v1.Attr.type:type_name -> cairn.master.v1.FileType
-	8,  // 1: cairn.master.v1.LookupResponse.attr:type_name -> cairn.master.v1.Attr
-	8,  // 2: cairn.master.v1.GetAttrResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 3: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,  // 4: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 5: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	94, // 6: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
-	8,  // 7: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 8: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,  // 9: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 10: cairn.master.v1.MknodRequest.header:type_name -> cairn.master.v1.RequestHeader
-	0,  // 11: cairn.master.v1.MknodRequest.type:type_name -> cairn.master.v1.FileType
-	8,  // 12: cairn.master.v1.MknodResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 13: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,  // 14: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,  // 15: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
-	93, // 16: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
-	8,  // 17: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 18: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
-	1,  // 19: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
-	7,  // 20: cairn.master.v1.LinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,  // 21: cairn.master.v1.LinkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 22: cairn.master.v1.SymlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,  // 23: cairn.master.v1.SymlinkResponse.attr:type_name -> cairn.master.v1.Attr
-	0,  // 24: cairn.master.v1.DirEntry.type:type_name -> cairn.master.v1.FileType
-	8,  // 25: cairn.master.v1.DirEntry.attr:type_name -> cairn.master.v1.Attr
-	35, // 26: cairn.master.v1.ReadDirResponse.entries:type_name -> cairn.master.v1.DirEntry
-	7,  // 27: cairn.master.v1.SetXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	2,  // 28: cairn.master.v1.SetXattrRequest.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
-	7,  // 29: cairn.master.v1.RemoveXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,  // 30: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,  // 31: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
-	7,  // 32: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
-	95, // 33: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
-	7,  // 34: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	94, // 35: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
-	52, // 36: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
-	7,  // 37: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
-	52, // 38: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
-	7,  // 39: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	52, // 40: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	8,  // 41: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
-	94, // 42: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
-	52, // 43: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
-	8,  // 44: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
-	59, // 45: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
-	7,  // 46: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
-	3,  // 47: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
-	4,  // 48: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
-	64, // 49: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
-	68, // 50: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
-	69, // 51: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
-	5,  // 52: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
-	96, // 53: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
-	96, // 54: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
-	97, // 55: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
-	98, // 56: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
-	77, // 57: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
-	99, // 58: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
-	96, // 59: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
-	9,  // 60: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
-	11, // 61: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
-	13, // 62: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
-	15, // 63: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
-	17, // 64: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
-	19, // 65: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
-	21, // 66: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
-	23, // 67: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
-	27, // 68: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
-	25, // 69: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
-	29, // 70: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
-	31, // 71: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
-	33, // 72: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
-	36, // 73: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
-	38, // 74: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
-	40, // 75: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
-	42, // 76: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
-	44, // 77: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
-	46, // 78: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
-	48, // 79: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
-	50, // 80: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
-	53, // 81: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
-	55, // 82: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
-	57, // 83: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
-	60, // 84: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
-	62, // 85: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
-	64, // 86: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
-	66, // 87: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
-	70, // 88: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
-	72, // 89: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
-	74, // 90: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
-	76, // 91: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
-	79, // 92: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
-	81, // 93: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
-	83, // 94: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
-	85, // 95: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
-	87, // 96: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
-	89, // 97: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
-	91, // 98: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
-	10, // 99: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
-	12, // 100: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
-	14, // 101: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
-	16, // 102: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
-	18, // 103: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
-	20, // 104: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
-	22, // 105: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
-	24, // 106: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
-	28, // 107: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
-	26, // 108: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
-	30, // 109: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
-	32, // 110: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
-	34, // 111: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
-	37, // 112: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
-	39, // 113: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
-	41, // 114: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
-	43, // 115: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
-	45, // 116: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
-	47, // 117: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
-	49, // 118: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
-	51, // 119: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
-	54, // 120: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
-	56, // 121: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
-	58, // 122: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
-	61, // 123: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
-	63, // 124: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
-	65, // 125: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
-	67, // 126: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
-	71, // 127: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
-	73, // 128: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
-	75, // 129: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
-	78, // 130: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
-	80, // 131: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
-	82, // 132: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
-	84, // 133: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
-	86, // 134: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
-	88, // 135: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
-	90, // 136: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
-	92, // 137: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
-	99, // [99:138] is the sub-list for method output_type
-	60, // [60:99] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	0,   // 0: cairn.master.v1.Attr.type:type_name -> cairn.master.v1.FileType
+	8,   // 1: cairn.master.v1.LookupResponse.attr:type_name -> cairn.master.v1.Attr
+	8,   // 2: cairn.master.v1.GetAttrResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 3: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 4: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 5: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
+	98,  // 6: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
+	8,   // 7: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 8: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 9: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 10: cairn.master.v1.MknodRequest.header:type_name -> cairn.master.v1.RequestHeader
+	0,   // 11: cairn.master.v1.MknodRequest.type:type_name -> cairn.master.v1.FileType
+	8,   // 12: cairn.master.v1.MknodResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 13: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	7,   // 14: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
+	7,   // 15: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
+	97,  // 16: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
+	8,   // 17: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 18: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
+	1,   // 19: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
+	7,   // 20: cairn.master.v1.LinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 21: cairn.master.v1.LinkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 22: cairn.master.v1.SymlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 23: cairn.master.v1.SymlinkResponse.attr:type_name -> cairn.master.v1.Attr
+	0,   // 24: cairn.master.v1.DirEntry.type:type_name -> cairn.master.v1.FileType
+	8,   // 25: cairn.master.v1.DirEntry.attr:type_name -> cairn.master.v1.Attr
+	35,  // 26: cairn.master.v1.ReadDirResponse.entries:type_name -> cairn.master.v1.DirEntry
+	7,   // 27: cairn.master.v1.SetXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	2,   // 28: cairn.master.v1.SetXattrRequest.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
+	7,   // 29: cairn.master.v1.RemoveXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	7,   // 30: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 31: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 32: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
+	99,  // 33: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
+	7,   // 34: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	98,  // 35: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
+	52,  // 36: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
+	7,   // 37: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
+	52,  // 38: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
+	7,   // 39: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	52,  // 40: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 41: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
+	98,  // 42: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
+	52,  // 43: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 44: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
+	59,  // 45: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
+	7,   // 46: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	59,  // 47: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
+	52,  // 48: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 49: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 50: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
+	3,   // 51: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
+	4,   // 52: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
+	68,  // 53: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
+	72,  // 54: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
+	73,  // 55: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
+	5,   // 56: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
+	100, // 57: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
+	100, // 58: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
+	101, // 59: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
+	102, // 60: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
+	81,  // 61: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
+	103, // 62: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
+	100, // 63: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
+	9,   // 64: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
+	11,  // 65: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
+	13,  // 66: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
+	15,  // 67: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
+	17,  // 68: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
+	19,  // 69: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
+	21,  // 70: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
+	23,  // 71: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
+	27,  // 72: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
+	25,  // 73: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
+	29,  // 74: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
+	31,  // 75: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
+	33,  // 76: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
+	36,  // 77: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
+	38,  // 78: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
+	40,  // 79: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
+	42,  // 80: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
+	44,  // 81: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
+	46,  // 82: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
+	48,  // 83: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
+	50,  // 84: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
+	53,  // 85: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
+	55,  // 86: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
+	57,  // 87: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
+	60,  // 88: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
+	66,  // 89: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
+	62,  // 90: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
+	64,  // 91: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
+	68,  // 92: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
+	70,  // 93: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
+	74,  // 94: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
+	76,  // 95: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
+	78,  // 96: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
+	80,  // 97: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
+	83,  // 98: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
+	85,  // 99: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
+	87,  // 100: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
+	89,  // 101: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
+	91,  // 102: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
+	93,  // 103: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
+	95,  // 104: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
+	10,  // 105: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
+	12,  // 106: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
+	14,  // 107: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
+	16,  // 108: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
+	18,  // 109: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
+	20,  // 110: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
+	22,  // 111: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
+	24,  // 112: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
+	28,  // 113: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
+	26,  // 114: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
+	30,  // 115: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
+	32,  // 116: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
+	34,  // 117: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
+	37,  // 118: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
+	39,  // 119: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
+	41,  // 120: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
+	43,  // 121: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
+	45,  // 122: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
+	47,  // 123: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
+	49,  // 124: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
+	51,  // 125: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
+	54,  // 126: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
+	56,  // 127: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
+	58,  // 128: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
+	61,  // 129: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
+	67,  // 130: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
+	63,  // 131: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
+	65,  // 132: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
+	69,  // 133: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
+	71,  // 134: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
+	75,  // 135: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
+	77,  // 136: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
+	79,  // 137: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
+	82,  // 138: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
+	84,  // 139: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
+	86,  // 140: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
+	88,  // 141: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
+	90,  // 142: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
+	92,  // 143: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
+	94,  // 144: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
+	96,  // 145: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
+	105, // [105:146] is the sub-list for method output_type
+	64,  // [64:105] is the sub-list for method input_type
+	64,  // [64:64] is the sub-list for extension type_name
+	64,  // [64:64] is the sub-list for extension extendee
+	0,   // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_proto_masterpb_master_proto_init() }
@@ -6101,7 +6408,7 @@ func file_proto_masterpb_master_proto_init() {
 		return
 	}
 	file_proto_masterpb_master_proto_msgTypes[7].OneofWrappers = []any{}
-	file_proto_masterpb_master_proto_msgTypes[71].OneofWrappers = []any{
+	file_proto_masterpb_master_proto_msgTypes[75].OneofWrappers = []any{
 		(*Order_Reconstruct)(nil),
 		(*Order_Delete)(nil),
 	}
@@ -6111,7 +6418,7 @@ func file_proto_masterpb_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_masterpb_master_proto_rawDesc), len(file_proto_masterpb_master_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   88,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

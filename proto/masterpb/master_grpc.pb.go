@@ -51,6 +51,8 @@ const (
 	Master_CommitSlice_FullMethodName    = "/cairn.master.v1.Master/CommitSlice"
 	Master_GetLayout_FullMethodName      = "/cairn.master.v1.Master/GetLayout"
 	Master_ReportBadShard_FullMethodName = "/cairn.master.v1.Master/ReportBadShard"
+	Master_NextCompaction_FullMethodName = "/cairn.master.v1.Master/NextCompaction"
+	Master_CompactChunk_FullMethodName   = "/cairn.master.v1.Master/CompactChunk"
 	Master_Lock_FullMethodName           = "/cairn.master.v1.Master/Lock"
 	Master_KeepAlive_FullMethodName      = "/cairn.master.v1.Master/KeepAlive"
 	Master_Status_FullMethodName         = "/cairn.master.v1.Master/Status"
@@ -93,6 +95,11 @@ type MasterClient interface {
 	CommitSlice(ctx context.Context, in *CommitSliceRequest, opts ...grpc.CallOption) (*CommitSliceResponse, error)
 	GetLayout(ctx context.Context, in *GetLayoutRequest, opts ...grpc.CallOption) (*GetLayoutResponse, error)
 	ReportBadShard(ctx context.Context, in *ReportBadShardRequest, opts ...grpc.CallOption) (*ReportBadShardResponse, error)
+	// Compaction: clients that run background work ask the leader for a
+	// chunk fragmented into many slices, rewrite its bytes as one new slice
+	// and swap it in with CompactChunk.
+	NextCompaction(ctx context.Context, in *NextCompactionRequest, opts ...grpc.CallOption) (*NextCompactionResponse, error)
+	CompactChunk(ctx context.Context, in *CompactChunkRequest, opts ...grpc.CallOption) (*CompactChunkResponse, error)
 	// Locks: POSIX record locks and flock, held under the session lease.
 	Lock(ctx context.Context, in *LockRequest, opts ...grpc.CallOption) (*LockResponse, error)
 	KeepAlive(ctx context.Context, in *KeepAliveRequest, opts ...grpc.CallOption) (*KeepAliveResponse, error)
@@ -369,6 +376,26 @@ func (c *masterClient) ReportBadShard(ctx context.Context, in *ReportBadShardReq
 	return out, nil
 }
 
+func (c *masterClient) NextCompaction(ctx context.Context, in *NextCompactionRequest, opts ...grpc.CallOption) (*NextCompactionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NextCompactionResponse)
+	err := c.cc.Invoke(ctx, Master_NextCompaction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *masterClient) CompactChunk(ctx context.Context, in *CompactChunkRequest, opts ...grpc.CallOption) (*CompactChunkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompactChunkResponse)
+	err := c.cc.Invoke(ctx, Master_CompactChunk_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *masterClient) Lock(ctx context.Context, in *LockRequest, opts ...grpc.CallOption) (*LockResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LockResponse)
@@ -454,6 +481,11 @@ type MasterServer interface {
 	CommitSlice(context.Context, *CommitSliceRequest) (*CommitSliceResponse, error)
 	GetLayout(context.Context, *GetLayoutRequest) (*GetLayoutResponse, error)
 	ReportBadShard(context.Context, *ReportBadShardRequest) (*ReportBadShardResponse, error)
+	// Compaction: clients that run background work ask the leader for a
+	// chunk fragmented into many slices, rewrite its bytes as one new slice
+	// and swap it in with CompactChunk.
+	NextCompaction(context.Context, *NextCompactionRequest) (*NextCompactionResponse, error)
+	CompactChunk(context.Context, *CompactChunkRequest) (*CompactChunkResponse, error)
 	// Locks: POSIX record locks and flock, held under the session lease.
 	Lock(context.Context, *LockRequest) (*LockResponse, error)
 	KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error)
@@ -547,6 +579,12 @@ func (UnimplementedMasterServer) GetLayout(context.Context, *GetLayoutRequest) (
 }
 func (UnimplementedMasterServer) ReportBadShard(context.Context, *ReportBadShardRequest) (*ReportBadShardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportBadShard not implemented")
+}
+func (UnimplementedMasterServer) NextCompaction(context.Context, *NextCompactionRequest) (*NextCompactionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NextCompaction not implemented")
+}
+func (UnimplementedMasterServer) CompactChunk(context.Context, *CompactChunkRequest) (*CompactChunkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompactChunk not implemented")
 }
 func (UnimplementedMasterServer) Lock(context.Context, *LockRequest) (*LockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Lock not implemented")
@@ -1049,6 +1087,42 @@ func _Master_ReportBadShard_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Master_NextCompaction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NextCompactionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServer).NextCompaction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Master_NextCompaction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServer).NextCompaction(ctx, req.(*NextCompactionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Master_CompactChunk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactChunkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServer).CompactChunk(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Master_CompactChunk_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServer).CompactChunk(ctx, req.(*CompactChunkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Master_Lock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(LockRequest)
 	if err := dec(in); err != nil {
@@ -1224,6 +1298,14 @@ var Master_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportBadShard",
 			Handler:    _Master_ReportBadShard_Handler,
+		},
+		{
+			MethodName: "NextCompaction",
+			Handler:    _Master_NextCompaction_Handler,
+		},
+		{
+			MethodName: "CompactChunk",
+			Handler:    _Master_CompactChunk_Handler,
 		},
 		{
 			MethodName: "Lock",

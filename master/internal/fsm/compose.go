@@ -123,7 +123,7 @@ func (t *txn) concat(c *fsmpb.Concat) (Result, error) {
 			return Result{}, err
 		}
 		base += s.n.Size
-		if err := t.deletePrefix(chunkPrefix(s.ino)); err != nil {
+		if err := t.deleteChunks(s.ino); err != nil {
 			return Result{}, err
 		}
 		t.touchDir(s.parent, s.dir)
@@ -140,7 +140,7 @@ func (t *txn) concat(c *fsmpb.Concat) (Result, error) {
 	}
 	slices.Sort(idxs)
 	for _, idx := range idxs {
-		if err := setProto(t.b, chunkKey(ino, idx), chunks[idx]); err != nil {
+		if err := t.putChunk(ino, idx, chunks[idx], 0); err != nil {
 			return Result{}, err
 		}
 	}

@@ -87,8 +87,9 @@ func (t *txn) trimChunks(ino, size uint64) error {
 		return err
 	}
 	type update struct {
-		key []byte
-		cs  *fsmpb.ChunkSlices // nil: delete
+		idx uint64
+		cs  *fsmpb.ChunkSlices // no refs: delete
+		had int
 	}
 	var updates []update
 	var dropped []uint64 // slice IDs, one per dropped ref, in order
@@ -100,6 +101,7 @@ func (t *txn) trimChunks(ino, size uint64) error {
 			return corrupt("chunk", key, err)
 		}
 		base := u64At(key, 9) * ChunkSize
+		had := len(cs.Refs)
 		kept := cs.Refs[:0]
 		for _, r := range cs.Refs {
 			start := base + uint64(r.ChunkOffset)
@@ -112,23 +114,14 @@ func (t *txn) trimChunks(ino, size uint64) error {
 			}
 			kept = append(kept, r)
 		}
-		if len(kept) == 0 {
-			updates = append(updates, update{key: key})
-		} else {
-			cs.Refs = kept
-			updates = append(updates, update{key: key, cs: &cs})
-		}
+		cs.Refs = kept
+		updates = append(updates, update{idx: u64At(key, 9), cs: &cs, had: had})
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
 	for _, u := range updates {
-		if u.cs == nil {
-			err = t.b.Delete(u.key, nil)
-		} else {
-			err = setProto(t.b, u.key, u.cs)
-		}
-		if err != nil {
+		if err := t.putChunk(ino, u.idx, u.cs, u.had); err != nil {
 			return err
 		}
 	}
@@ -466,13 +459,14 @@ func (t *txn) commitSlice(c *fsmpb.CommitSlice) (Result, error) {
 		if _, err := getProto(t.b, key, &cs, "chunk"); err != nil {
 			return Result{}, err
 		}
+		had := len(cs.Refs)
 		cs.Refs = append(cs.Refs, &fsmpb.ChunkRef{
 			SliceId:     c.SliceId,
 			ChunkOffset: uint32(from - base),
 			SliceOffset: from - c.Offset,
 			Length:      uint32(to - from),
 		})
-		if err := setProto(t.b, key, &cs); err != nil {
+		if err := t.putChunk(c.Inode, idx, &cs, had); err != nil {
 			return Result{}, err
 		}
 		refs++

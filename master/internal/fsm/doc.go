@@ -60,6 +60,8 @@
 //	d <parent> <name>               dentry: 8-byte inode + 1-byte FileType
 //	x <inode> <name>                xattr value
 //	c <inode> <chunk index>         ChunkSlices: the chunk's slice pieces in commit order
+//	f <inode> <chunk index>         8-byte change time + 4-byte ref count; a chunk with
+//	                                FragmentedRefs refs or more, to compact (compact.go)
 //	s <slice>                       Slice, pending or committed
 //	e <expiry> <slice>              empty; expiry index of pending slices
 //	g <slice>                       Slice in the garbage list (shards to delete)
@@ -87,7 +89,8 @@
 // boundary; within a chunk refs are kept in commit order and readers resolve
 // newest-wins. A Slice record counts its refs; when truncation or deletion
 // drops the last one the slice moves to the garbage list, which GC reads with
-// ListGarbage and empties with an AckGarbage command.
+// ListGarbage and empties with an AckGarbage command. CompactChunk replaces
+// a fragmented chunk's refs with one slice holding the same bytes.
 //
 // Directories have nlink 2 + number of subdirectories (the root too); other
 // inodes have one link per dentry. When the last link goes the inode, its

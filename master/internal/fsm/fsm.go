@@ -438,6 +438,8 @@ func (t *txn) dispatch(c *fsmpb.Command) (Result, error) {
 		return t.setDrain(op.SetDrain)
 	case *fsmpb.Command_SetChunkserver:
 		return t.setChunkserver(op.SetChunkserver)
+	case *fsmpb.Command_CompactChunk:
+		return t.compactChunk(op.CompactChunk)
 	}
 	return Result{}, newErr("apply", "command", errInval, "unknown operation")
 }

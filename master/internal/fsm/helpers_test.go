@@ -241,6 +241,8 @@ func cmd(op any) *fsmpb.Command {
 		c.Op = &fsmpb.Command_ExpireClient{ExpireClient: o}
 	case *fsmpb.SetLock:
 		c.Op = &fsmpb.Command_SetLock{SetLock: o}
+	case *fsmpb.CompactChunk:
+		c.Op = &fsmpb.Command_CompactChunk{CompactChunk: o}
 	default:
 		panic(fmt.Sprintf("cmd: %T", op)) // test bug
 	}

@@ -1,0 +1,195 @@
+package master
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/wirelayout"
+	"github.com/cairnfs/cairn/master/internal/fsm"
+	"github.com/cairnfs/cairn/proto/fsmpb"
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+// Compaction.
+//
+// The state machine lists chunks with fsm.FragmentedRefs refs or more.
+// Compacting one means reading and writing its bytes, which is client
+// work (the master moves no file data): clients that run background jobs
+// ask NextCompaction for a chunk, rewrite it as one slice and swap it in
+// with CompactChunk. The leader hands each chunk to one client at a time
+// and holds back chunks still being written, so that a burst of random
+// writes is compacted once when it ends rather than once per few writes.
+
+// Defaults for CompactionConfig fields left zero.
+const (
+	// DefaultCompactQuiet is how long a fragmented chunk must go without
+	// new refs before it is handed out.
+	DefaultCompactQuiet = 3 * time.Second
+	// DefaultCompactForceRefs is the ref count at which a chunk is handed
+	// out even while it is still being written: past it every read of the
+	// chunk pays for too many pieces.
+	DefaultCompactForceRefs = 256
+	// DefaultCompactClaim is how long a chunk handed to one client is
+	// withheld from others (a client that died mid-compaction leaves
+	// nothing behind but a pending slice that expires).
+	DefaultCompactClaim = 2 * time.Minute
+)
+
+// compactScan bounds the index entries one NextCompaction looks at.
+const compactScan = 1024
+
+// CompactionConfig tunes when fragmented chunks are handed out for
+// compaction. Zero fields take the defaults above.
+type CompactionConfig struct {
+	Quiet     time.Duration
+	ForceRefs int
+	Claim     time.Duration
+}
+
+func (c CompactionConfig) withDefaults() CompactionConfig {
+	if c.Quiet <= 0 {
+		c.Quiet = DefaultCompactQuiet
+	}
+	if c.ForceRefs <= 0 {
+		c.ForceRefs = DefaultCompactForceRefs
+	}
+	if c.Claim <= 0 {
+		c.Claim = DefaultCompactClaim
+	}
+	return c
+}
+
+type chunkID struct{ inode, chunk uint64 }
+
+// compactClaims are the chunks handed out, soft state of the leader: a new
+// leader starts empty, and a chunk handed out twice costs a wasted rewrite
+// (the second swap fails its prefix check), never a wrong one.
+type compactClaims struct {
+	mu     sync.Mutex
+	claims map[chunkID]time.Time // chunk -> claim expiry
+}
+
+// claim picks the first listed chunk that is quiet enough (or too
+// fragmented to wait) and not claimed, and claims it until now+ttl.
+func (c *compactClaims) claim(list []fsm.Fragmented, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.claims == nil {
+		c.claims = make(map[chunkID]time.Time)
+	}
+	for id, exp := range c.claims {
+		if !now.Before(exp) {
+			delete(c.claims, id)
+		}
+	}
+	for _, f := range list {
+		id := chunkID{f.Inode, f.Chunk}
+		if _, taken := c.claims[id]; taken {
+			continue
+		}
+		if now.Sub(time.Unix(0, f.ChangedUnixNano)) < cfg.Quiet && int(f.Refs) < cfg.ForceRefs {
+			continue
+		}
+		c.claims[id] = now.Add(cfg.Claim)
+		return f, true
+	}
+	return fsm.Fragmented{}, false
+}
+
+func (c *compactClaims) release(inode, chunk uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.claims, chunkID{inode, chunk})
+}
+
+// NextCompaction hands the caller one fragmented chunk to compact, or
+// found=false when none is due.
+func (m *masterService) NextCompaction(ctx context.Context, req *masterpb.NextCompactionRequest) (*masterpb.NextCompactionResponse, error) {
+	s := m.s
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	list, err := s.fsm.ListFragmented(0, 0, compactScan)
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	f, ok := s.compact.claim(list, s.cfg.Compaction.withDefaults(), s.now())
+	if !ok {
+		return &masterpb.NextCompactionResponse{}, nil
+	}
+	return &masterpb.NextCompactionResponse{Found: true, Inode: f.Inode, Chunk: f.Chunk, Refs: f.Refs}, nil
+}
+
+// CompactChunk swaps a compacted slice in for the chunk refs it replaces
+// (see masterpb.CompactChunkRequest).
+func (m *masterService) CompactChunk(ctx context.Context, req *masterpb.CompactChunkRequest) (*masterpb.CompactChunkResponse, error) {
+	const op = "compact"
+	s := m.s
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	base := req.Chunk * fsm.ChunkSize
+	if req.Chunk > fsm.MaxFileSize/fsm.ChunkSize || req.Offset < base || req.Offset-base >= fsm.ChunkSize {
+		return nil, invalid(op, "inode %d: offset %d outside chunk %d", req.Inode, req.Offset, req.Chunk)
+	}
+	replaced := make([]*fsmpb.ChunkRef, len(req.Replaced))
+	for i, r := range req.Replaced {
+		if r == nil || r.FileOffset < base || r.FileOffset-base >= fsm.ChunkSize || r.Length > fsm.ChunkSize {
+			return nil, invalid(op, "inode %d: replaced ref %d outside chunk %d", req.Inode, i, req.Chunk)
+		}
+		replaced[i] = &fsmpb.ChunkRef{SliceId: r.SliceId, ChunkOffset: uint32(r.FileOffset - base), SliceOffset: r.SliceOffset, Length: uint32(r.Length)}
+	}
+	shards, err := s.ackedShards(op, req.Inode, req.SliceId, req.Shards)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_CompactChunk{CompactChunk: &fsmpb.CompactChunk{
+		Inode: req.Inode, Chunk: req.Chunk, Replaced: replaced, SliceId: req.SliceId,
+		ChunkOffset: uint32(req.Offset - base), Length: req.Length, Shards: shards,
+	}}})
+	s.compact.release(req.Inode, req.Chunk)
+	if err != nil {
+		return nil, err
+	}
+	return &masterpb.CompactChunkResponse{Attr: res.Attr}, nil
+}
+
+// ackedShards checks the shards a writer says acknowledged slice id
+// against where the slice was placed, and returns them without tokens.
+// A slice no longer pending passes with none: the state machine answers
+// a retry from its request table, anything else with ENOENT or EEXIST.
+func (s *Server) ackedShards(op string, inode, id uint64, acked []*masterpb.ShardLocation) ([]*masterpb.ShardLocation, error) {
+	sl, err := s.pendingSlice(op, id)
+	if err != nil {
+		return nil, nil
+	}
+	if sl.Inode != inode {
+		return nil, invalid(op, "slice %d belongs to inode %d, not %d", id, sl.Inode, inode)
+	}
+	l, err := wirelayout.FromProto(sl.Layout)
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	if len(acked) == 0 {
+		return nil, nil
+	}
+	if len(acked) < minShards(l) {
+		return nil, invalid(op, "slice %d (%s): %d shards acknowledged, need at least %d", id, l, len(acked), minShards(l))
+	}
+	placed := make(map[uint32]string, len(sl.Shards))
+	for _, sh := range sl.Shards {
+		placed[sh.Index] = sh.ChunkserverId
+	}
+	out := make([]*masterpb.ShardLocation, 0, len(acked))
+	for _, sh := range acked {
+		if sh == nil {
+			return nil, invalid(op, "slice %d: empty shard location", id)
+		}
+		if want, ok := placed[sh.Index]; !ok || want != sh.ChunkserverId {
+			return nil, invalid(op, "slice %d: shard %d was placed on %q, not %q", id, sh.Index, want, sh.ChunkserverId)
+		}
+		out = append(out, &masterpb.ShardLocation{Index: sh.Index, ChunkserverId: sh.ChunkserverId, Address: sh.Address})
+	}
+	return out, nil
+}
