@@ -54,6 +54,13 @@ type ClientConfig struct {
 	// bucket, and a symlink made through a mount could otherwise make a
 	// key resolve outside it. Lstat and Readlink still see symlinks.
 	NoSymlinks bool
+	// Compaction makes the Client compact fragmented chunks in the
+	// background for as long as it is open (compact.go): long-lived
+	// clients (mounts, gateways) set it, one-shot commands do not.
+	// CompactionPoll is how often it asks the master for work while there
+	// is none (DefaultCompactionPoll).
+	Compaction     bool
+	CompactionPoll time.Duration
 }
 
 // Client is a Cairn file system: path-based namespace calls on the master
@@ -70,6 +77,7 @@ type Client struct {
 	conn *MasterConn
 	data *DataPath
 	sess *session
+	comp *compactor
 }
 
 // Dial connects to the masters in cfg and checks that the namespace root
@@ -97,12 +105,16 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("client: reach masters %v: %w", cfg.Masters, err)
 	}
 	c.startSession()
+	if cfg.Compaction {
+		c.startCompactor()
+	}
 	return c, nil
 }
 
 // Close releases the data path and the master connections. Files must be
 // closed first.
 func (c *Client) Close() error {
+	c.stopCompactor()
 	c.stopSession()
 	return errors.Join(c.data.Close(), c.conn.Close())
 }

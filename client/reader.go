@@ -126,7 +126,7 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if !sequential {
 		r.dropAllLocked()
 		r.mu.Unlock()
-		return r.d.readRange(ctx, lay, p, off)
+		return r.readDirect(ctx, lay, p, off)
 	}
 	r.mu.Unlock()
 
@@ -150,13 +150,41 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			// Read-ahead failed (or the Reader is closing): read directly,
 			// which reports the error with the caller's context.
 			r.unref(w)
-			n, err := r.d.readRange(ctx, lay, p[total:], pos)
+			n, err := r.readDirect(ctx, lay, p[total:], pos)
 			return total + n, err
 		}
 		total += copy(p[total:], w.buf[pos-w.off:w.n])
 		r.unref(w)
 	}
 	return total, nil
+}
+
+// readDirect reads as lay describes the file. When that fails and the
+// file has a newer version, the slices lay names may be gone: compaction
+// swapped them for one holding the same bytes and GC deleted them, or
+// another client overwrote or truncated the file. The read is then tried
+// once more against the new layout, which the Reader keeps, rather than
+// failing with an error about shards that no longer matter.
+func (r *Reader) readDirect(ctx context.Context, lay *fileLayout, p []byte, off int64) (int, error) {
+	n, err := r.d.readRange(ctx, lay, p, off)
+	if err == nil || err == io.EOF || ctx.Err() != nil {
+		return n, err
+	}
+	fresh, ferr := r.d.fetchLayout(ctx, r.inode)
+	if ferr != nil || fresh.version == lay.version {
+		return n, err
+	}
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if r.mu.lay == lay {
+		r.mu.lay = fresh
+		r.dropAllLocked()
+	}
+	r.mu.Unlock()
+	return r.d.readRange(ctx, fresh, p, off)
 }
 
 // Close stops read-ahead and releases its buffers. Later calls return
@@ -265,6 +293,17 @@ func (d *DataPath) fetchLayout(ctx context.Context, inode uint64) (*fileLayout, 
 	if err != nil {
 		return nil, fmt.Errorf("client: get layout of inode %d: %w", inode, err)
 	}
+	lay, err := parseLayout(inode, res)
+	if err != nil {
+		return nil, err
+	}
+	d.layouts.put(lay)
+	return lay, nil
+}
+
+// parseLayout checks a GetLayout answer for inode and resolves it into a
+// fileLayout.
+func parseLayout(inode uint64, res *masterpb.GetLayoutResponse) (*fileLayout, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("client: layout of inode %d from master: "+format, append([]any{inode}, args...)...)
 	}
@@ -305,7 +344,6 @@ func (d *DataPath) fetchLayout(ctx context.Context, inode uint64) (*fileLayout, 
 		}
 		lay.refs = append(lay.refs, sliceRef{s: si, fileOff: int64(ref.FileOffset), sliceOff: int64(ref.SliceOffset), length: int64(ref.Length)})
 	}
-	d.layouts.put(lay)
 	return lay, nil
 }
 

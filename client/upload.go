@@ -22,30 +22,50 @@ func (d *DataPath) upload(ctx context.Context, inode uint64, off int64, data []b
 	if n == 0 {
 		return nil
 	}
+	id, good, err := d.store(ctx, inode, data)
+	if err != nil {
+		return err
+	}
+	_, err = d.meta.CommitSlice(ctx, &masterpb.CommitSliceRequest{
+		Header: d.header(), Inode: inode, SliceId: id, Offset: uint64(off), Length: uint64(n),
+		Shards: good, MtimeUnixNano: d.cfg.Now().UnixNano(),
+	})
+	if err != nil {
+		return fmt.Errorf("client: commit slice %d of inode %d at %d+%d: %w", id, inode, off, n, err)
+	}
+	return nil
+}
+
+// store allocates a slice of inode for data (not empty) and writes its
+// shards, replacing failed chunkservers where the master can; it returns
+// the pending slice and the shards that acknowledged, at least
+// minShards of them. The caller commits.
+func (d *DataPath) store(ctx context.Context, inode uint64, data []byte) (id uint64, good []*masterpb.ShardLocation, err error) {
+	n := int64(len(data))
 	alloc, err := d.meta.AllocateSlice(ctx, &masterpb.AllocateSliceRequest{Header: d.header(), Inode: inode, Length: uint64(n)})
 	if err != nil {
-		return fmt.Errorf("client: allocate slice of %d bytes for inode %d: %w", n, inode, err)
+		return 0, nil, fmt.Errorf("client: allocate slice of %d bytes for inode %d: %w", n, inode, err)
 	}
-	id := alloc.SliceId
+	id = alloc.SliceId
 	l, err := layoutFromProto(alloc.Layout)
 	if err != nil {
-		return fmt.Errorf("client: slice %d of inode %d: master sent a bad layout: %w", id, inode, err)
+		return 0, nil, fmt.Errorf("client: slice %d of inode %d: master sent a bad layout: %w", id, inode, err)
 	}
 	locs := make([]*masterpb.ShardLocation, l.Shards())
 	for _, loc := range alloc.Shards {
 		if loc == nil || int(loc.Index) >= len(locs) || locs[loc.Index] != nil {
-			return fmt.Errorf("client: slice %d of inode %d: master sent a bad shard list for %s", id, inode, l)
+			return 0, nil, fmt.Errorf("client: slice %d of inode %d: master sent a bad shard list for %s", id, inode, l)
 		}
 		locs[loc.Index] = loc
 	}
 	for i, loc := range locs {
 		if loc == nil {
-			return fmt.Errorf("client: slice %d of inode %d: master placed no shard %d of %s", id, inode, i, l)
+			return 0, nil, fmt.Errorf("client: slice %d of inode %d: master placed no shard %d of %s", id, inode, i, l)
 		}
 	}
 	coder, err := d.coder(l)
 	if err != nil {
-		return fmt.Errorf("client: slice %d: %w", id, err)
+		return 0, nil, fmt.Errorf("client: slice %d: %w", id, err)
 	}
 
 	acked := make([]bool, l.Shards())
@@ -95,7 +115,6 @@ func (d *DataPath) upload(ctx context.Context, inode uint64, off int64, data []b
 		}
 	}
 
-	var good []*masterpb.ShardLocation
 	for i, ok := range acked {
 		if ok {
 			loc := locs[i]
@@ -104,23 +123,16 @@ func (d *DataPath) upload(ctx context.Context, inode uint64, off int64, data []b
 	}
 	if need := minShards(l); len(good) < need {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("client: write slice %d of inode %d: %w", id, inode, err)
+			return 0, nil, fmt.Errorf("client: write slice %d of inode %d: %w", id, inode, err)
 		}
-		return fmt.Errorf("client: write slice %d of inode %d (%s, %d bytes): %d of %d shards stored, need %d: %w",
+		return 0, nil, fmt.Errorf("client: write slice %d of inode %d (%s, %d bytes): %d of %d shards stored, need %d: %w",
 			id, inode, l, n, len(good), l.Shards(), need, errors.Join(failures...))
 	}
 	if len(failures) > 0 {
-		d.log.Warn("slice committed with fewer shards", "slice", id, "inode", inode, "layout", l.String(),
+		d.log.Warn("slice stored with fewer shards", "slice", id, "inode", inode, "layout", l.String(),
 			"shards", len(good), "of", l.Shards(), "err", errors.Join(failures...))
 	}
-	_, err = d.meta.CommitSlice(ctx, &masterpb.CommitSliceRequest{
-		Header: d.header(), Inode: inode, SliceId: id, Offset: uint64(off), Length: uint64(n),
-		Shards: good, MtimeUnixNano: d.cfg.Now().UnixNano(),
-	})
-	if err != nil {
-		return fmt.Errorf("client: commit slice %d of inode %d at %d+%d: %w", id, inode, off, n, err)
-	}
-	return nil
+	return id, good, nil
 }
 
 // minShards is how many acknowledged shards a commit needs: k+1 of

@@ -90,7 +90,7 @@ func (e *env) startFrontends(dir string, masters []string, f upFrontends, log *s
 		}
 		srv, err := s3.NewServer(s3.ServerConfig{
 			Listener: ln,
-			Client:   client.ClientConfig{Masters: masters},
+			Client:   client.ClientConfig{Masters: masters, Compaction: true},
 			Handler:  s3.Config{Credentials: []s3.Credential{cred}, Logger: log},
 		})
 		if err != nil {
@@ -122,7 +122,7 @@ func (e *env) startFrontends(dir string, masters []string, f upFrontends, log *s
 			return stop, fmt.Errorf("mount: %w", err)
 		}
 		dctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
-		cl, err := client.Dial(dctx, client.ClientConfig{Masters: masters, IOTimeout: 2 * time.Minute})
+		cl, err := client.Dial(dctx, client.ClientConfig{Masters: masters, IOTimeout: 2 * time.Minute, Compaction: true})
 		cancel()
 		if err != nil {
 			return stop, fmt.Errorf("mount: %w", err)

@@ -43,6 +43,7 @@ commands:
   status                   show masters, chunkservers and repair progress
   df                       show space per chunkserver and in total
   fsck [REMOTE]            check files' redundancy (exit 2 if any is lost)
+  compact REMOTE...        rewrite each file's fragmented chunks as one slice now
   admin drain|undrain ID   move every shard off a chunkserver, or stop doing so
 
 common flags:
@@ -110,7 +111,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fl.StringVar(&fronts.s3Access, "s3-access-key", "", "S3 access key (default: generated, kept in DIR)")
 		fl.StringVar(&fronts.s3Secr, "s3-secret-key", "", "S3 secret key")
 		fl.StringVar(&fronts.mount, "mount", "", "FUSE mount point (default DIR/mnt where FUSE works), or off")
-	case "put", "get", "cat", "mv", "stat", "status", "du", "df", "fsck", "admin":
+	case "put", "get", "cat", "mv", "stat", "status", "du", "df", "fsck", "admin", "compact":
 	default:
 		fmt.Fprintf(stderr, "dfs: unknown command %q\n\n%s", e.cmd, usage)
 		return 1
@@ -133,7 +134,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	want := map[string][2]int{ // min, max operands (-1: any)
 		"put": {2, 2}, "get": {2, 2}, "cat": {1, -1}, "ls": {0, -1}, "mkdir": {1, -1},
 		"rm": {1, -1}, "mv": {2, 2}, "stat": {1, -1}, "status": {0, 0},
-		"ln": {2, 2}, "du": {1, -1}, "df": {0, 0}, "fsck": {0, 1}, "admin": {2, 2},
+		"ln": {2, 2}, "du": {1, -1}, "df": {0, 0}, "fsck": {0, 1}, "admin": {2, 2}, "compact": {1, -1},
 	}[e.cmd]
 	if len(operands) < want[0] || (want[1] >= 0 && len(operands) > want[1]) {
 		fmt.Fprintf(stderr, "dfs: %s: wrong number of arguments\n\n%s", e.cmd, usage)
@@ -234,6 +235,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.df(cl)
 	case "fsck":
 		return e.fsck(cl, operands)
+	case "compact":
+		status := 0
+		for _, p := range operands {
+			n, err := cl.Compact(ctx, p)
+			if err != nil {
+				status = e.fail(p, err)
+				continue
+			}
+			fmt.Fprintf(e.stdout, "%s: %d chunks compacted\n", p, n)
+		}
+		return status
 	case "admin":
 		return e.admin(addrs, operands[0], operands[1])
 	}

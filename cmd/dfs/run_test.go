@@ -167,6 +167,14 @@ func TestDfs(t *testing.T) {
 		t.Fatalf("unsigned S3 request: %d %s", resp.StatusCode, body)
 	}
 
+	// One slice: nothing to compact. A directory is not compacted.
+	if out := mustDfs(t, nil, "compact", d, "/x/y/data.bin"); out != "/x/y/data.bin: 0 chunks compacted\n" {
+		t.Fatalf("compact: %q", out)
+	}
+	if code, _, errs := dfs(t, nil, "compact", d, "/x"); code != 1 || errs != "dfs: compact /x: invalid argument\n" {
+		t.Fatalf("compact of a directory: %d %q", code, errs)
+	}
+
 	if code, _, errs := dfs(t, nil, "ln", d, "/x/nope", "/x/n2"); code != 1 || !strings.Contains(errs, "no such file") {
 		t.Fatalf("ln of a missing file: %d %q", code, errs)
 	}

@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string) error {
 	timeout := fl.Duration("timeout", time.Minute, "how long an operation retries an unreachable cluster before failing with EIO")
 	debug := fl.Bool("debug", false, "log every FUSE request")
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
+	noCompact := fl.Bool("no-compaction", false, "do not compact fragmented files in the background (another client does)")
 	// Flags may come before or after the mount point.
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -83,6 +84,7 @@ func run(ctx context.Context, args []string) error {
 		RetryTimeout: *timeout,
 		IOTimeout:    *timeout,
 		Data:         client.Config{Logger: logger},
+		Compaction:   !*noCompact,
 	})
 	if err != nil {
 		return err

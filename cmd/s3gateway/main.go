@@ -33,10 +33,12 @@ func run(args []string) error {
 	anonymous := fl.Bool("anonymous", false, "allow unsigned requests (full access)")
 	region := fl.String("region", s3.DefaultRegion, "region GetBucketLocation reports")
 	domain := fl.String("domain", "", "serve virtual-hosted-style requests to <bucket>.DOMAIN too")
+	noCompact := fl.Bool("no-compaction", false, "do not compact fragmented files in the background (another client does)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	cfg := s3.ServerConfig{ListenAddr: *listen}
+	cfg.Client.Compaction = !*noCompact
 	for _, m := range strings.Split(*masters, ",") {
 		if m = strings.TrimSpace(m); m != "" {
 			cfg.Client.Masters = append(cfg.Client.Masters, m)

@@ -91,6 +91,9 @@ type Config struct {
 	// Repair tunes the masters' rebuilding, garbage collection and
 	// draining.
 	Repair master.RepairConfig
+	// Compaction tunes when the masters hand fragmented chunks to clients
+	// to compact.
+	Compaction master.CompactionConfig
 	// ScrubBytesPerSecond turns the chunkservers' scrubbers on at that
 	// pace (0: off); ScrubInterval is the pause between passes.
 	ScrubBytesPerSecond uint64
@@ -356,6 +359,7 @@ func (c *Cluster) startMaster(nd *masterNode, rl, gl net.Listener, peers []maste
 		DeadAfter:         c.cfg.DeadAfter,
 		SuspectAfter:      c.cfg.DeadAfter / 2,
 		Repair:            c.cfg.Repair,
+		Compaction:        c.cfg.Compaction,
 		DefaultLayout:     c.cfg.DefaultLayout,
 		ClientLease:       c.cfg.ClientLease,
 	})

@@ -1,0 +1,178 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/cairnfs/cairn/client"
+	"github.com/cairnfs/cairn/internal/cluster"
+	"github.com/cairnfs/cairn/master"
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+// fileRefs returns the slice refs of file p as the master lists them.
+func fileRefs(t *testing.T, cl *client.Client, p string) []*masterpb.SliceRef {
+	t.Helper()
+	ctx := context.Background()
+	fi, err := cl.Stat(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []*masterpb.SliceRef
+	err = cl.Conn().Do(ctx, func(ctx context.Context, mc masterpb.MasterClient) error {
+		res, err := mc.GetLayout(ctx, &masterpb.GetLayoutRequest{Inode: fi.Inode()})
+		if err == nil {
+			refs = res.Slices
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return refs
+}
+
+// randomWrites makes n random writes of up to 64 KiB within the first
+// span bytes of f, each committed as its own slice, and applies them to
+// model.
+func randomWrites(t *testing.T, f *client.File, model []byte, rng *rand.Rand, n, span int) {
+	t.Helper()
+	for range n {
+		size := 1 + rng.IntN(64<<10)
+		off := rng.IntN(span - size)
+		p := make([]byte, size)
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		if _, err := f.WriteAt(p, int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+	}
+}
+
+// TestCompaction fragments a file with random writes until it has 100
+// slices; a client that compacts in the background brings it back to one
+// slice with the same bytes, and GC then deletes every replaced slice's
+// shards. Writes made while the compactor runs are never lost, and a
+// reader opened before the compaction still reads the file after the
+// slices it knew were deleted.
+func TestCompaction(t *testing.T) {
+	c := startRepair(t, 6, func(cfg *cluster.Config) {
+		cfg.Compaction = master.CompactionConfig{Quiet: 500 * time.Millisecond}
+	})
+	ctx := context.Background()
+	writer := dial(t, c)
+	const size = 6 << 20
+	rng := rand.New(rand.NewPCG(7, 11))
+	model := make([]byte, size)
+	for i := range model {
+		model[i] = byte(rng.Uint32())
+	}
+	f, err := writer.Create(ctx, "/frag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(model); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	randomWrites(t, f, model, rng, 99, size)
+	if refs := fileRefs(t, writer, "/frag"); len(refs) != 100 {
+		t.Fatalf("%d slice refs after 100 writes, want 100", len(refs))
+	}
+	old, err := writer.Open(ctx, "/frag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if _, err := old.ReadAt(make([]byte, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	compactor, err := client.Dial(ctx, client.ClientConfig{
+		Masters: c.MasterAddrs(), IOTimeout: 30 * time.Second, Compaction: true, CompactionPoll: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer compactor.Close()
+	// Keep writing while the compactor may start: these writes land on
+	// top of whatever it swaps in.
+	randomWrites(t, f, model, rng, 30, size)
+
+	var sliceID uint64
+	waitFor(t, 60*time.Second, "compaction to one slice", func() (bool, string) {
+		refs := fileRefs(t, writer, "/frag")
+		if len(refs) == 1 {
+			sliceID = refs[0].SliceId
+		}
+		return len(refs) == 1, fmt.Sprintf("%d refs", len(refs))
+	})
+	checkFiles(t, writer, map[string][]byte{"/frag": model})
+	// Every other slice's shards go: only the compacted slice's remain.
+	waitFor(t, 60*time.Second, "garbage collection of replaced slices", func() (bool, string) {
+		var others int
+		for _, cs := range c.Chunkservers() {
+			for _, sh := range storedShards(t, cs.Addr) {
+				if sh.GetShard().GetSliceId() != sliceID {
+					others++
+				}
+			}
+		}
+		return others == 0, fmt.Sprintf("%d shards of replaced slices left", others)
+	})
+	got := make([]byte, size)
+	if n, err := old.ReadAt(got, 0); n != size || err != nil {
+		t.Fatalf("reader opened before compaction: read %d bytes: %v", n, err)
+	}
+	if !bytes.Equal(got, model) {
+		t.Fatal("reader opened before compaction reads other bytes")
+	}
+	if rs := fsck(t, writer, "/"); unhealthy(rs) != "" {
+		t.Fatalf("fsck: %s", unhealthy(rs))
+	}
+}
+
+// TestCompactNow: Client.Compact (dfs compact) rewrites a chunk with a
+// few slices at once, below the threshold the master lists chunks at.
+func TestCompactNow(t *testing.T) {
+	c := startRepair(t, 6, nil)
+	ctx := context.Background()
+	cl := dial(t, c)
+	rng := rand.New(rand.NewPCG(3, 5))
+	model := make([]byte, 1<<20)
+	f, err := cl.Create(ctx, "/few")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(model); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	randomWrites(t, f, model, rng, 4, len(model))
+	if refs := fileRefs(t, cl, "/few"); len(refs) != 5 {
+		t.Fatalf("%d refs, want 5", len(refs))
+	}
+	n, err := cl.Compact(ctx, "/few")
+	if err != nil || n != 1 {
+		t.Fatalf("Compact: %d chunks, %v", n, err)
+	}
+	if refs := fileRefs(t, cl, "/few"); len(refs) != 1 {
+		t.Fatalf("%d refs after Compact, want 1", len(refs))
+	}
+	checkFiles(t, cl, map[string][]byte{"/few": model})
+}
