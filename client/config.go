@@ -34,6 +34,10 @@ const (
 	// DefaultReplaceRounds is how many times an upload asks the master for
 	// substitutes for failed shards before settling for what it has.
 	DefaultReplaceRounds = 2
+	// DefaultInlineMax is the largest file a Writer stores inline, in
+	// the namespace, instead of as a slice on chunkservers (the master's
+	// own limit).
+	DefaultInlineMax = 16 << 10
 	// DefaultIdleBuffers bounds the bytes of idle pooled buffers a DataPath
 	// keeps for reuse.
 	DefaultIdleBuffers = 256 << 20
@@ -70,6 +74,11 @@ type Config struct {
 	ReplaceRounds int
 	// IdleBuffers bounds the pooled idle buffer bytes.
 	IdleBuffers int64
+	// InlineMax is the largest file a Writer stores inline
+	// (DefaultInlineMax): a flush of bytes all below InlineMax goes to the
+	// master in one commit, replicated by Raft, instead of to m+1
+	// chunkservers. Negative disables inline writes.
+	InlineMax int64
 	// LayoutCache is how many files' layouts are cached
 	// (DefaultLayoutCache); negative disables the cache.
 	LayoutCache int
@@ -123,6 +132,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplaceRounds == 0 {
 		c.ReplaceRounds = DefaultReplaceRounds
+	}
+	if c.InlineMax == 0 {
+		c.InlineMax = DefaultInlineMax
 	}
 	if c.IdleBuffers <= 0 {
 		c.IdleBuffers = DefaultIdleBuffers

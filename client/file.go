@@ -38,6 +38,21 @@ type File struct {
 		r      *Reader
 		dirty  bool // written since the Reader last saw the file
 		closed bool
+		// noInline: store even small writes as slices (DisableInline).
+		noInline bool
+	}
+}
+
+// DisableInline makes the File store its bytes as slices on chunkservers
+// however few they are, never inline in the namespace. Files that will be
+// sources of Concat need it: Concat moves slices and refuses a source
+// whose bytes are inline. Call it before the first write.
+func (f *File) DisableInline() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mu.noInline = true
+	if f.mu.w != nil {
+		f.mu.w.DisableInline()
 	}
 }
 
@@ -166,6 +181,9 @@ func (f *File) writeAtLocked(p []byte, off int64) (int, error) {
 	}
 	if f.mu.w == nil {
 		f.mu.w = f.c.data.NewWriter(f.inode)
+		if f.mu.noInline {
+			f.mu.w.DisableInline()
+		}
 	}
 	ctx, cancel := f.ctx()
 	defer cancel()

@@ -217,6 +217,12 @@ func (f *fakeMeta) CommitSlice(ctx context.Context, in *masterpb.CommitSliceRequ
 	return &masterpb.CommitSliceResponse{Attr: &masterpb.Attr{Inode: in.Inode, Size: f.sizes[in.Inode]}}, nil
 }
 
+// WriteInline is not offered: writers fall back to slices, which the
+// data-path tests exercise.
+func (f *fakeMeta) WriteInline(context.Context, *masterpb.WriteInlineRequest, ...grpc.CallOption) (*masterpb.WriteInlineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "fake: no inline data")
+}
+
 func (f *fakeMeta) GetLayout(ctx context.Context, in *masterpb.GetLayoutRequest, _ ...grpc.CallOption) (*masterpb.GetLayoutResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -248,6 +248,11 @@ func (c *MasterConn) CommitSlice(ctx context.Context, in *masterpb.CommitSliceRe
 	return call(ctx, c, in, masterpb.MasterClient.CommitSlice, opts...)
 }
 
+// WriteInline implements Metadata.
+func (c *MasterConn) WriteInline(ctx context.Context, in *masterpb.WriteInlineRequest, opts ...grpc.CallOption) (*masterpb.WriteInlineResponse, error) {
+	return call(ctx, c, in, masterpb.MasterClient.WriteInline, opts...)
+}
+
 // GetLayout implements Metadata.
 func (c *MasterConn) GetLayout(ctx context.Context, in *masterpb.GetLayoutRequest, opts ...grpc.CallOption) (*masterpb.GetLayoutResponse, error) {
 	return call(ctx, c, in, masterpb.MasterClient.GetLayout, opts...)

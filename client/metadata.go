@@ -24,6 +24,7 @@ type Metadata interface {
 	AllocateSlice(ctx context.Context, in *masterpb.AllocateSliceRequest, opts ...grpc.CallOption) (*masterpb.AllocateSliceResponse, error)
 	ReplaceShard(ctx context.Context, in *masterpb.ReplaceShardRequest, opts ...grpc.CallOption) (*masterpb.ReplaceShardResponse, error)
 	CommitSlice(ctx context.Context, in *masterpb.CommitSliceRequest, opts ...grpc.CallOption) (*masterpb.CommitSliceResponse, error)
+	WriteInline(ctx context.Context, in *masterpb.WriteInlineRequest, opts ...grpc.CallOption) (*masterpb.WriteInlineResponse, error)
 	GetLayout(ctx context.Context, in *masterpb.GetLayoutRequest, opts ...grpc.CallOption) (*masterpb.GetLayoutResponse, error)
 	ReportBadShard(ctx context.Context, in *masterpb.ReportBadShardRequest, opts ...grpc.CallOption) (*masterpb.ReportBadShardResponse, error)
 }

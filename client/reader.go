@@ -41,7 +41,7 @@ type fileLayout struct {
 	inode   uint64
 	version uint64
 	size    int64
-	inline  []byte // the file's bytes when they live in the inode
+	inline  []byte // the file's inline bytes: a layer under every slice
 	refs    []sliceRef
 }
 
@@ -121,7 +121,7 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return 0, ErrClosed
 	}
 	lay := r.mu.lay
-	sequential := off == r.mu.next && r.d.cfg.ReadAhead > 0 && lay.inline == nil
+	sequential := off == r.mu.next && r.d.cfg.ReadAhead > 0 && len(lay.refs) > 0
 	r.mu.next = off + int64(len(p))
 	if !sequential {
 		r.dropAllLocked()
@@ -404,24 +404,32 @@ func insertInterval(list [][2]int64, a, b int64) [][2]int64 {
 	return append(out, list[i:]...)
 }
 
-// clearHoles zeroes the parts of dst (file bytes [off, off+len(dst)))
-// that no piece covers: holes read as zeros. Only the holes, because
-// clearing all of dst first costs a pass over every byte read.
-func clearHoles(dst []byte, off int64, pieces []piece) {
+// fillHoles fills the parts of dst (file bytes [off, off+len(dst))) that
+// no piece covers: from the inline bytes where they reach, zeros beyond.
+// Only the holes, because clearing all of dst first costs a pass over
+// every byte read.
+func fillHoles(dst []byte, off int64, pieces []piece, inline []byte) {
 	spans := make([][2]int64, len(pieces))
 	for i, pc := range pieces {
 		spans[i] = [2]int64{pc.from - off, pc.to - off}
 	}
 	slices.SortFunc(spans, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	fill := func(a, b int64) {
+		n := 0
+		if off+a < int64(len(inline)) {
+			n = copy(dst[a:b], inline[off+a:])
+		}
+		clear(dst[a+int64(n) : b])
+	}
 	pos := int64(0)
 	for _, sp := range spans {
 		if sp[0] > pos {
-			clear(dst[pos:sp[0]])
+			fill(pos, sp[0])
 		}
 		pos = max(pos, sp[1])
 	}
 	if pos < int64(len(dst)) {
-		clear(dst[pos:])
+		fill(pos, int64(len(dst)))
 	}
 }
 
@@ -436,32 +444,24 @@ func (d *DataPath) readRange(ctx context.Context, lay *fileLayout, p []byte, off
 	}
 	n := int(min(int64(len(p)), lay.size-off))
 	dst := p[:n]
-	if lay.inline != nil {
-		m := 0
-		if off < int64(len(lay.inline)) {
-			m = copy(dst, lay.inline[off:])
-		}
-		clear(dst[m:])
-	} else {
-		pieces := lay.resolve(off, off+int64(n))
-		clearHoles(dst, off, pieces)
-		errs := make([]error, len(pieces))
-		sem := make(chan struct{}, maxParallelPieces)
-		var wg sync.WaitGroup
-		for i, pc := range pieces {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				so := pc.ref.sliceOff + (pc.from - pc.ref.fileOff)
-				errs[i] = d.readSlice(ctx, pc.ref.s, so, dst[pc.from-off:pc.to-off])
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return 0, fmt.Errorf("client: read inode %d [%d, +%d): %w", lay.inode, off, n, err)
-			}
+	pieces := lay.resolve(off, off+int64(n))
+	fillHoles(dst, off, pieces, lay.inline)
+	errs := make([]error, len(pieces))
+	sem := make(chan struct{}, maxParallelPieces)
+	var wg sync.WaitGroup
+	for i, pc := range pieces {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			so := pc.ref.sliceOff + (pc.from - pc.ref.fileOff)
+			errs[i] = d.readSlice(ctx, pc.ref.s, so, dst[pc.from-off:pc.to-off])
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return 0, fmt.Errorf("client: read inode %d [%d, +%d): %w", lay.inode, off, n, err)
 		}
 	}
 	if n < len(p) {

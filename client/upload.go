@@ -7,6 +7,10 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"syscall"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairnfs/cairn/erasure"
 	"github.com/cairnfs/cairn/proto/chunkpb"
@@ -34,6 +38,27 @@ func (d *DataPath) upload(ctx context.Context, inode uint64, off int64, data []b
 		return fmt.Errorf("client: commit slice %d of inode %d at %d+%d: %w", id, inode, off, n, err)
 	}
 	return nil
+}
+
+// writeInline asks the master to store data at off as inode's inline
+// bytes. It returns false (and no error) when the master will not: the
+// file has slices already, the bytes reach past its limit, or it does not
+// offer inline data; the caller then stores a slice.
+func (d *DataPath) writeInline(ctx context.Context, inode uint64, off int64, data []byte) (bool, error) {
+	_, err := d.meta.WriteInline(ctx, &masterpb.WriteInlineRequest{
+		Header: d.header(), Inode: inode, Offset: uint64(off), Data: data, MtimeUnixNano: d.cfg.Now().UnixNano(),
+	})
+	if err == nil {
+		return true, nil
+	}
+	if status.Code(err) == codes.Unimplemented {
+		return false, nil
+	}
+	switch masterpb.ErrnoOf(err) {
+	case syscall.ENOTSUP, syscall.E2BIG:
+		return false, nil
+	}
+	return false, fmt.Errorf("client: write %d bytes inline to inode %d at %d: %w", len(data), inode, off, err)
 }
 
 // store allocates a slice of inode for data (not empty) and writes its

@@ -31,6 +31,9 @@ type Writer struct {
 		n      int
 		err    error // sticky
 		closed bool
+		// noInline: flush slices only (DisableInline, or the master
+		// refused inline bytes for this file once).
+		noInline bool
 	}
 }
 
@@ -146,11 +149,31 @@ func (w *Writer) growLocked(n int) {
 	w.mu.buf = nb[:n]
 }
 
+// DisableInline makes every later flush store a slice, however small:
+// for files that will be composed with Concat (S3 multipart parts),
+// which moves slices but cannot move inline bytes.
+func (w *Writer) DisableInline() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.mu.noInline = true
+}
+
 func (w *Writer) flushLocked(ctx context.Context) error {
 	if w.mu.n == 0 {
 		return nil
 	}
-	err := w.d.upload(ctx, w.inode, w.mu.off, w.mu.buf[:w.mu.n])
+	data := w.mu.buf[:w.mu.n]
+	var err error
+	if !w.mu.noInline && w.mu.off+int64(w.mu.n) <= w.d.cfg.InlineMax {
+		var inline bool
+		inline, err = w.d.writeInline(ctx, w.inode, w.mu.off, data)
+		if !inline && err == nil {
+			w.mu.noInline = true
+			err = w.d.upload(ctx, w.inode, w.mu.off, data)
+		}
+	} else {
+		err = w.d.upload(ctx, w.inode, w.mu.off, data)
+	}
 	w.mu.n = 0
 	if err != nil {
 		w.mu.err = err

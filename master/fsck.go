@@ -84,7 +84,7 @@ func (m *masterService) Fsck(req *masterpb.FsckRequest, stream masterpb.Master_F
 
 // fsckFile assesses one regular file's slices.
 func (s *Server) fsckFile(ino uint64, p string, view fsckView) (*masterpb.FsckResponse, error) {
-	_, refs, err := s.fsm.GetLayout(ino, 0, 0)
+	_, refs, _, err := s.fsm.GetLayout(ino, 0, 0)
 	if err != nil {
 		return nil, s.toStatus(err)
 	}
@@ -152,5 +152,6 @@ func (s *Server) fsckFile(ino uint64, p string, view fsckView) (*masterpb.FsckRe
 	if tolerable > 0 {
 		resp.TolerableLosses = uint32(tolerable)
 	}
+	resp.NoShards = len(refs) == 0
 	return resp, nil
 }

@@ -243,13 +243,14 @@ func (m *masterService) CommitSlice(ctx context.Context, req *masterpb.CommitSli
 }
 
 // GetLayout returns the committed slices covering a byte range of a file,
-// with each shard's chunkserver address refreshed from the registry.
+// with each shard's chunkserver address refreshed from the registry, and
+// the file's inline bytes.
 func (m *masterService) GetLayout(ctx context.Context, req *masterpb.GetLayoutRequest) (*masterpb.GetLayoutResponse, error) {
 	s := m.s
 	if err := s.linearize(ctx); err != nil {
 		return nil, err
 	}
-	attr, refs, err := s.fsm.GetLayout(req.Inode, req.Offset, req.Length)
+	attr, refs, inline, err := s.fsm.GetLayout(req.Inode, req.Offset, req.Length)
 	if err != nil {
 		return nil, s.toStatus(err)
 	}
@@ -269,7 +270,7 @@ func (m *masterService) GetLayout(ctx context.Context, req *masterpb.GetLayoutRe
 			}
 		}
 	}
-	return &masterpb.GetLayoutResponse{Attr: attr, Slices: refs}, nil
+	return &masterpb.GetLayoutResponse{Attr: attr, Slices: refs, InlineData: inline}, nil
 }
 
 // ReportBadShard records a client's report of a missing or corrupt shard:
@@ -286,4 +287,25 @@ func (m *masterService) ReportBadShard(ctx context.Context, req *masterpb.Report
 		m.s.repair.reportBad(req.ChunkserverId, []repair.Key{{Slice: req.SliceId, Index: req.Index}})
 	}
 	return &masterpb.ReportBadShardResponse{}, nil
+}
+
+// WriteInline writes a small file's bytes into the namespace (see
+// masterpb.WriteInlineRequest).
+func (m *masterService) WriteInline(ctx context.Context, req *masterpb.WriteInlineRequest) (*masterpb.WriteInlineResponse, error) {
+	s := m.s
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	if len(req.Data) > fsm.InlineMax {
+		// Refused before it reaches the log; the state machine checks the
+		// offset too.
+		return nil, masterpb.ErrnoError(syscall.E2BIG, fmt.Sprintf("master: write inline to inode %d: %d bytes, more than %d", req.Inode, len(req.Data), fsm.InlineMax))
+	}
+	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_WriteInline{WriteInline: &fsmpb.WriteInline{
+		Inode: req.Inode, Offset: req.Offset, Data: req.Data, MtimeUnixNano: req.MtimeUnixNano,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &masterpb.WriteInlineResponse{Attr: res.Attr}, nil
 }

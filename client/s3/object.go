@@ -51,6 +51,9 @@ func (h *Handler) writeHidden(ctx context.Context, bucket, upload, name string, 
 	if err != nil {
 		return nil, err
 	}
+	if upload != "" {
+		f.DisableInline() // a part: Complete composes parts' slices
+	}
 	buf := h.getBuf()
 	defer h.putBuf(buf)
 	_, err = io.CopyBuffer(struct{ io.Writer }{f}, &ctxReader{ctx: ctx, r: src}, *buf)

@@ -70,7 +70,7 @@ func (e *env) fsck(cl *client.Client, operands []string) int {
 			if err != nil {
 				return err
 			}
-			if minTolerable < 0 || int(r.TolerableLosses) < minTolerable {
+			if !r.NoShards && (minTolerable < 0 || int(r.TolerableLosses) < minTolerable) {
 				minTolerable = int(r.TolerableLosses)
 			}
 			switch r.Health {

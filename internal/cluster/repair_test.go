@@ -63,7 +63,7 @@ func writeFiles(t *testing.T, cl *client.Client, dir string, n int, seed uint64)
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(seed, 1))
-	sizes := []int{9<<20 + 12345, 300 << 10, 5 << 20, 1000}
+	sizes := []int{9<<20 + 12345, 300 << 10, 5 << 20, 20000}
 	out := map[string][]byte{}
 	for i := range n {
 		data := make([]byte, sizes[i%len(sizes)])
@@ -325,7 +325,8 @@ func TestGarbageCollection(t *testing.T) {
 			for i := w; i < n; i += 8 {
 				f, err := cl.Create(ctx, fmt.Sprintf("/many/f%d", i))
 				if err == nil {
-					_, err = f.Write(bytes.Repeat([]byte{byte(i)}, 2000+i))
+					// Past the inline limit, so that each file has shards.
+					_, err = f.Write(bytes.Repeat([]byte{byte(i)}, client.DefaultInlineMax+1+i))
 					if cerr := f.Close(); err == nil {
 						err = cerr
 					}

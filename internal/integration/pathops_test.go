@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,9 +29,27 @@ func TestConcatReadsBack(t *testing.T) {
 	for i, n := range sizes {
 		data := randomBytes(uint64(i+1), n)
 		p := "/parts/" + string(rune('a'+i))
-		writeFile(t, cl, p, data)
+		f, err := cl.Create(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.DisableInline() // Concat moves slices, not inline bytes
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
 		want = append(want, data...)
 		srcs = append(srcs, p)
+	}
+	// A source whose bytes are inline: refused, nothing consumed.
+	writeFile(t, cl, "/parts/small", []byte("tiny"))
+	if err := cl.Concat(ctx, "/obj", append(srcs[:1:1], "/parts/small")); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("concat with an inline source: %v", err)
+	}
+	if err := cl.Remove(ctx, "/parts/small"); err != nil {
+		t.Fatal(err)
 	}
 	// A missing source: refused, nothing consumed.
 	err := cl.Concat(ctx, "/obj", append(srcs[:1:1], "/parts/missing"))

@@ -113,6 +113,7 @@ type Command struct {
 	//	*Command_SetDrain
 	//	*Command_SetChunkserver
 	//	*Command_CompactChunk
+	//	*Command_WriteInline
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -410,6 +411,15 @@ func (x *Command) GetCompactChunk() *CompactChunk {
 	return nil
 }
 
+func (x *Command) GetWriteInline() *WriteInline {
+	if x != nil {
+		if x, ok := x.Op.(*Command_WriteInline); ok {
+			return x.WriteInline
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -518,6 +528,10 @@ type Command_CompactChunk struct {
 	CompactChunk *CompactChunk `protobuf:"bytes,43,opt,name=compact_chunk,json=compactChunk,proto3,oneof"`
 }
 
+type Command_WriteInline struct {
+	WriteInline *WriteInline `protobuf:"bytes,44,opt,name=write_inline,json=writeInline,proto3,oneof"`
+}
+
 func (*Command_Mkdir) isCommand_Op() {}
 
 func (*Command_Create) isCommand_Op() {}
@@ -569,6 +583,8 @@ func (*Command_SetDrain) isCommand_Op() {}
 func (*Command_SetChunkserver) isCommand_Op() {}
 
 func (*Command_CompactChunk) isCommand_Op() {}
+
+func (*Command_WriteInline) isCommand_Op() {}
 
 type Mkdir struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1752,6 +1768,76 @@ func (x *CompactChunk) GetShards() []*masterpb.ShardLocation {
 	return nil
 }
 
+// WriteInline writes data at offset into a small file's inline bytes
+// (ENOTSUP once the file has slices, E2BIG past InlineMax).
+type WriteInline struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	MtimeUnixNano int64                  `protobuf:"varint,4,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteInline) Reset() {
+	*x = WriteInline{}
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteInline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteInline) ProtoMessage() {}
+
+func (x *WriteInline) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteInline.ProtoReflect.Descriptor instead.
+func (*WriteInline) Descriptor() ([]byte, []int) {
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *WriteInline) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *WriteInline) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *WriteInline) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WriteInline) GetMtimeUnixNano() int64 {
+	if x != nil {
+		return x.MtimeUnixNano
+	}
+	return 0
+}
+
 // AckGarbage removes garbage slices whose shards GC has deleted.
 type AckGarbage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1762,7 +1848,7 @@ type AckGarbage struct {
 
 func (x *AckGarbage) Reset() {
 	*x = AckGarbage{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1860,7 @@ func (x *AckGarbage) String() string {
 func (*AckGarbage) ProtoMessage() {}
 
 func (x *AckGarbage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1873,7 @@ func (x *AckGarbage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckGarbage.ProtoReflect.Descriptor instead.
 func (*AckGarbage) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AckGarbage) GetSliceIds() []uint64 {
@@ -1812,7 +1898,7 @@ type SetMaster struct {
 
 func (x *SetMaster) Reset() {
 	*x = SetMaster{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +1910,7 @@ func (x *SetMaster) String() string {
 func (*SetMaster) ProtoMessage() {}
 
 func (x *SetMaster) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +1923,7 @@ func (x *SetMaster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMaster.ProtoReflect.Descriptor instead.
 func (*SetMaster) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetMaster) GetId() string {
@@ -1885,7 +1971,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +1983,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +1996,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Meta) GetAppliedIndex() uint64 {
@@ -1965,7 +2051,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2063,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2076,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Stats) GetInodes() uint64 {
@@ -2067,7 +2153,7 @@ type Inode struct {
 
 func (x *Inode) Reset() {
 	*x = Inode{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2165,7 @@ func (x *Inode) String() string {
 func (*Inode) ProtoMessage() {}
 
 func (x *Inode) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2178,7 @@ func (x *Inode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inode.ProtoReflect.Descriptor instead.
 func (*Inode) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Inode) GetType() masterpb.FileType {
@@ -2203,7 +2289,7 @@ type ChunkSlices struct {
 
 func (x *ChunkSlices) Reset() {
 	*x = ChunkSlices{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2301,7 @@ func (x *ChunkSlices) String() string {
 func (*ChunkSlices) ProtoMessage() {}
 
 func (x *ChunkSlices) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2314,7 @@ func (x *ChunkSlices) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkSlices.ProtoReflect.Descriptor instead.
 func (*ChunkSlices) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ChunkSlices) GetRefs() []*ChunkRef {
@@ -2252,7 +2338,7 @@ type ChunkRef struct {
 
 func (x *ChunkRef) Reset() {
 	*x = ChunkRef{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2350,7 @@ func (x *ChunkRef) String() string {
 func (*ChunkRef) ProtoMessage() {}
 
 func (x *ChunkRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2363,7 @@ func (x *ChunkRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkRef.ProtoReflect.Descriptor instead.
 func (*ChunkRef) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ChunkRef) GetSliceId() uint64 {
@@ -2327,7 +2413,7 @@ type Slice struct {
 
 func (x *Slice) Reset() {
 	*x = Slice{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2425,7 @@ func (x *Slice) String() string {
 func (*Slice) ProtoMessage() {}
 
 func (x *Slice) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2438,7 @@ func (x *Slice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Slice.ProtoReflect.Descriptor instead.
 func (*Slice) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Slice) GetId() uint64 {
@@ -2427,7 +2513,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2525,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2538,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RequestRecord) GetTimeUnixNano() int64 {
@@ -2509,7 +2595,7 @@ type MasterRecord struct {
 
 func (x *MasterRecord) Reset() {
 	*x = MasterRecord{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2607,7 @@ func (x *MasterRecord) String() string {
 func (*MasterRecord) ProtoMessage() {}
 
 func (x *MasterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2620,7 @@ func (x *MasterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterRecord.ProtoReflect.Descriptor instead.
 func (*MasterRecord) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MasterRecord) GetId() string {
@@ -2569,7 +2655,7 @@ type EntryName struct {
 
 func (x *EntryName) Reset() {
 	*x = EntryName{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2581,7 +2667,7 @@ func (x *EntryName) String() string {
 func (*EntryName) ProtoMessage() {}
 
 func (x *EntryName) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[28]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2594,7 +2680,7 @@ func (x *EntryName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryName.ProtoReflect.Descriptor instead.
 func (*EntryName) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EntryName) GetParent() uint64 {
@@ -2627,7 +2713,7 @@ type Concat struct {
 
 func (x *Concat) Reset() {
 	*x = Concat{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2639,7 +2725,7 @@ func (x *Concat) String() string {
 func (*Concat) ProtoMessage() {}
 
 func (x *Concat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[29]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2652,7 +2738,7 @@ func (x *Concat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Concat.ProtoReflect.Descriptor instead.
 func (*Concat) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Concat) GetDst() *EntryName {
@@ -2702,7 +2788,7 @@ type OpenHandle struct {
 
 func (x *OpenHandle) Reset() {
 	*x = OpenHandle{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2714,7 +2800,7 @@ func (x *OpenHandle) String() string {
 func (*OpenHandle) ProtoMessage() {}
 
 func (x *OpenHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[30]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2727,7 +2813,7 @@ func (x *OpenHandle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenHandle.ProtoReflect.Descriptor instead.
 func (*OpenHandle) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OpenHandle) GetInode() uint64 {
@@ -2755,7 +2841,7 @@ type ReleaseHandle struct {
 
 func (x *ReleaseHandle) Reset() {
 	*x = ReleaseHandle{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2767,7 +2853,7 @@ func (x *ReleaseHandle) String() string {
 func (*ReleaseHandle) ProtoMessage() {}
 
 func (x *ReleaseHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[31]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2780,7 +2866,7 @@ func (x *ReleaseHandle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHandle.ProtoReflect.Descriptor instead.
 func (*ReleaseHandle) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReleaseHandle) GetInode() uint64 {
@@ -2808,7 +2894,7 @@ type ExpireClient struct {
 
 func (x *ExpireClient) Reset() {
 	*x = ExpireClient{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2820,7 +2906,7 @@ func (x *ExpireClient) String() string {
 func (*ExpireClient) ProtoMessage() {}
 
 func (x *ExpireClient) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[32]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2833,7 +2919,7 @@ func (x *ExpireClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireClient.ProtoReflect.Descriptor instead.
 func (*ExpireClient) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExpireClient) GetClientId() string {
@@ -2854,7 +2940,7 @@ type Handle struct {
 
 func (x *Handle) Reset() {
 	*x = Handle{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +2952,7 @@ func (x *Handle) String() string {
 func (*Handle) ProtoMessage() {}
 
 func (x *Handle) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[33]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +2965,7 @@ func (x *Handle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Handle.ProtoReflect.Descriptor instead.
 func (*Handle) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Handle) GetClientId() string {
@@ -2915,7 +3001,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3013,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[34]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3026,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FileLock) GetClientId() string {
@@ -3002,7 +3088,7 @@ type FileLocks struct {
 
 func (x *FileLocks) Reset() {
 	*x = FileLocks{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3100,7 @@ func (x *FileLocks) String() string {
 func (*FileLocks) ProtoMessage() {}
 
 func (x *FileLocks) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[35]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3113,7 @@ func (x *FileLocks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLocks.ProtoReflect.Descriptor instead.
 func (*FileLocks) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FileLocks) GetLocks() []*FileLock {
@@ -3049,7 +3135,7 @@ type SetLock struct {
 
 func (x *SetLock) Reset() {
 	*x = SetLock{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3147,7 @@ func (x *SetLock) String() string {
 func (*SetLock) ProtoMessage() {}
 
 func (x *SetLock) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3160,7 @@ func (x *SetLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLock.ProtoReflect.Descriptor instead.
 func (*SetLock) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetLock) GetInode() uint64 {
@@ -3114,7 +3200,7 @@ type MoveShard struct {
 
 func (x *MoveShard) Reset() {
 	*x = MoveShard{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3212,7 @@ func (x *MoveShard) String() string {
 func (*MoveShard) ProtoMessage() {}
 
 func (x *MoveShard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3225,7 @@ func (x *MoveShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveShard.ProtoReflect.Descriptor instead.
 func (*MoveShard) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MoveShard) GetSliceId() uint64 {
@@ -3175,7 +3261,7 @@ type SetDrain struct {
 
 func (x *SetDrain) Reset() {
 	*x = SetDrain{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3187,7 +3273,7 @@ func (x *SetDrain) String() string {
 func (*SetDrain) ProtoMessage() {}
 
 func (x *SetDrain) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3200,7 +3286,7 @@ func (x *SetDrain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDrain.ProtoReflect.Descriptor instead.
 func (*SetDrain) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetDrain) GetChunkserverId() string {
@@ -3231,7 +3317,7 @@ type SetChunkserver struct {
 
 func (x *SetChunkserver) Reset() {
 	*x = SetChunkserver{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3329,7 @@ func (x *SetChunkserver) String() string {
 func (*SetChunkserver) ProtoMessage() {}
 
 func (x *SetChunkserver) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3342,7 @@ func (x *SetChunkserver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetChunkserver.ProtoReflect.Descriptor instead.
 func (*SetChunkserver) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetChunkserver) GetId() string {
@@ -3291,7 +3377,7 @@ type ChunkserverRecord struct {
 
 func (x *ChunkserverRecord) Reset() {
 	*x = ChunkserverRecord{}
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[40]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3389,7 @@ func (x *ChunkserverRecord) String() string {
 func (*ChunkserverRecord) ProtoMessage() {}
 
 func (x *ChunkserverRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fsmpb_fsm_proto_msgTypes[40]
+	mi := &file_proto_fsmpb_fsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3402,7 @@ func (x *ChunkserverRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkserverRecord.ProtoReflect.Descriptor instead.
 func (*ChunkserverRecord) Descriptor() ([]byte, []int) {
-	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{40}
+	return file_proto_fsmpb_fsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ChunkserverRecord) GetId() string {
@@ -3339,7 +3425,7 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"\x15proto/fsmpb/fsm.proto\x12\fcairn.fsm.v1\x1a\x19proto/chunkpb/chunk.proto\x1a\x1bproto/masterpb/master.proto\":\n" +
 	"\x05Entry\x121\n" +
-	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\xaf\f\n" +
+	"\bcommands\x18\x01 \x03(\v2\x15.cairn.fsm.v1.CommandR\bcommands\"\xef\f\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -3376,7 +3462,8 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"move_shard\x18( \x01(\v2\x17.cairn.fsm.v1.MoveShardH\x00R\tmoveShard\x125\n" +
 	"\tset_drain\x18) \x01(\v2\x16.cairn.fsm.v1.SetDrainH\x00R\bsetDrain\x12G\n" +
 	"\x0fset_chunkserver\x18* \x01(\v2\x1c.cairn.fsm.v1.SetChunkserverH\x00R\x0esetChunkserver\x12A\n" +
-	"\rcompact_chunk\x18+ \x01(\v2\x1a.cairn.fsm.v1.CompactChunkH\x00R\fcompactChunkB\x04\n" +
+	"\rcompact_chunk\x18+ \x01(\v2\x1a.cairn.fsm.v1.CompactChunkH\x00R\fcompactChunk\x12>\n" +
+	"\fwrite_inline\x18, \x01(\v2\x19.cairn.fsm.v1.WriteInlineH\x00R\vwriteInlineB\x04\n" +
 	"\x02op\"\x9b\x01\n" +
 	"\x05Mkdir\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
@@ -3475,7 +3562,12 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\bslice_id\x18\x04 \x01(\x04R\asliceId\x12!\n" +
 	"\fchunk_offset\x18\x05 \x01(\rR\vchunkOffset\x12\x16\n" +
 	"\x06length\x18\x06 \x01(\x04R\x06length\x126\n" +
-	"\x06shards\x18\a \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\")\n" +
+	"\x06shards\x18\a \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\"w\n" +
+	"\vWriteInline\x12\x14\n" +
+	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12&\n" +
+	"\x0fmtime_unix_nano\x18\x04 \x01(\x03R\rmtimeUnixNano\")\n" +
 	"\n" +
 	"AckGarbage\x12\x1b\n" +
 	"\tslice_ids\x18\x01 \x03(\x04R\bsliceIds\"y\n" +
@@ -3606,7 +3698,7 @@ func file_proto_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_proto_fsmpb_fsm_proto_rawDescData
 }
 
-var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_proto_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*Entry)(nil),                      // 0: cairn.fsm.v1.Entry
 	(*Command)(nil),                    // 1: cairn.fsm.v1.Command
@@ -3626,35 +3718,36 @@ var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(*ReplaceShard)(nil),               // 15: cairn.fsm.v1.ReplaceShard
 	(*CommitSlice)(nil),                // 16: cairn.fsm.v1.CommitSlice
 	(*CompactChunk)(nil),               // 17: cairn.fsm.v1.CompactChunk
-	(*AckGarbage)(nil),                 // 18: cairn.fsm.v1.AckGarbage
-	(*SetMaster)(nil),                  // 19: cairn.fsm.v1.SetMaster
-	(*Meta)(nil),                       // 20: cairn.fsm.v1.Meta
-	(*Stats)(nil),                      // 21: cairn.fsm.v1.Stats
-	(*Inode)(nil),                      // 22: cairn.fsm.v1.Inode
-	(*ChunkSlices)(nil),                // 23: cairn.fsm.v1.ChunkSlices
-	(*ChunkRef)(nil),                   // 24: cairn.fsm.v1.ChunkRef
-	(*Slice)(nil),                      // 25: cairn.fsm.v1.Slice
-	(*RequestRecord)(nil),              // 26: cairn.fsm.v1.RequestRecord
-	(*MasterRecord)(nil),               // 27: cairn.fsm.v1.MasterRecord
-	(*EntryName)(nil),                  // 28: cairn.fsm.v1.EntryName
-	(*Concat)(nil),                     // 29: cairn.fsm.v1.Concat
-	(*OpenHandle)(nil),                 // 30: cairn.fsm.v1.OpenHandle
-	(*ReleaseHandle)(nil),              // 31: cairn.fsm.v1.ReleaseHandle
-	(*ExpireClient)(nil),               // 32: cairn.fsm.v1.ExpireClient
-	(*Handle)(nil),                     // 33: cairn.fsm.v1.Handle
-	(*FileLock)(nil),                   // 34: cairn.fsm.v1.FileLock
-	(*FileLocks)(nil),                  // 35: cairn.fsm.v1.FileLocks
-	(*SetLock)(nil),                    // 36: cairn.fsm.v1.SetLock
-	(*MoveShard)(nil),                  // 37: cairn.fsm.v1.MoveShard
-	(*SetDrain)(nil),                   // 38: cairn.fsm.v1.SetDrain
-	(*SetChunkserver)(nil),             // 39: cairn.fsm.v1.SetChunkserver
-	(*ChunkserverRecord)(nil),          // 40: cairn.fsm.v1.ChunkserverRecord
-	(*chunkpb.Layout)(nil),             // 41: cairn.chunk.v1.Layout
-	(masterpb.FileType)(0),             // 42: cairn.master.v1.FileType
-	(masterpb.RenameRequest_Mode)(0),   // 43: cairn.master.v1.RenameRequest.Mode
-	(masterpb.SetXattrRequest_Flag)(0), // 44: cairn.master.v1.SetXattrRequest.Flag
-	(*masterpb.ShardLocation)(nil),     // 45: cairn.master.v1.ShardLocation
-	(*masterpb.Attr)(nil),              // 46: cairn.master.v1.Attr
+	(*WriteInline)(nil),                // 18: cairn.fsm.v1.WriteInline
+	(*AckGarbage)(nil),                 // 19: cairn.fsm.v1.AckGarbage
+	(*SetMaster)(nil),                  // 20: cairn.fsm.v1.SetMaster
+	(*Meta)(nil),                       // 21: cairn.fsm.v1.Meta
+	(*Stats)(nil),                      // 22: cairn.fsm.v1.Stats
+	(*Inode)(nil),                      // 23: cairn.fsm.v1.Inode
+	(*ChunkSlices)(nil),                // 24: cairn.fsm.v1.ChunkSlices
+	(*ChunkRef)(nil),                   // 25: cairn.fsm.v1.ChunkRef
+	(*Slice)(nil),                      // 26: cairn.fsm.v1.Slice
+	(*RequestRecord)(nil),              // 27: cairn.fsm.v1.RequestRecord
+	(*MasterRecord)(nil),               // 28: cairn.fsm.v1.MasterRecord
+	(*EntryName)(nil),                  // 29: cairn.fsm.v1.EntryName
+	(*Concat)(nil),                     // 30: cairn.fsm.v1.Concat
+	(*OpenHandle)(nil),                 // 31: cairn.fsm.v1.OpenHandle
+	(*ReleaseHandle)(nil),              // 32: cairn.fsm.v1.ReleaseHandle
+	(*ExpireClient)(nil),               // 33: cairn.fsm.v1.ExpireClient
+	(*Handle)(nil),                     // 34: cairn.fsm.v1.Handle
+	(*FileLock)(nil),                   // 35: cairn.fsm.v1.FileLock
+	(*FileLocks)(nil),                  // 36: cairn.fsm.v1.FileLocks
+	(*SetLock)(nil),                    // 37: cairn.fsm.v1.SetLock
+	(*MoveShard)(nil),                  // 38: cairn.fsm.v1.MoveShard
+	(*SetDrain)(nil),                   // 39: cairn.fsm.v1.SetDrain
+	(*SetChunkserver)(nil),             // 40: cairn.fsm.v1.SetChunkserver
+	(*ChunkserverRecord)(nil),          // 41: cairn.fsm.v1.ChunkserverRecord
+	(*chunkpb.Layout)(nil),             // 42: cairn.chunk.v1.Layout
+	(masterpb.FileType)(0),             // 43: cairn.master.v1.FileType
+	(masterpb.RenameRequest_Mode)(0),   // 44: cairn.master.v1.RenameRequest.Mode
+	(masterpb.SetXattrRequest_Flag)(0), // 45: cairn.master.v1.SetXattrRequest.Flag
+	(*masterpb.ShardLocation)(nil),     // 46: cairn.master.v1.ShardLocation
+	(*masterpb.Attr)(nil),              // 47: cairn.master.v1.Attr
 }
 var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: cairn.fsm.v1.Entry.commands:type_name -> cairn.fsm.v1.Command
@@ -3673,45 +3766,46 @@ var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	14, // 13: cairn.fsm.v1.Command.allocate_slice:type_name -> cairn.fsm.v1.AllocateSlice
 	15, // 14: cairn.fsm.v1.Command.replace_shard:type_name -> cairn.fsm.v1.ReplaceShard
 	16, // 15: cairn.fsm.v1.Command.commit_slice:type_name -> cairn.fsm.v1.CommitSlice
-	18, // 16: cairn.fsm.v1.Command.ack_garbage:type_name -> cairn.fsm.v1.AckGarbage
-	19, // 17: cairn.fsm.v1.Command.set_master:type_name -> cairn.fsm.v1.SetMaster
-	29, // 18: cairn.fsm.v1.Command.concat:type_name -> cairn.fsm.v1.Concat
-	30, // 19: cairn.fsm.v1.Command.open_handle:type_name -> cairn.fsm.v1.OpenHandle
-	31, // 20: cairn.fsm.v1.Command.release_handle:type_name -> cairn.fsm.v1.ReleaseHandle
-	32, // 21: cairn.fsm.v1.Command.expire_client:type_name -> cairn.fsm.v1.ExpireClient
-	36, // 22: cairn.fsm.v1.Command.set_lock:type_name -> cairn.fsm.v1.SetLock
-	37, // 23: cairn.fsm.v1.Command.move_shard:type_name -> cairn.fsm.v1.MoveShard
-	38, // 24: cairn.fsm.v1.Command.set_drain:type_name -> cairn.fsm.v1.SetDrain
-	39, // 25: cairn.fsm.v1.Command.set_chunkserver:type_name -> cairn.fsm.v1.SetChunkserver
+	19, // 16: cairn.fsm.v1.Command.ack_garbage:type_name -> cairn.fsm.v1.AckGarbage
+	20, // 17: cairn.fsm.v1.Command.set_master:type_name -> cairn.fsm.v1.SetMaster
+	30, // 18: cairn.fsm.v1.Command.concat:type_name -> cairn.fsm.v1.Concat
+	31, // 19: cairn.fsm.v1.Command.open_handle:type_name -> cairn.fsm.v1.OpenHandle
+	32, // 20: cairn.fsm.v1.Command.release_handle:type_name -> cairn.fsm.v1.ReleaseHandle
+	33, // 21: cairn.fsm.v1.Command.expire_client:type_name -> cairn.fsm.v1.ExpireClient
+	37, // 22: cairn.fsm.v1.Command.set_lock:type_name -> cairn.fsm.v1.SetLock
+	38, // 23: cairn.fsm.v1.Command.move_shard:type_name -> cairn.fsm.v1.MoveShard
+	39, // 24: cairn.fsm.v1.Command.set_drain:type_name -> cairn.fsm.v1.SetDrain
+	40, // 25: cairn.fsm.v1.Command.set_chunkserver:type_name -> cairn.fsm.v1.SetChunkserver
 	17, // 26: cairn.fsm.v1.Command.compact_chunk:type_name -> cairn.fsm.v1.CompactChunk
-	41, // 27: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
-	42, // 28: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
-	43, // 29: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
-	44, // 30: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
-	41, // 31: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
-	41, // 32: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
-	45, // 33: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	45, // 34: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
-	45, // 35: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	24, // 36: cairn.fsm.v1.CompactChunk.replaced:type_name -> cairn.fsm.v1.ChunkRef
-	45, // 37: cairn.fsm.v1.CompactChunk.shards:type_name -> cairn.master.v1.ShardLocation
-	21, // 38: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
-	42, // 39: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
-	41, // 40: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
-	24, // 41: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
-	41, // 42: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
-	45, // 43: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
-	46, // 44: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
-	28, // 45: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
-	28, // 46: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
-	34, // 47: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
-	34, // 48: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
-	45, // 49: cairn.fsm.v1.MoveShard.shard:type_name -> cairn.master.v1.ShardLocation
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	18, // 27: cairn.fsm.v1.Command.write_inline:type_name -> cairn.fsm.v1.WriteInline
+	42, // 28: cairn.fsm.v1.Mkdir.layout:type_name -> cairn.chunk.v1.Layout
+	43, // 29: cairn.fsm.v1.Mknod.type:type_name -> cairn.master.v1.FileType
+	44, // 30: cairn.fsm.v1.Rename.mode:type_name -> cairn.master.v1.RenameRequest.Mode
+	45, // 31: cairn.fsm.v1.SetXattr.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
+	42, // 32: cairn.fsm.v1.SetLayout.layout:type_name -> cairn.chunk.v1.Layout
+	42, // 33: cairn.fsm.v1.AllocateSlice.layout:type_name -> cairn.chunk.v1.Layout
+	46, // 34: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	46, // 35: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
+	46, // 36: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
+	25, // 37: cairn.fsm.v1.CompactChunk.replaced:type_name -> cairn.fsm.v1.ChunkRef
+	46, // 38: cairn.fsm.v1.CompactChunk.shards:type_name -> cairn.master.v1.ShardLocation
+	22, // 39: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
+	43, // 40: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
+	42, // 41: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
+	25, // 42: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
+	42, // 43: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
+	46, // 44: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
+	47, // 45: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
+	29, // 46: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
+	29, // 47: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
+	35, // 48: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
+	35, // 49: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
+	46, // 50: cairn.fsm.v1.MoveShard.shard:type_name -> cairn.master.v1.ShardLocation
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_proto_fsmpb_fsm_proto_init() }
@@ -3746,6 +3840,7 @@ func file_proto_fsmpb_fsm_proto_init() {
 		(*Command_SetDrain)(nil),
 		(*Command_SetChunkserver)(nil),
 		(*Command_CompactChunk)(nil),
+		(*Command_WriteInline)(nil),
 	}
 	file_proto_fsmpb_fsm_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
@@ -3754,7 +3849,7 @@ func file_proto_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fsmpb_fsm_proto_rawDesc), len(file_proto_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -233,7 +233,7 @@ func (x LockRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Kind.Descriptor instead.
 func (LockRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64, 0}
 }
 
 type LockRequest_Type int32
@@ -282,7 +282,7 @@ func (x LockRequest_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Type.Descriptor instead.
 func (LockRequest_Type) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62, 1}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64, 1}
 }
 
 type FsckResponse_Health int32
@@ -331,7 +331,7 @@ func (x FsckResponse_Health) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FsckResponse_Health.Descriptor instead.
 func (FsckResponse_Health) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73, 0}
 }
 
 // ErrorDetail rides in a gRPC status's details.
@@ -3416,6 +3416,133 @@ func (x *CommitSliceResponse) GetAttr() *Attr {
 	return nil
 }
 
+// WriteInlineRequest writes data at offset of a small file whose bytes
+// live in the namespace (replicated by Raft) rather than on chunkservers:
+// one commit instead of an allocation, m+1 synced shard writes and a
+// commit. The master refuses with ENOTSUP once the file has slices and
+// with E2BIG past its inline limit; the writer then stores a slice.
+// Inline bytes lie under the file's slices: they cover [0, len) where no
+// slice does (GetLayoutResponse.inline_data).
+type WriteInlineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Inode         uint64                 `protobuf:"varint,2,opt,name=inode,proto3" json:"inode,omitempty"`
+	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	MtimeUnixNano int64                  `protobuf:"varint,5,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteInlineRequest) Reset() {
+	*x = WriteInlineRequest{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteInlineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteInlineRequest) ProtoMessage() {}
+
+func (x *WriteInlineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteInlineRequest.ProtoReflect.Descriptor instead.
+func (*WriteInlineRequest) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *WriteInlineRequest) GetHeader() *RequestHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *WriteInlineRequest) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *WriteInlineRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *WriteInlineRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WriteInlineRequest) GetMtimeUnixNano() int64 {
+	if x != nil {
+		return x.MtimeUnixNano
+	}
+	return 0
+}
+
+type WriteInlineResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteInlineResponse) Reset() {
+	*x = WriteInlineResponse{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteInlineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteInlineResponse) ProtoMessage() {}
+
+func (x *WriteInlineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteInlineResponse.ProtoReflect.Descriptor instead.
+func (*WriteInlineResponse) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *WriteInlineResponse) GetAttr() *Attr {
+	if x != nil {
+		return x.Attr
+	}
+	return nil
+}
+
 // SliceRef is one committed slice as a file sees it: the bytes
 // [slice_offset, slice_offset+length) of slice slice_id appear at file
 // offset file_offset. Later slices in a chunk win over earlier ones.
@@ -3434,7 +3561,7 @@ type SliceRef struct {
 
 func (x *SliceRef) Reset() {
 	*x = SliceRef{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	mi := &file_proto_masterpb_master_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3573,7 @@ func (x *SliceRef) String() string {
 func (*SliceRef) ProtoMessage() {}
 
 func (x *SliceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	mi := &file_proto_masterpb_master_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3586,7 @@ func (x *SliceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SliceRef.ProtoReflect.Descriptor instead.
 func (*SliceRef) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{53}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SliceRef) GetSliceId() uint64 {
@@ -3523,7 +3650,7 @@ type GetLayoutRequest struct {
 
 func (x *GetLayoutRequest) Reset() {
 	*x = GetLayoutRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3535,7 +3662,7 @@ func (x *GetLayoutRequest) String() string {
 func (*GetLayoutRequest) ProtoMessage() {}
 
 func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3548,7 +3675,7 @@ func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutRequest.ProtoReflect.Descriptor instead.
 func (*GetLayoutRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{54}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetLayoutRequest) GetInode() uint64 {
@@ -3577,7 +3704,8 @@ type GetLayoutResponse struct {
 	Attr  *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
 	// slices in commit order; readers resolve newest-wins.
 	Slices []*SliceRef `protobuf:"bytes,2,rep,name=slices,proto3" json:"slices,omitempty"`
-	// inline_data holds the file's bytes when they live in the inode.
+	// inline_data is the file's inline bytes: a layer under the slices,
+	// covering [0, len) where no slice does.
 	InlineData    []byte `protobuf:"bytes,3,opt,name=inline_data,json=inlineData,proto3" json:"inline_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3585,7 +3713,7 @@ type GetLayoutResponse struct {
 
 func (x *GetLayoutResponse) Reset() {
 	*x = GetLayoutResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[55]
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3597,7 +3725,7 @@ func (x *GetLayoutResponse) String() string {
 func (*GetLayoutResponse) ProtoMessage() {}
 
 func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[55]
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3610,7 +3738,7 @@ func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutResponse.ProtoReflect.Descriptor instead.
 func (*GetLayoutResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{55}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetLayoutResponse) GetAttr() *Attr {
@@ -3647,7 +3775,7 @@ type NextCompactionRequest struct {
 
 func (x *NextCompactionRequest) Reset() {
 	*x = NextCompactionRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3659,7 +3787,7 @@ func (x *NextCompactionRequest) String() string {
 func (*NextCompactionRequest) ProtoMessage() {}
 
 func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3672,7 +3800,7 @@ func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextCompactionRequest.ProtoReflect.Descriptor instead.
 func (*NextCompactionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *NextCompactionRequest) GetClientId() string {
@@ -3698,7 +3826,7 @@ type NextCompactionResponse struct {
 
 func (x *NextCompactionResponse) Reset() {
 	*x = NextCompactionResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +3838,7 @@ func (x *NextCompactionResponse) String() string {
 func (*NextCompactionResponse) ProtoMessage() {}
 
 func (x *NextCompactionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +3851,7 @@ func (x *NextCompactionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextCompactionResponse.ProtoReflect.Descriptor instead.
 func (*NextCompactionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *NextCompactionResponse) GetFound() bool {
@@ -3781,7 +3909,7 @@ type CompactChunkRequest struct {
 
 func (x *CompactChunkRequest) Reset() {
 	*x = CompactChunkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +3921,7 @@ func (x *CompactChunkRequest) String() string {
 func (*CompactChunkRequest) ProtoMessage() {}
 
 func (x *CompactChunkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +3934,7 @@ func (x *CompactChunkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactChunkRequest.ProtoReflect.Descriptor instead.
 func (*CompactChunkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CompactChunkRequest) GetHeader() *RequestHeader {
@@ -3874,7 +4002,7 @@ type CompactChunkResponse struct {
 
 func (x *CompactChunkResponse) Reset() {
 	*x = CompactChunkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3886,7 +4014,7 @@ func (x *CompactChunkResponse) String() string {
 func (*CompactChunkResponse) ProtoMessage() {}
 
 func (x *CompactChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3899,7 +4027,7 @@ func (x *CompactChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactChunkResponse.ProtoReflect.Descriptor instead.
 func (*CompactChunkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CompactChunkResponse) GetAttr() *Attr {
@@ -3921,7 +4049,7 @@ type ReportBadShardRequest struct {
 
 func (x *ReportBadShardRequest) Reset() {
 	*x = ReportBadShardRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4061,7 @@ func (x *ReportBadShardRequest) String() string {
 func (*ReportBadShardRequest) ProtoMessage() {}
 
 func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4074,7 @@ func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardRequest.ProtoReflect.Descriptor instead.
 func (*ReportBadShardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ReportBadShardRequest) GetSliceId() uint64 {
@@ -3985,7 +4113,7 @@ type ReportBadShardResponse struct {
 
 func (x *ReportBadShardResponse) Reset() {
 	*x = ReportBadShardResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3997,7 +4125,7 @@ func (x *ReportBadShardResponse) String() string {
 func (*ReportBadShardResponse) ProtoMessage() {}
 
 func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4010,7 +4138,7 @@ func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardResponse.ProtoReflect.Descriptor instead.
 func (*ReportBadShardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
 }
 
 type LockRequest struct {
@@ -4030,7 +4158,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4042,7 +4170,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4055,7 +4183,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *LockRequest) GetHeader() *RequestHeader {
@@ -4132,7 +4260,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4144,7 +4272,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4157,7 +4285,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *LockResponse) GetGranted() bool {
@@ -4183,7 +4311,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4195,7 +4323,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4208,7 +4336,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *KeepAliveRequest) GetClientId() string {
@@ -4227,7 +4355,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4239,7 +4367,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4252,7 +4380,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *KeepAliveResponse) GetLeaseUnixNano() int64 {
@@ -4275,7 +4403,7 @@ type MasterInfo struct {
 
 func (x *MasterInfo) Reset() {
 	*x = MasterInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4415,7 @@ func (x *MasterInfo) String() string {
 func (*MasterInfo) ProtoMessage() {}
 
 func (x *MasterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4428,7 @@ func (x *MasterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterInfo.ProtoReflect.Descriptor instead.
 func (*MasterInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *MasterInfo) GetId() string {
@@ -4353,7 +4481,7 @@ type ChunkserverInfo struct {
 
 func (x *ChunkserverInfo) Reset() {
 	*x = ChunkserverInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4365,7 +4493,7 @@ func (x *ChunkserverInfo) String() string {
 func (*ChunkserverInfo) ProtoMessage() {}
 
 func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4378,7 +4506,7 @@ func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkserverInfo.ProtoReflect.Descriptor instead.
 func (*ChunkserverInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ChunkserverInfo) GetId() string {
@@ -4438,7 +4566,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4450,7 +4578,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4463,7 +4591,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
 }
 
 type StatusResponse struct {
@@ -4480,7 +4608,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4492,7 +4620,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4505,7 +4633,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *StatusResponse) GetMasters() []*MasterInfo {
@@ -4559,7 +4687,7 @@ type FsckRequest struct {
 
 func (x *FsckRequest) Reset() {
 	*x = FsckRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4571,7 +4699,7 @@ func (x *FsckRequest) String() string {
 func (*FsckRequest) ProtoMessage() {}
 
 func (x *FsckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4584,7 +4712,7 @@ func (x *FsckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
 func (*FsckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *FsckRequest) GetPath() string {
@@ -4601,13 +4729,17 @@ type FsckResponse struct {
 	// tolerable_losses is how many more shard losses the file can bear.
 	TolerableLosses uint32   `protobuf:"varint,3,opt,name=tolerable_losses,json=tolerableLosses,proto3" json:"tolerable_losses,omitempty"`
 	Problems        []string `protobuf:"bytes,4,rep,name=problems,proto3" json:"problems,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// no_shards: the file's bytes live in no shard (it is empty, or they
+	// are inline in the namespace), so chunkserver losses cannot touch it
+	// and tolerable_losses does not apply.
+	NoShards      bool `protobuf:"varint,5,opt,name=no_shards,json=noShards,proto3" json:"no_shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FsckResponse) Reset() {
 	*x = FsckResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4619,7 +4751,7 @@ func (x *FsckResponse) String() string {
 func (*FsckResponse) ProtoMessage() {}
 
 func (x *FsckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4632,7 +4764,7 @@ func (x *FsckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
 func (*FsckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *FsckResponse) GetPath() string {
@@ -4663,6 +4795,13 @@ func (x *FsckResponse) GetProblems() []string {
 	return nil
 }
 
+func (x *FsckResponse) GetNoShards() bool {
+	if x != nil {
+		return x.NoShards
+	}
+	return false
+}
+
 type RegisterRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -4676,7 +4815,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4688,7 +4827,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4701,7 +4840,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RegisterRequest) GetId() string {
@@ -4749,7 +4888,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4761,7 +4900,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4774,7 +4913,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RegisterResponse) GetHeartbeatIntervalMs() uint32 {
@@ -4798,7 +4937,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4810,7 +4949,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4823,7 +4962,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *HeartbeatRequest) GetId() string {
@@ -4883,7 +5022,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4895,7 +5034,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4908,7 +5047,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *Order) GetId() uint64 {
@@ -4971,7 +5110,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4983,7 +5122,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4996,7 +5135,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *HeartbeatResponse) GetOrders() []*Order {
@@ -5024,7 +5163,7 @@ type FullReportRequest struct {
 
 func (x *FullReportRequest) Reset() {
 	*x = FullReportRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5036,7 +5175,7 @@ func (x *FullReportRequest) String() string {
 func (*FullReportRequest) ProtoMessage() {}
 
 func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5049,7 +5188,7 @@ func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportRequest.ProtoReflect.Descriptor instead.
 func (*FullReportRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *FullReportRequest) GetId() string {
@@ -5081,7 +5220,7 @@ type FullReportResponse struct {
 
 func (x *FullReportResponse) Reset() {
 	*x = FullReportResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5093,7 +5232,7 @@ func (x *FullReportResponse) String() string {
 func (*FullReportResponse) ProtoMessage() {}
 
 func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5106,7 +5245,7 @@ func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportResponse.ProtoReflect.Descriptor instead.
 func (*FullReportResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
 }
 
 type ReportCorruptRequest struct {
@@ -5119,7 +5258,7 @@ type ReportCorruptRequest struct {
 
 func (x *ReportCorruptRequest) Reset() {
 	*x = ReportCorruptRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5131,7 +5270,7 @@ func (x *ReportCorruptRequest) String() string {
 func (*ReportCorruptRequest) ProtoMessage() {}
 
 func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5144,7 +5283,7 @@ func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptRequest.ProtoReflect.Descriptor instead.
 func (*ReportCorruptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ReportCorruptRequest) GetId() string {
@@ -5169,7 +5308,7 @@ type ReportCorruptResponse struct {
 
 func (x *ReportCorruptResponse) Reset() {
 	*x = ReportCorruptResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5181,7 +5320,7 @@ func (x *ReportCorruptResponse) String() string {
 func (*ReportCorruptResponse) ProtoMessage() {}
 
 func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5194,7 +5333,7 @@ func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptResponse.ProtoReflect.Descriptor instead.
 func (*ReportCorruptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
 }
 
 type OrderDoneRequest struct {
@@ -5208,7 +5347,7 @@ type OrderDoneRequest struct {
 
 func (x *OrderDoneRequest) Reset() {
 	*x = OrderDoneRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5220,7 +5359,7 @@ func (x *OrderDoneRequest) String() string {
 func (*OrderDoneRequest) ProtoMessage() {}
 
 func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5233,7 +5372,7 @@ func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneRequest.ProtoReflect.Descriptor instead.
 func (*OrderDoneRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *OrderDoneRequest) GetId() string {
@@ -5265,7 +5404,7 @@ type OrderDoneResponse struct {
 
 func (x *OrderDoneResponse) Reset() {
 	*x = OrderDoneResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5277,7 +5416,7 @@ func (x *OrderDoneResponse) String() string {
 func (*OrderDoneResponse) ProtoMessage() {}
 
 func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5290,7 +5429,7 @@ func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneResponse.ProtoReflect.Descriptor instead.
 func (*OrderDoneResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
 }
 
 // AddMasterRequest adds a master to the Raft group. address is its Raft
@@ -5308,7 +5447,7 @@ type AddMasterRequest struct {
 
 func (x *AddMasterRequest) Reset() {
 	*x = AddMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5320,7 +5459,7 @@ func (x *AddMasterRequest) String() string {
 func (*AddMasterRequest) ProtoMessage() {}
 
 func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5333,7 +5472,7 @@ func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterRequest.ProtoReflect.Descriptor instead.
 func (*AddMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *AddMasterRequest) GetId() string {
@@ -5365,7 +5504,7 @@ type AddMasterResponse struct {
 
 func (x *AddMasterResponse) Reset() {
 	*x = AddMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5377,7 +5516,7 @@ func (x *AddMasterResponse) String() string {
 func (*AddMasterResponse) ProtoMessage() {}
 
 func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5390,7 +5529,7 @@ func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterResponse.ProtoReflect.Descriptor instead.
 func (*AddMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
 }
 
 type RemoveMasterRequest struct {
@@ -5402,7 +5541,7 @@ type RemoveMasterRequest struct {
 
 func (x *RemoveMasterRequest) Reset() {
 	*x = RemoveMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5414,7 +5553,7 @@ func (x *RemoveMasterRequest) String() string {
 func (*RemoveMasterRequest) ProtoMessage() {}
 
 func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5427,7 +5566,7 @@ func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *RemoveMasterRequest) GetId() string {
@@ -5445,7 +5584,7 @@ type RemoveMasterResponse struct {
 
 func (x *RemoveMasterResponse) Reset() {
 	*x = RemoveMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5457,7 +5596,7 @@ func (x *RemoveMasterResponse) String() string {
 func (*RemoveMasterResponse) ProtoMessage() {}
 
 func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5470,7 +5609,7 @@ func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{88}
 }
 
 type DrainRequest struct {
@@ -5482,7 +5621,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5494,7 +5633,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5507,7 +5646,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{87}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *DrainRequest) GetChunkserverId() string {
@@ -5525,7 +5664,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[88]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5537,7 +5676,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[88]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5550,7 +5689,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{88}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{90}
 }
 
 type UndrainRequest struct {
@@ -5562,7 +5701,7 @@ type UndrainRequest struct {
 
 func (x *UndrainRequest) Reset() {
 	*x = UndrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[89]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5574,7 +5713,7 @@ func (x *UndrainRequest) String() string {
 func (*UndrainRequest) ProtoMessage() {}
 
 func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[89]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5587,7 +5726,7 @@ func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainRequest.ProtoReflect.Descriptor instead.
 func (*UndrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{89}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *UndrainRequest) GetChunkserverId() string {
@@ -5605,7 +5744,7 @@ type UndrainResponse struct {
 
 func (x *UndrainResponse) Reset() {
 	*x = UndrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[90]
+	mi := &file_proto_masterpb_master_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5617,7 +5756,7 @@ func (x *UndrainResponse) String() string {
 func (*UndrainResponse) ProtoMessage() {}
 
 func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[90]
+	mi := &file_proto_masterpb_master_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5630,7 +5769,7 @@ func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainResponse.ProtoReflect.Descriptor instead.
 func (*UndrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{90}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{92}
 }
 
 type ConcatRequest_Source struct {
@@ -5643,7 +5782,7 @@ type ConcatRequest_Source struct {
 
 func (x *ConcatRequest_Source) Reset() {
 	*x = ConcatRequest_Source{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[91]
+	mi := &file_proto_masterpb_master_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5655,7 +5794,7 @@ func (x *ConcatRequest_Source) String() string {
 func (*ConcatRequest_Source) ProtoMessage() {}
 
 func (x *ConcatRequest_Source) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[91]
+	mi := &file_proto_masterpb_master_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5914,6 +6053,14 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x06shards\x18\x06 \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\x12&\n" +
 	"\x0fmtime_unix_nano\x18\a \x01(\x03R\rmtimeUnixNano\"@\n" +
 	"\x13CommitSliceResponse\x12)\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xb6\x01\n" +
+	"\x12WriteInlineRequest\x126\n" +
+	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
+	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12&\n" +
+	"\x0fmtime_unix_nano\x18\x05 \x01(\x03R\rmtimeUnixNano\"@\n" +
+	"\x13WriteInlineResponse\x12)\n" +
 	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\x8c\x02\n" +
 	"\bSliceRef\x12\x19\n" +
 	"\bslice_id\x18\x01 \x01(\x04R\asliceId\x12\x1f\n" +
@@ -6010,12 +6157,13 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"slicesLost\x12*\n" +
 	"\x11repair_bytes_left\x18\x06 \x01(\x04R\x0frepairBytesLeft\"!\n" +
 	"\vFsckRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"\xeb\x01\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"\x88\x02\n" +
 	"\fFsckResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12<\n" +
 	"\x06health\x18\x02 \x01(\x0e2$.cairn.master.v1.FsckResponse.HealthR\x06health\x12)\n" +
 	"\x10tolerable_losses\x18\x03 \x01(\rR\x0ftolerableLosses\x12\x1a\n" +
-	"\bproblems\x18\x04 \x03(\tR\bproblems\"B\n" +
+	"\bproblems\x18\x04 \x03(\tR\bproblems\x12\x1b\n" +
+	"\tno_shards\x18\x05 \x01(\bR\bnoShards\"B\n" +
 	"\x06Health\x12\x12\n" +
 	"\x0eHEALTH_HEALTHY\x10\x00\x12\x13\n" +
 	"\x0fHEALTH_DEGRADED\x10\x01\x12\x0f\n" +
@@ -6081,7 +6229,7 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x14\n" +
 	"\x10FILE_TYPE_SOCKET\x10\x05\x12\x19\n" +
 	"\x15FILE_TYPE_CHAR_DEVICE\x10\x06\x12\x1a\n" +
-	"\x16FILE_TYPE_BLOCK_DEVICE\x10\a2\x8c\x14\n" +
+	"\x16FILE_TYPE_BLOCK_DEVICE\x10\a2\xe6\x14\n" +
 	"\x06Master\x12I\n" +
 	"\x06Lookup\x12\x1e.cairn.master.v1.LookupRequest\x1a\x1f.cairn.master.v1.LookupResponse\x12L\n" +
 	"\aGetAttr\x12\x1f.cairn.master.v1.GetAttrRequest\x1a .cairn.master.v1.GetAttrResponse\x12L\n" +
@@ -6106,7 +6254,8 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\aRelease\x12\x1f.cairn.master.v1.ReleaseRequest\x1a .cairn.master.v1.ReleaseResponse\x12^\n" +
 	"\rAllocateSlice\x12%.cairn.master.v1.AllocateSliceRequest\x1a&.cairn.master.v1.AllocateSliceResponse\x12[\n" +
 	"\fReplaceShard\x12$.cairn.master.v1.ReplaceShardRequest\x1a%.cairn.master.v1.ReplaceShardResponse\x12X\n" +
-	"\vCommitSlice\x12#.cairn.master.v1.CommitSliceRequest\x1a$.cairn.master.v1.CommitSliceResponse\x12R\n" +
+	"\vCommitSlice\x12#.cairn.master.v1.CommitSliceRequest\x1a$.cairn.master.v1.CommitSliceResponse\x12X\n" +
+	"\vWriteInline\x12#.cairn.master.v1.WriteInlineRequest\x1a$.cairn.master.v1.WriteInlineResponse\x12R\n" +
 	"\tGetLayout\x12!.cairn.master.v1.GetLayoutRequest\x1a\".cairn.master.v1.GetLayoutResponse\x12a\n" +
 	"\x0eReportBadShard\x12&.cairn.master.v1.ReportBadShardRequest\x1a'.cairn.master.v1.ReportBadShardResponse\x12a\n" +
 	"\x0eNextCompaction\x12&.cairn.master.v1.NextCompactionRequest\x1a'.cairn.master.v1.NextCompactionResponse\x12[\n" +
@@ -6141,7 +6290,7 @@ func file_proto_masterpb_master_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_masterpb_master_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
+var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_proto_masterpb_master_proto_goTypes = []any{
 	(FileType)(0),                           // 0: cairn.master.v1.FileType
 	(RenameRequest_Mode)(0),                 // 1: cairn.master.v1.RenameRequest.Mode
@@ -6202,51 +6351,53 @@ var file_proto_masterpb_master_proto_goTypes = []any{
 	(*ReplaceShardResponse)(nil),            // 56: cairn.master.v1.ReplaceShardResponse
 	(*CommitSliceRequest)(nil),              // 57: cairn.master.v1.CommitSliceRequest
 	(*CommitSliceResponse)(nil),             // 58: cairn.master.v1.CommitSliceResponse
-	(*SliceRef)(nil),                        // 59: cairn.master.v1.SliceRef
-	(*GetLayoutRequest)(nil),                // 60: cairn.master.v1.GetLayoutRequest
-	(*GetLayoutResponse)(nil),               // 61: cairn.master.v1.GetLayoutResponse
-	(*NextCompactionRequest)(nil),           // 62: cairn.master.v1.NextCompactionRequest
-	(*NextCompactionResponse)(nil),          // 63: cairn.master.v1.NextCompactionResponse
-	(*CompactChunkRequest)(nil),             // 64: cairn.master.v1.CompactChunkRequest
-	(*CompactChunkResponse)(nil),            // 65: cairn.master.v1.CompactChunkResponse
-	(*ReportBadShardRequest)(nil),           // 66: cairn.master.v1.ReportBadShardRequest
-	(*ReportBadShardResponse)(nil),          // 67: cairn.master.v1.ReportBadShardResponse
-	(*LockRequest)(nil),                     // 68: cairn.master.v1.LockRequest
-	(*LockResponse)(nil),                    // 69: cairn.master.v1.LockResponse
-	(*KeepAliveRequest)(nil),                // 70: cairn.master.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),               // 71: cairn.master.v1.KeepAliveResponse
-	(*MasterInfo)(nil),                      // 72: cairn.master.v1.MasterInfo
-	(*ChunkserverInfo)(nil),                 // 73: cairn.master.v1.ChunkserverInfo
-	(*StatusRequest)(nil),                   // 74: cairn.master.v1.StatusRequest
-	(*StatusResponse)(nil),                  // 75: cairn.master.v1.StatusResponse
-	(*FsckRequest)(nil),                     // 76: cairn.master.v1.FsckRequest
-	(*FsckResponse)(nil),                    // 77: cairn.master.v1.FsckResponse
-	(*RegisterRequest)(nil),                 // 78: cairn.master.v1.RegisterRequest
-	(*RegisterResponse)(nil),                // 79: cairn.master.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),                // 80: cairn.master.v1.HeartbeatRequest
-	(*Order)(nil),                           // 81: cairn.master.v1.Order
-	(*HeartbeatResponse)(nil),               // 82: cairn.master.v1.HeartbeatResponse
-	(*FullReportRequest)(nil),               // 83: cairn.master.v1.FullReportRequest
-	(*FullReportResponse)(nil),              // 84: cairn.master.v1.FullReportResponse
-	(*ReportCorruptRequest)(nil),            // 85: cairn.master.v1.ReportCorruptRequest
-	(*ReportCorruptResponse)(nil),           // 86: cairn.master.v1.ReportCorruptResponse
-	(*OrderDoneRequest)(nil),                // 87: cairn.master.v1.OrderDoneRequest
-	(*OrderDoneResponse)(nil),               // 88: cairn.master.v1.OrderDoneResponse
-	(*AddMasterRequest)(nil),                // 89: cairn.master.v1.AddMasterRequest
-	(*AddMasterResponse)(nil),               // 90: cairn.master.v1.AddMasterResponse
-	(*RemoveMasterRequest)(nil),             // 91: cairn.master.v1.RemoveMasterRequest
-	(*RemoveMasterResponse)(nil),            // 92: cairn.master.v1.RemoveMasterResponse
-	(*DrainRequest)(nil),                    // 93: cairn.master.v1.DrainRequest
-	(*DrainResponse)(nil),                   // 94: cairn.master.v1.DrainResponse
-	(*UndrainRequest)(nil),                  // 95: cairn.master.v1.UndrainRequest
-	(*UndrainResponse)(nil),                 // 96: cairn.master.v1.UndrainResponse
-	(*ConcatRequest_Source)(nil),            // 97: cairn.master.v1.ConcatRequest.Source
-	(*chunkpb.Layout)(nil),                  // 98: cairn.chunk.v1.Layout
-	(*chunkpb.Token)(nil),                   // 99: cairn.chunk.v1.Token
-	(*chunkpb.ShardID)(nil),                 // 100: cairn.chunk.v1.ShardID
-	(*chunkpb.ReconstructShardRequest)(nil), // 101: cairn.chunk.v1.ReconstructShardRequest
-	(*chunkpb.DeleteShardRequest)(nil),      // 102: cairn.chunk.v1.DeleteShardRequest
-	(*chunkpb.ShardInfo)(nil),               // 103: cairn.chunk.v1.ShardInfo
+	(*WriteInlineRequest)(nil),              // 59: cairn.master.v1.WriteInlineRequest
+	(*WriteInlineResponse)(nil),             // 60: cairn.master.v1.WriteInlineResponse
+	(*SliceRef)(nil),                        // 61: cairn.master.v1.SliceRef
+	(*GetLayoutRequest)(nil),                // 62: cairn.master.v1.GetLayoutRequest
+	(*GetLayoutResponse)(nil),               // 63: cairn.master.v1.GetLayoutResponse
+	(*NextCompactionRequest)(nil),           // 64: cairn.master.v1.NextCompactionRequest
+	(*NextCompactionResponse)(nil),          // 65: cairn.master.v1.NextCompactionResponse
+	(*CompactChunkRequest)(nil),             // 66: cairn.master.v1.CompactChunkRequest
+	(*CompactChunkResponse)(nil),            // 67: cairn.master.v1.CompactChunkResponse
+	(*ReportBadShardRequest)(nil),           // 68: cairn.master.v1.ReportBadShardRequest
+	(*ReportBadShardResponse)(nil),          // 69: cairn.master.v1.ReportBadShardResponse
+	(*LockRequest)(nil),                     // 70: cairn.master.v1.LockRequest
+	(*LockResponse)(nil),                    // 71: cairn.master.v1.LockResponse
+	(*KeepAliveRequest)(nil),                // 72: cairn.master.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),               // 73: cairn.master.v1.KeepAliveResponse
+	(*MasterInfo)(nil),                      // 74: cairn.master.v1.MasterInfo
+	(*ChunkserverInfo)(nil),                 // 75: cairn.master.v1.ChunkserverInfo
+	(*StatusRequest)(nil),                   // 76: cairn.master.v1.StatusRequest
+	(*StatusResponse)(nil),                  // 77: cairn.master.v1.StatusResponse
+	(*FsckRequest)(nil),                     // 78: cairn.master.v1.FsckRequest
+	(*FsckResponse)(nil),                    // 79: cairn.master.v1.FsckResponse
+	(*RegisterRequest)(nil),                 // 80: cairn.master.v1.RegisterRequest
+	(*RegisterResponse)(nil),                // 81: cairn.master.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),                // 82: cairn.master.v1.HeartbeatRequest
+	(*Order)(nil),                           // 83: cairn.master.v1.Order
+	(*HeartbeatResponse)(nil),               // 84: cairn.master.v1.HeartbeatResponse
+	(*FullReportRequest)(nil),               // 85: cairn.master.v1.FullReportRequest
+	(*FullReportResponse)(nil),              // 86: cairn.master.v1.FullReportResponse
+	(*ReportCorruptRequest)(nil),            // 87: cairn.master.v1.ReportCorruptRequest
+	(*ReportCorruptResponse)(nil),           // 88: cairn.master.v1.ReportCorruptResponse
+	(*OrderDoneRequest)(nil),                // 89: cairn.master.v1.OrderDoneRequest
+	(*OrderDoneResponse)(nil),               // 90: cairn.master.v1.OrderDoneResponse
+	(*AddMasterRequest)(nil),                // 91: cairn.master.v1.AddMasterRequest
+	(*AddMasterResponse)(nil),               // 92: cairn.master.v1.AddMasterResponse
+	(*RemoveMasterRequest)(nil),             // 93: cairn.master.v1.RemoveMasterRequest
+	(*RemoveMasterResponse)(nil),            // 94: cairn.master.v1.RemoveMasterResponse
+	(*DrainRequest)(nil),                    // 95: cairn.master.v1.DrainRequest
+	(*DrainResponse)(nil),                   // 96: cairn.master.v1.DrainResponse
+	(*UndrainRequest)(nil),                  // 97: cairn.master.v1.UndrainRequest
+	(*UndrainResponse)(nil),                 // 98: cairn.master.v1.UndrainResponse
+	(*ConcatRequest_Source)(nil),            // 99: cairn.master.v1.ConcatRequest.Source
+	(*chunkpb.Layout)(nil),                  // 100: cairn.chunk.v1.Layout
+	(*chunkpb.Token)(nil),                   // 101: cairn.chunk.v1.Token
+	(*chunkpb.ShardID)(nil),                 // 102: cairn.chunk.v1.ShardID
+	(*chunkpb.ReconstructShardRequest)(nil), // 103: cairn.chunk.v1.ReconstructShardRequest
+	(*chunkpb.DeleteShardRequest)(nil),      // 104: cairn.chunk.v1.DeleteShardRequest
+	(*chunkpb.ShardInfo)(nil),               // 105: cairn.chunk.v1.ShardInfo
 }
 var file_proto_masterpb_master_proto_depIdxs = []int32{
 	0,   // 0: cairn.master.v1.Attr.type:type_name -> cairn.master.v1.FileType
@@ -6255,7 +6406,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 3: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 4: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 5: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	98,  // 6: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
+	100, // 6: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
 	8,   // 7: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 8: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 9: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
@@ -6265,7 +6416,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 13: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
 	7,   // 14: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
 	7,   // 15: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
-	97,  // 16: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
+	99,  // 16: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
 	8,   // 17: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 18: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
 	1,   // 19: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
@@ -6282,124 +6433,128 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 30: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 31: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 32: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
-	99,  // 33: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
+	101, // 33: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
 	7,   // 34: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	98,  // 35: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
+	100, // 35: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
 	52,  // 36: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
 	7,   // 37: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
 	52,  // 38: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
 	7,   // 39: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
 	52,  // 40: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
 	8,   // 41: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
-	98,  // 42: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
-	52,  // 43: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 44: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
-	59,  // 45: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
-	7,   // 46: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	59,  // 47: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
-	52,  // 48: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 49: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 50: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
-	3,   // 51: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
-	4,   // 52: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
-	68,  // 53: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
-	72,  // 54: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
-	73,  // 55: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
-	5,   // 56: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
-	100, // 57: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
-	100, // 58: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
-	101, // 59: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
-	102, // 60: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
-	81,  // 61: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
-	103, // 62: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
-	100, // 63: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
-	9,   // 64: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
-	11,  // 65: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
-	13,  // 66: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
-	15,  // 67: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
-	17,  // 68: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
-	19,  // 69: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
-	21,  // 70: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
-	23,  // 71: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
-	27,  // 72: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
-	25,  // 73: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
-	29,  // 74: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
-	31,  // 75: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
-	33,  // 76: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
-	36,  // 77: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
-	38,  // 78: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
-	40,  // 79: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
-	42,  // 80: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
-	44,  // 81: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
-	46,  // 82: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
-	48,  // 83: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
-	50,  // 84: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
-	53,  // 85: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
-	55,  // 86: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
-	57,  // 87: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
-	60,  // 88: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
-	66,  // 89: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
-	62,  // 90: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
-	64,  // 91: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
-	68,  // 92: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
-	70,  // 93: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
-	74,  // 94: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
-	76,  // 95: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
-	78,  // 96: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
-	80,  // 97: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
-	83,  // 98: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
-	85,  // 99: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
-	87,  // 100: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
-	89,  // 101: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
-	91,  // 102: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
-	93,  // 103: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
-	95,  // 104: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
-	10,  // 105: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
-	12,  // 106: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
-	14,  // 107: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
-	16,  // 108: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
-	18,  // 109: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
-	20,  // 110: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
-	22,  // 111: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
-	24,  // 112: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
-	28,  // 113: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
-	26,  // 114: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
-	30,  // 115: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
-	32,  // 116: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
-	34,  // 117: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
-	37,  // 118: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
-	39,  // 119: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
-	41,  // 120: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
-	43,  // 121: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
-	45,  // 122: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
-	47,  // 123: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
-	49,  // 124: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
-	51,  // 125: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
-	54,  // 126: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
-	56,  // 127: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
-	58,  // 128: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
-	61,  // 129: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
-	67,  // 130: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
-	63,  // 131: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
-	65,  // 132: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
-	69,  // 133: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
-	71,  // 134: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
-	75,  // 135: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
-	77,  // 136: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
-	79,  // 137: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
-	82,  // 138: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
-	84,  // 139: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
-	86,  // 140: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
-	88,  // 141: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
-	90,  // 142: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
-	92,  // 143: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
-	94,  // 144: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
-	96,  // 145: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
-	105, // [105:146] is the sub-list for method output_type
-	64,  // [64:105] is the sub-list for method input_type
-	64,  // [64:64] is the sub-list for extension type_name
-	64,  // [64:64] is the sub-list for extension extendee
-	0,   // [0:64] is the sub-list for field type_name
+	7,   // 42: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 43: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
+	100, // 44: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
+	52,  // 45: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 46: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
+	61,  // 47: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
+	7,   // 48: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	61,  // 49: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
+	52,  // 50: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 51: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 52: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
+	3,   // 53: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
+	4,   // 54: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
+	70,  // 55: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
+	74,  // 56: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
+	75,  // 57: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
+	5,   // 58: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
+	102, // 59: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
+	102, // 60: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
+	103, // 61: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
+	104, // 62: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
+	83,  // 63: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
+	105, // 64: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
+	102, // 65: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
+	9,   // 66: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
+	11,  // 67: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
+	13,  // 68: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
+	15,  // 69: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
+	17,  // 70: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
+	19,  // 71: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
+	21,  // 72: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
+	23,  // 73: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
+	27,  // 74: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
+	25,  // 75: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
+	29,  // 76: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
+	31,  // 77: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
+	33,  // 78: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
+	36,  // 79: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
+	38,  // 80: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
+	40,  // 81: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
+	42,  // 82: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
+	44,  // 83: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
+	46,  // 84: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
+	48,  // 85: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
+	50,  // 86: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
+	53,  // 87: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
+	55,  // 88: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
+	57,  // 89: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
+	59,  // 90: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
+	62,  // 91: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
+	68,  // 92: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
+	64,  // 93: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
+	66,  // 94: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
+	70,  // 95: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
+	72,  // 96: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
+	76,  // 97: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
+	78,  // 98: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
+	80,  // 99: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
+	82,  // 100: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
+	85,  // 101: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
+	87,  // 102: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
+	89,  // 103: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
+	91,  // 104: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
+	93,  // 105: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
+	95,  // 106: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
+	97,  // 107: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
+	10,  // 108: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
+	12,  // 109: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
+	14,  // 110: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
+	16,  // 111: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
+	18,  // 112: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
+	20,  // 113: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
+	22,  // 114: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
+	24,  // 115: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
+	28,  // 116: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
+	26,  // 117: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
+	30,  // 118: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
+	32,  // 119: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
+	34,  // 120: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
+	37,  // 121: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
+	39,  // 122: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
+	41,  // 123: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
+	43,  // 124: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
+	45,  // 125: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
+	47,  // 126: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
+	49,  // 127: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
+	51,  // 128: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
+	54,  // 129: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
+	56,  // 130: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
+	58,  // 131: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
+	60,  // 132: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
+	63,  // 133: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
+	69,  // 134: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
+	65,  // 135: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
+	67,  // 136: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
+	71,  // 137: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
+	73,  // 138: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
+	77,  // 139: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
+	79,  // 140: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
+	81,  // 141: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
+	84,  // 142: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
+	86,  // 143: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
+	88,  // 144: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
+	90,  // 145: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
+	92,  // 146: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
+	94,  // 147: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
+	96,  // 148: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
+	98,  // 149: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
+	108, // [108:150] is the sub-list for method output_type
+	66,  // [66:108] is the sub-list for method input_type
+	66,  // [66:66] is the sub-list for extension type_name
+	66,  // [66:66] is the sub-list for extension extendee
+	0,   // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_proto_masterpb_master_proto_init() }
@@ -6408,7 +6563,7 @@ func file_proto_masterpb_master_proto_init() {
 		return
 	}
 	file_proto_masterpb_master_proto_msgTypes[7].OneofWrappers = []any{}
-	file_proto_masterpb_master_proto_msgTypes[75].OneofWrappers = []any{
+	file_proto_masterpb_master_proto_msgTypes[77].OneofWrappers = []any{
 		(*Order_Reconstruct)(nil),
 		(*Order_Delete)(nil),
 	}
@@ -6418,7 +6573,7 @@ func file_proto_masterpb_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_masterpb_master_proto_rawDesc), len(file_proto_masterpb_master_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   92,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -49,6 +49,7 @@ const (
 	Master_AllocateSlice_FullMethodName  = "/cairn.master.v1.Master/AllocateSlice"
 	Master_ReplaceShard_FullMethodName   = "/cairn.master.v1.Master/ReplaceShard"
 	Master_CommitSlice_FullMethodName    = "/cairn.master.v1.Master/CommitSlice"
+	Master_WriteInline_FullMethodName    = "/cairn.master.v1.Master/WriteInline"
 	Master_GetLayout_FullMethodName      = "/cairn.master.v1.Master/GetLayout"
 	Master_ReportBadShard_FullMethodName = "/cairn.master.v1.Master/ReportBadShard"
 	Master_NextCompaction_FullMethodName = "/cairn.master.v1.Master/NextCompaction"
@@ -93,6 +94,8 @@ type MasterClient interface {
 	AllocateSlice(ctx context.Context, in *AllocateSliceRequest, opts ...grpc.CallOption) (*AllocateSliceResponse, error)
 	ReplaceShard(ctx context.Context, in *ReplaceShardRequest, opts ...grpc.CallOption) (*ReplaceShardResponse, error)
 	CommitSlice(ctx context.Context, in *CommitSliceRequest, opts ...grpc.CallOption) (*CommitSliceResponse, error)
+	// WriteInline stores a small file's bytes in the namespace itself.
+	WriteInline(ctx context.Context, in *WriteInlineRequest, opts ...grpc.CallOption) (*WriteInlineResponse, error)
 	GetLayout(ctx context.Context, in *GetLayoutRequest, opts ...grpc.CallOption) (*GetLayoutResponse, error)
 	ReportBadShard(ctx context.Context, in *ReportBadShardRequest, opts ...grpc.CallOption) (*ReportBadShardResponse, error)
 	// Compaction: clients that run background work ask the leader for a
@@ -356,6 +359,16 @@ func (c *masterClient) CommitSlice(ctx context.Context, in *CommitSliceRequest, 
 	return out, nil
 }
 
+func (c *masterClient) WriteInline(ctx context.Context, in *WriteInlineRequest, opts ...grpc.CallOption) (*WriteInlineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteInlineResponse)
+	err := c.cc.Invoke(ctx, Master_WriteInline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *masterClient) GetLayout(ctx context.Context, in *GetLayoutRequest, opts ...grpc.CallOption) (*GetLayoutResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetLayoutResponse)
@@ -479,6 +492,8 @@ type MasterServer interface {
 	AllocateSlice(context.Context, *AllocateSliceRequest) (*AllocateSliceResponse, error)
 	ReplaceShard(context.Context, *ReplaceShardRequest) (*ReplaceShardResponse, error)
 	CommitSlice(context.Context, *CommitSliceRequest) (*CommitSliceResponse, error)
+	// WriteInline stores a small file's bytes in the namespace itself.
+	WriteInline(context.Context, *WriteInlineRequest) (*WriteInlineResponse, error)
 	GetLayout(context.Context, *GetLayoutRequest) (*GetLayoutResponse, error)
 	ReportBadShard(context.Context, *ReportBadShardRequest) (*ReportBadShardResponse, error)
 	// Compaction: clients that run background work ask the leader for a
@@ -573,6 +588,9 @@ func (UnimplementedMasterServer) ReplaceShard(context.Context, *ReplaceShardRequ
 }
 func (UnimplementedMasterServer) CommitSlice(context.Context, *CommitSliceRequest) (*CommitSliceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CommitSlice not implemented")
+}
+func (UnimplementedMasterServer) WriteInline(context.Context, *WriteInlineRequest) (*WriteInlineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteInline not implemented")
 }
 func (UnimplementedMasterServer) GetLayout(context.Context, *GetLayoutRequest) (*GetLayoutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLayout not implemented")
@@ -1051,6 +1069,24 @@ func _Master_CommitSlice_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Master_WriteInline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteInlineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServer).WriteInline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Master_WriteInline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServer).WriteInline(ctx, req.(*WriteInlineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Master_GetLayout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetLayoutRequest)
 	if err := dec(in); err != nil {
@@ -1290,6 +1326,10 @@ var Master_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CommitSlice",
 			Handler:    _Master_CommitSlice_Handler,
+		},
+		{
+			MethodName: "WriteInline",
+			Handler:    _Master_WriteInline_Handler,
 		},
 		{
 			MethodName: "GetLayout",

@@ -11,7 +11,7 @@ import (
 // converted back to chunk terms, as a compacting client sends them.
 func chunkRefs(t *testing.T, f *FSM, ino, idx uint64) []*fsmpb.ChunkRef {
 	t.Helper()
-	_, refs, err := f.GetLayout(ino, idx*ChunkSize, ChunkSize)
+	_, refs, _, err := f.GetLayout(ino, idx*ChunkSize, ChunkSize)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,13 @@ func (t *txn) concat(c *fsmpb.Concat) (Result, error) {
 		case seen[ino]:
 			return Result{}, newErr(op, sobj, errInval, "source named twice")
 		}
+		// Inline bytes cannot become a slice here: writers of parts to
+		// compose keep them out of the inline table.
+		if in, err := exists(t.b, inlineKey(ino)); err != nil {
+			return Result{}, err
+		} else if in {
+			return Result{}, newErr(op, sobj, errInval, "source holds inline data")
+		}
 		open, err := t.hasHandles(ino)
 		if err != nil {
 			return Result{}, err

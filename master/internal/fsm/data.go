@@ -71,6 +71,9 @@ func (t *txn) setSize(ino uint64, n *fsmpb.Inode, size uint64) error {
 		if err := t.trimChunks(ino, size); err != nil {
 			return err
 		}
+		if err := t.trimInline(ino, size); err != nil {
+			return err
+		}
 	}
 	st := t.meta.Stats
 	st.LogicalBytes = st.LogicalBytes - n.Size + size
@@ -195,6 +198,9 @@ func (t *txn) removeInode(ino uint64, n *fsmpb.Inode) error {
 	}
 	if n.Type == typeRegular {
 		if err := t.trimChunks(ino, 0); err != nil {
+			return err
+		}
+		if err := t.trimInline(ino, 0); err != nil {
 			return err
 		}
 	}

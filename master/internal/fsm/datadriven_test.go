@@ -380,7 +380,7 @@ func (s *scenario) query(name string, a args) (string, error) {
 		}
 		off, _, _ := a.num("off")
 		n, _, _ := a.num("len")
-		at, refs, err := f.GetLayout(ino, off, n)
+		at, refs, _, err := f.GetLayout(ino, off, n)
 		if err != nil {
 			return "", err
 		}

@@ -62,6 +62,7 @@
 //	c <inode> <chunk index>         ChunkSlices: the chunk's slice pieces in commit order
 //	f <inode> <chunk index>         8-byte change time + 4-byte ref count; a chunk with
 //	                                FragmentedRefs refs or more, to compact (compact.go)
+//	I <inode>                       a small file's inline bytes, under its slices (inline.go)
 //	s <slice>                       Slice, pending or committed
 //	e <expiry> <slice>              empty; expiry index of pending slices
 //	g <slice>                       Slice in the garbage list (shards to delete)

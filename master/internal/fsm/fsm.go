@@ -440,6 +440,8 @@ func (t *txn) dispatch(c *fsmpb.Command) (Result, error) {
 		return t.setChunkserver(op.SetChunkserver)
 	case *fsmpb.Command_CompactChunk:
 		return t.compactChunk(op.CompactChunk)
+	case *fsmpb.Command_WriteInline:
+		return t.writeInline(op.WriteInline)
 	}
 	return Result{}, newErr("apply", "command", errInval, "unknown operation")
 }

@@ -358,14 +358,14 @@ func TestGarbageAndLayoutReads(t *testing.T) {
 	f := d.mustDo(cmd(&fsmpb.Create{Parent: RootInode, Name: "f"})).Attr.Inode
 	_, s1 := d.write(f, 0, 3*ChunkSize)
 	_, s2 := d.write(f, ChunkSize+5, 10)
-	at, refs, err := d.f.GetLayout(f, ChunkSize, 10)
+	at, refs, _, err := d.f.GetLayout(f, ChunkSize, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if at.Size != 3*ChunkSize || len(refs) != 2 || refs[0].SliceId != s1 || refs[1].SliceId != s2 {
 		t.Fatalf("layout %v %v", at, refs)
 	}
-	if _, refs, _ := d.f.GetLayout(f, 5*ChunkSize, 0); len(refs) != 0 {
+	if _, refs, _, _ := d.f.GetLayout(f, 5*ChunkSize, 0); len(refs) != 0 {
 		t.Fatalf("layout beyond EOF: %v", refs)
 	}
 	if s, err := d.f.GetSlice(s1); err != nil || !s.Committed || s.Refs != 3 {
@@ -437,7 +437,7 @@ func TestConcurrentReads(t *testing.T) {
 				}
 				last = len(es)
 				for _, e := range es {
-					if _, _, err := d.f.GetLayout(e.Inode, 0, 0); err != nil {
+					if _, _, _, err := d.f.GetLayout(e.Inode, 0, 0); err != nil {
 						errs <- err
 						return
 					}

@@ -243,6 +243,8 @@ func cmd(op any) *fsmpb.Command {
 		c.Op = &fsmpb.Command_SetLock{SetLock: o}
 	case *fsmpb.CompactChunk:
 		c.Op = &fsmpb.Command_CompactChunk{CompactChunk: o}
+	case *fsmpb.WriteInline:
+		c.Op = &fsmpb.Command_WriteInline{WriteInline: o}
 	default:
 		panic(fmt.Sprintf("cmd: %T", op)) // test bug
 	}

@@ -752,7 +752,7 @@ func compareTree(t *testing.T, f *FSM, m *model) {
 // to the same slice byte (or hole) as the model's writes do.
 func compareData(t *testing.T, f *FSM, ino uint64, mn *mInode, path string) {
 	t.Helper()
-	_, refs, err := f.GetLayout(ino, 0, 0)
+	_, refs, _, err := f.GetLayout(ino, 0, 0)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}

@@ -265,41 +265,45 @@ func (f *FSM) ListXattr(ino uint64) (names []string, err error) {
 // pieces overlapping [offset, offset+length) (length 0: to the end of the
 // file). Pieces come chunk by chunk and, within a chunk, in commit order; a
 // piece never crosses a chunk boundary, so newest-wins per byte within each
-// chunk resolves the file's contents. Bytes covered by no piece are zeros
+// chunk resolves the file's contents. inline is the file's inline bytes,
+// a layer under every piece (inline.go). Bytes covered by neither are zeros
 // (a hole, or beyond a write). ENOENT if missing, EISDIR for a directory,
 // EINVAL for other types.
-func (f *FSM) GetLayout(ino, offset, length uint64) (attr *masterpb.Attr, refs []*masterpb.SliceRef, err error) {
+func (f *FSM) GetLayout(ino, offset, length uint64) (attr *masterpb.Attr, refs []*masterpb.SliceRef, inline []byte, err error) {
 	const op = "getlayout"
 	obj := objIno(ino)
 	v, err := f.view(true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer v.close()
 	n, err := readInode(v, op, obj, ino)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	switch {
 	case n.Type == typeDir:
-		return nil, nil, newErr(op, obj, errIsDir, "")
+		return nil, nil, nil, newErr(op, obj, errIsDir, "")
 	case n.Type != typeRegular:
-		return nil, nil, newErr(op, obj, errInval, "not a regular file")
+		return nil, nil, nil, newErr(op, obj, errInval, "not a regular file")
 	}
 	attr = attrOf(ino, n)
+	if inline, err = readInline(v, ino); err != nil {
+		return nil, nil, nil, err
+	}
 	end := n.Size
 	if length != 0 && offset <= n.Size && length < n.Size-offset {
 		end = offset + length
 	}
 	if offset >= end {
-		return attr, nil, nil
+		return attr, nil, inline, nil
 	}
 	it, err := v.NewIter(&pebble.IterOptions{
 		LowerBound: chunkKey(ino, offset/ChunkSize),
 		UpperBound: chunkKey(ino, (end-1)/ChunkSize+1),
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer func() {
 		if cerr := it.Close(); err == nil && cerr != nil {
@@ -310,7 +314,7 @@ func (f *FSM) GetLayout(ino, offset, length uint64) (attr *masterpb.Attr, refs [
 	for ok := it.First(); ok; ok = it.Next() {
 		var cs fsmpb.ChunkSlices
 		if err := proto.Unmarshal(it.Value(), &cs); err != nil {
-			return nil, nil, corrupt("chunk", it.Key(), err)
+			return nil, nil, nil, corrupt("chunk", it.Key(), err)
 		}
 		base := u64At(it.Key(), 9) * ChunkSize
 		for _, r := range cs.Refs {
@@ -323,10 +327,10 @@ func (f *FSM) GetLayout(ino, offset, length uint64) (attr *masterpb.Attr, refs [
 				s = new(fsmpb.Slice)
 				found, err := getProto(v, sliceKey(r.SliceId), s, "slice")
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 				if !found {
-					return nil, nil, corrupt("slice", sliceKey(r.SliceId), errDangling)
+					return nil, nil, nil, corrupt("slice", sliceKey(r.SliceId), errDangling)
 				}
 				slices[r.SliceId] = s
 			}
@@ -341,7 +345,7 @@ func (f *FSM) GetLayout(ino, offset, length uint64) (attr *masterpb.Attr, refs [
 			})
 		}
 	}
-	return attr, refs, nil
+	return attr, refs, inline, nil
 }
 
 // GetSlice returns a pending or committed slice (ENOENT if neither: never

@@ -56,7 +56,7 @@ func (f *FSM) Verify() error {
 	if err != nil {
 		return err
 	}
-	var dentries, chunks, xattrs, fragments []kvPair
+	var dentries, chunks, xattrs, fragments, inline []kvPair
 	for ok := it.First(); ok; ok = it.Next() {
 		k := append([]byte(nil), it.Key()...)
 		val := append([]byte(nil), it.Value()...)
@@ -80,6 +80,8 @@ func (f *FSM) Verify() error {
 			chunks = append(chunks, kvPair{k, val})
 		case tFragment:
 			fragments = append(fragments, kvPair{k, val})
+		case tInline:
+			inline = append(inline, kvPair{k, val})
 		case tSlice, tGarbage:
 			s := new(fsmpb.Slice)
 			if len(k) != 9 || proto.Unmarshal(val, s) != nil || s.Id != u64At(k, 1) {
@@ -160,6 +162,7 @@ func (f *FSM) Verify() error {
 	c.checkDentries(dentries)
 	c.checkChunks(chunks)
 	c.checkFragments(chunks, fragments)
+	c.checkInline(inline)
 	for _, x := range xattrs {
 		if len(x.k) < 10 || c.inodes[u64At(x.k, 1)] == nil {
 			c.fail("xattr %q of a missing inode", x.k)
