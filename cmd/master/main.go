@@ -68,6 +68,8 @@ func run() error {
 	fs.IntVar(&cfg.Repair.PerServer, "repair-per-server", master.DefaultRepairPerServer, "rebuilds one chunkserver runs at once")
 	fs.IntVar(&cfg.Repair.MaxOrders, "repair-max-orders", master.DefaultRepairMaxOrders, "rebuilds and deletions in flight in the whole cluster")
 	fs.BoolVar(&cfg.Repair.Disabled, "repair-off", false, "turn repair, garbage collection and draining off")
+	fs.DurationVar(&cfg.Compaction.Quiet, "compact-quiet", master.DefaultCompactQuiet, "how long a fragmented chunk must go unwritten before clients are asked to compact it")
+	fs.IntVar(&cfg.Compaction.ForceRefs, "compact-force-refs", master.DefaultCompactForceRefs, "slices at which a chunk is compacted even while it is being written")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
