@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"strconv"
@@ -381,7 +382,9 @@ func (t *txn) allocateSlice(c *fsmpb.AllocateSlice) (Result, error) {
 	if err := setProto(t.b, sliceKey(id), s); err != nil {
 		return Result{}, err
 	}
-	if err := t.b.Set(expiryKey(c.ExpiresUnixNano, id), nil, nil); err != nil {
+	ek := expiryKey(c.ExpiresUnixNano, id)
+	t.floors.expiry.lower(ek)
+	if err := t.b.Set(ek, nil, nil); err != nil {
 		return Result{}, err
 	}
 	return Result{SliceID: id}, nil
@@ -538,14 +541,20 @@ func containsU64(s []uint64, v uint64) bool {
 // expireSlices moves at most budget pending slices whose expiry is at or
 // before now to the garbage list: their shards may have been written.
 func (t *txn) expireSlices(now int64, budget int) error {
+	fl := &t.floors.expiry
+	if !fl.due(func(exp int64) bool { return exp <= now }) {
+		return nil
+	}
 	p := []byte{tExpiry}
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: fl.start(p), UpperBound: prefixEnd(p)})
 	if err != nil {
 		return err
 	}
 	var ids []uint64
-	for ok := it.First(); ok && len(ids) < budget; ok = it.Next() {
-		if unsortableTime(u64At(it.Key(), 1)) > now {
+	var next []byte // the first key left: the new floor
+	for ok := it.First(); ok; ok = it.Next() {
+		if len(ids) >= budget || unsortableTime(u64At(it.Key(), 1)) > now {
+			next = bytes.Clone(it.Key())
 			break
 		}
 		ids = append(ids, u64At(it.Key(), 9))
@@ -553,6 +562,7 @@ func (t *txn) expireSlices(now int64, budget int) error {
 	if err := it.Close(); err != nil {
 		return err
 	}
+	fl.known, fl.key = true, next
 	for _, id := range ids {
 		s := new(fsmpb.Slice)
 		ok, err := getProto(t.b, sliceKey(id), s, "slice")
@@ -576,14 +586,20 @@ func (t *txn) pruneRequests(now int64, budget int) error {
 		return nil
 	}
 	cutoff := now - int64(RequestRetention)
+	fl := &t.floors.reqTime
+	if !fl.due(func(at int64) bool { return at < cutoff }) {
+		return nil
+	}
 	p := []byte{tReqTime}
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: fl.start(p), UpperBound: prefixEnd(p)})
 	if err != nil {
 		return err
 	}
 	var keys [][]byte
-	for ok := it.First(); ok && len(keys) < budget; ok = it.Next() {
-		if len(it.Key()) < 9 || unsortableTime(u64At(it.Key(), 1)) >= cutoff {
+	var next []byte // the first key left: the new floor
+	for ok := it.First(); ok; ok = it.Next() {
+		if len(keys) >= budget || len(it.Key()) < 9 || unsortableTime(u64At(it.Key(), 1)) >= cutoff {
+			next = bytes.Clone(it.Key())
 			break
 		}
 		keys = append(keys, append([]byte(nil), it.Key()...))
@@ -591,6 +607,7 @@ func (t *txn) pruneRequests(now int64, budget int) error {
 	if err := it.Close(); err != nil {
 		return err
 	}
+	fl.known, fl.key = true, next
 	for _, k := range keys {
 		if err := t.b.Delete(k, nil); err != nil {
 			return err

@@ -104,6 +104,9 @@ type FSM struct {
 	// broken is the sticky error of a failed Apply commit; only the Apply
 	// goroutine touches it.
 	broken error
+	// floors speed up applyEntry's scans (floors.go); only the Apply
+	// goroutine touches them, and load resets them.
+	floors scanFloors
 }
 
 // Result is the outcome of one command.
@@ -158,6 +161,7 @@ func New(db *pebble.DB) (*FSM, error) {
 // load reads the meta record (initialising an empty database when init is
 // set) and the restore marker.
 func (f *FSM) load(init bool) error {
+	f.floors = scanFloors{}
 	if _, c, err := f.db.Get(restoreKey()); err == nil {
 		_ = c.Close()
 		f.needsRestore.Store(true)
@@ -251,7 +255,8 @@ func (f *FSM) Apply(index uint64, data []byte) ([]Result, error) {
 	}
 	b := f.db.NewIndexedBatch()
 	defer b.Close()
-	res, err := applyEntry(b, index, data)
+	fl := f.floors
+	res, err := applyEntry(b, index, data, &fl)
 	if err == nil {
 		err = b.Commit(pebble.NoSync)
 	}
@@ -259,13 +264,15 @@ func (f *FSM) Apply(index uint64, data []byte) ([]Result, error) {
 		f.broken = fmt.Errorf("fsm: apply entry %d: %w", index, err)
 		return nil, f.broken
 	}
+	f.floors = fl
 	f.applied.Store(index)
 	return res, nil
 }
 
-// applyEntry applies data to b and sets the applied index.
-func applyEntry(b *pebble.Batch, index uint64, data []byte) ([]Result, error) {
-	t := &txn{b: b}
+// applyEntry applies data to b and sets the applied index, moving fl
+// with the keys it inserts and scans.
+func applyEntry(b *pebble.Batch, index uint64, data []byte, fl *scanFloors) ([]Result, error) {
+	t := &txn{b: b, floors: fl}
 	if _, err := getProto(b, metaKey(), &t.meta, "meta"); err != nil {
 		return nil, err
 	}
@@ -355,7 +362,9 @@ func (t *txn) command(c *fsmpb.Command) (Result, error) {
 		if err := setProto(t.b, requestKey(suffix), rec); err != nil {
 			return Result{}, err
 		}
-		if err := t.b.Set(reqTimeKey(c.NowUnixNano, suffix), nil, nil); err != nil {
+		k := reqTimeKey(c.NowUnixNano, suffix)
+		t.floors.reqTime.lower(k)
+		if err := t.b.Set(k, nil, nil); err != nil {
 			return Result{}, err
 		}
 	}

@@ -41,6 +41,9 @@ type txn struct {
 	meta fsmpb.Meta
 	now  int64
 
+	// floors are the scan floors of the entry (floors.go).
+	floors *scanFloors
+
 	inodes map[uint64]*fsmpb.Inode
 	// dirty lists inodes to write (or delete) at flush, in first-touched
 	// order so that the batch is the same on every replica.
