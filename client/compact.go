@@ -50,6 +50,9 @@ func (d *DataPath) CompactChunk(ctx context.Context, m Compactor, inode, idx uin
 	cs := uint64(d.cfg.ChunkSize)
 	base := idx * cs
 	res, err := d.meta.GetLayout(ctx, &masterpb.GetLayoutRequest{Inode: inode, Offset: base, Length: cs})
+	if masterpb.ErrnoOf(err) == syscall.ENOENT {
+		return 0, errChunkChanged // the file is gone
+	}
 	if err != nil {
 		return 0, fmt.Errorf("client: compact chunk %d of inode %d: get layout: %w", idx, inode, err)
 	}
@@ -90,7 +93,8 @@ func (d *DataPath) CompactChunk(ctx context.Context, m Compactor, inode, idx uin
 	})
 	d.layouts.drop(inode)
 	switch {
-	case masterpb.ErrnoOf(err) == syscall.EAGAIN:
+	case masterpb.ErrnoOf(err) == syscall.EAGAIN, masterpb.ErrnoOf(err) == syscall.ENOENT:
+		// Changed, or removed, since it was read: the new slice expires.
 		return 0, errChunkChanged
 	case err != nil:
 		return 0, fmt.Errorf("client: compact chunk %d of inode %d: swap in slice %d: %w", idx, inode, id, err)
