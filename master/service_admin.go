@@ -134,7 +134,7 @@ func (s *Server) setDrain(ctx context.Context, op, id string, on bool) error {
 // on a follower), a draining one shown "drained" once it holds no shard a
 // slice needs; slices counts committed slices; degraded and lost slices
 // and the bytes left to rebuild come from the leader's latest repair scan
-// (0 on a follower).
+// (0 on a follower); fragmented chunks are those waiting for compaction.
 func (m *masterService) Status(ctx context.Context, _ *masterpb.StatusRequest) (*masterpb.StatusResponse, error) {
 	s := m.s
 	resp := &masterpb.StatusResponse{}
@@ -188,5 +188,12 @@ func (m *masterService) Status(ctx context.Context, _ *masterpb.StatusRequest) (
 	if st, err := s.fsm.StatFS(); err == nil {
 		resp.Slices = st.CommittedSlices
 	}
+	if fr, err := s.fsm.ListFragmented(0, 0, MaxCountedFragments); err == nil {
+		resp.FragmentedChunks = uint64(len(fr))
+	}
 	return resp, nil
 }
+
+// MaxCountedFragments bounds the fragmented chunks Status counts, so that
+// a namespace full of them does not make every status call a long scan.
+const MaxCountedFragments = 10000

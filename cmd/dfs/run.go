@@ -499,8 +499,8 @@ func (e *env) status(cl *client.Client) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", c.Id, c.Address, c.State, human(c.CapacityBytes), human(c.FreeBytes), c.Shards)
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stdout, "\nslices: %d (degraded %d, lost %d)  repair left: %s  used: %s  free: %s  inodes: %d\n",
-		st.Slices, st.SlicesDegraded, st.SlicesLost, human(st.RepairBytesLeft), human(fs.UsedBytes), human(fs.FreeBytes), fs.Inodes)
+	fmt.Fprintf(e.stdout, "\nslices: %d (degraded %d, lost %d)  repair left: %s  chunks to compact: %d  used: %s  free: %s  inodes: %d\n",
+		st.Slices, st.SlicesDegraded, st.SlicesLost, human(st.RepairBytesLeft), st.FragmentedChunks, human(fs.UsedBytes), human(fs.FreeBytes), fs.Inodes)
 	return 0
 }
 

@@ -91,6 +91,9 @@ func TestCompaction(t *testing.T) {
 	if refs := fileRefs(t, writer, "/frag"); len(refs) != 100 {
 		t.Fatalf("%d slice refs after 100 writes, want 100", len(refs))
 	}
+	if st, err := writer.Status(ctx); err != nil || st.FragmentedChunks != 1 {
+		t.Fatalf("status: %d chunks to compact, %v; want 1", st.GetFragmentedChunks(), err)
+	}
 	old, err := writer.Open(ctx, "/frag")
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +123,9 @@ func TestCompaction(t *testing.T) {
 		return len(refs) == 1, fmt.Sprintf("%d refs", len(refs))
 	})
 	checkFiles(t, writer, map[string][]byte{"/frag": model})
+	if st, err := writer.Status(ctx); err != nil || st.FragmentedChunks != 0 {
+		t.Fatalf("status after compaction: %d chunks to compact, %v", st.GetFragmentedChunks(), err)
+	}
 	// Every other slice's shards go: only the compacted slice's remain.
 	waitFor(t, 60*time.Second, "garbage collection of replaced slices", func() (bool, string) {
 		var others int

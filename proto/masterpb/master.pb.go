@@ -4602,8 +4602,11 @@ type StatusResponse struct {
 	SlicesDegraded  uint64                 `protobuf:"varint,4,opt,name=slices_degraded,json=slicesDegraded,proto3" json:"slices_degraded,omitempty"`
 	SlicesLost      uint64                 `protobuf:"varint,5,opt,name=slices_lost,json=slicesLost,proto3" json:"slices_lost,omitempty"`
 	RepairBytesLeft uint64                 `protobuf:"varint,6,opt,name=repair_bytes_left,json=repairBytesLeft,proto3" json:"repair_bytes_left,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// fragmented_chunks counts the chunks waiting for compaction (at most
+	// 10,000 are counted).
+	FragmentedChunks uint64 `protobuf:"varint,7,opt,name=fragmented_chunks,json=fragmentedChunks,proto3" json:"fragmented_chunks,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -4674,6 +4677,13 @@ func (x *StatusResponse) GetSlicesLost() uint64 {
 func (x *StatusResponse) GetRepairBytesLeft() uint64 {
 	if x != nil {
 		return x.RepairBytesLeft
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetFragmentedChunks() uint64 {
+	if x != nil {
+		return x.FragmentedChunks
 	}
 	return 0
 }
@@ -6147,7 +6157,7 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\n" +
 	"free_bytes\x18\x06 \x01(\x04R\tfreeBytes\x12\x16\n" +
 	"\x06shards\x18\a \x01(\x04R\x06shards\"\x0f\n" +
-	"\rStatusRequest\"\x9b\x02\n" +
+	"\rStatusRequest\"\xc8\x02\n" +
 	"\x0eStatusResponse\x125\n" +
 	"\amasters\x18\x01 \x03(\v2\x1b.cairn.master.v1.MasterInfoR\amasters\x12D\n" +
 	"\fchunkservers\x18\x02 \x03(\v2 .cairn.master.v1.ChunkserverInfoR\fchunkservers\x12\x16\n" +
@@ -6155,7 +6165,8 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x0fslices_degraded\x18\x04 \x01(\x04R\x0eslicesDegraded\x12\x1f\n" +
 	"\vslices_lost\x18\x05 \x01(\x04R\n" +
 	"slicesLost\x12*\n" +
-	"\x11repair_bytes_left\x18\x06 \x01(\x04R\x0frepairBytesLeft\"!\n" +
+	"\x11repair_bytes_left\x18\x06 \x01(\x04R\x0frepairBytesLeft\x12+\n" +
+	"\x11fragmented_chunks\x18\a \x01(\x04R\x10fragmentedChunks\"!\n" +
 	"\vFsckRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"\x88\x02\n" +
 	"\fFsckResponse\x12\x12\n" +
