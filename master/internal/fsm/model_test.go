@@ -27,6 +27,7 @@ type mInode struct {
 	target string
 	xattrs map[string]string
 	writes []mWrite // regular files, in commit order
+	inline []byte   // regular files: the inline layer
 }
 
 // mWrite: bytes [off, off+n) of the file are bytes [off-base, …) of slice
@@ -312,6 +313,9 @@ func (m *model) truncate(n *mInode, size uint64) {
 			kept = append(kept, w)
 		}
 		n.writes = kept
+		if uint64(len(n.inline)) > size {
+			n.inline = n.inline[:size]
+		}
 	}
 	n.size = size
 }
@@ -327,6 +331,33 @@ func (m *model) setSize(ino, size uint64) syscall.Errno {
 		return syscall.EINVAL
 	}
 	m.truncate(n, size)
+	return 0
+}
+
+// writeInline writes data into the file's inline layer, which only a
+// file without slices may have grow.
+func (m *model) writeInline(ino, off uint64, data []byte) syscall.Errno {
+	f := m.inodes[ino]
+	end := off + uint64(len(data))
+	switch {
+	case f == nil:
+		return syscall.ENOENT
+	case f.typ == typeDir:
+		return syscall.EISDIR
+	case f.typ != typeRegular:
+		return syscall.EINVAL
+	case len(data) == 0:
+		return syscall.EINVAL
+	case end > InlineMax:
+		return syscall.E2BIG
+	case len(f.writes) > 0:
+		return syscall.ENOTSUP
+	}
+	if uint64(len(f.inline)) < end {
+		f.inline = append(f.inline, make([]byte, end-uint64(len(f.inline)))...)
+	}
+	copy(f.inline[off:], data)
+	f.size = max(f.size, end)
 	return 0
 }
 
@@ -550,6 +581,22 @@ func (g *gen) step() step {
 			exp = 0
 		}
 		return step{desc: fmt.Sprintf("truncate %d %d", ino, size), cmds: []*fsmpb.Command{cmd(&fsmpb.SetAttr{Inode: ino, Size: &size})}, errno: e, ino: exp}
+	case k < 84:
+		ino := g.file()
+		off := uint64(g.r.IntN(InlineMax))
+		data := make([]byte, g.r.IntN(4096))
+		for i := range data {
+			data[i] = byte(g.r.IntN(256))
+		}
+		if g.r.IntN(10) == 0 {
+			data = make([]byte, InlineMax-int(off)+g.r.IntN(2)) // at or just past the limit
+		}
+		e := m.writeInline(ino, off, data)
+		exp := ino
+		if e != 0 {
+			exp = 0
+		}
+		return step{desc: fmt.Sprintf("writeinline %d [%d,+%d)", ino, off, len(data)), cmds: []*fsmpb.Command{cmd(&fsmpb.WriteInline{Inode: ino, Offset: off, Data: data})}, errno: e, ino: exp}
 	case k < 94:
 		ino := g.file()
 		off := g.offset()
@@ -752,9 +799,12 @@ func compareTree(t *testing.T, f *FSM, m *model) {
 // to the same slice byte (or hole) as the model's writes do.
 func compareData(t *testing.T, f *FSM, ino uint64, mn *mInode, path string) {
 	t.Helper()
-	_, refs, _, err := f.GetLayout(ino, 0, 0)
+	_, refs, inline, err := f.GetLayout(ino, 0, 0)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+	if !bytes.Equal(inline, mn.inline) {
+		t.Fatalf("%s: %d inline bytes, model has %d (or other bytes)", path, len(inline), len(mn.inline))
 	}
 	cuts := []uint64{0, mn.size}
 	for _, w := range mn.writes {
