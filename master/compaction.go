@@ -19,7 +19,9 @@ import (
 // ask NextCompaction for a chunk, rewrite it as one slice and swap it in
 // with CompactChunk. The leader hands each chunk to one client at a time
 // and holds back chunks still being written, so that a burst of random
-// writes is compacted once when it ends rather than once per few writes.
+// writes is compacted once when it ends rather than once per few writes;
+// a chunk that grows past ForceRefs meanwhile is compacted at most once
+// per ForceEvery.
 
 // Defaults for CompactionConfig fields left zero.
 const (
@@ -30,6 +32,11 @@ const (
 	// out even while it is still being written: past it every read of the
 	// chunk pays for too many pieces.
 	DefaultCompactForceRefs = 256
+	// DefaultCompactForceEvery is how often one chunk may be handed out
+	// for being too fragmented while it is still being written: each
+	// such compaction rewrites the whole chunk, and a chunk under steady
+	// random writes would otherwise be rewritten every ForceRefs writes.
+	DefaultCompactForceEvery = 30 * time.Second
 	// DefaultCompactClaim is how long a chunk handed to one client is
 	// withheld from others (a client that died mid-compaction leaves
 	// nothing behind but a pending slice that expires).
@@ -42,9 +49,10 @@ const compactScan = 1024
 // CompactionConfig tunes when fragmented chunks are handed out for
 // compaction. Zero fields take the defaults above.
 type CompactionConfig struct {
-	Quiet     time.Duration
-	ForceRefs int
-	Claim     time.Duration
+	Quiet      time.Duration
+	ForceRefs  int
+	ForceEvery time.Duration
+	Claim      time.Duration
 }
 
 func (c CompactionConfig) withDefaults() CompactionConfig {
@@ -53,6 +61,9 @@ func (c CompactionConfig) withDefaults() CompactionConfig {
 	}
 	if c.ForceRefs <= 0 {
 		c.ForceRefs = DefaultCompactForceRefs
+	}
+	if c.ForceEvery <= 0 {
+		c.ForceEvery = DefaultCompactForceEvery
 	}
 	if c.Claim <= 0 {
 		c.Claim = DefaultCompactClaim
@@ -68,19 +79,27 @@ type chunkID struct{ inode, chunk uint64 }
 type compactClaims struct {
 	mu     sync.Mutex
 	claims map[chunkID]time.Time // chunk -> claim expiry
+	forced map[chunkID]time.Time // chunk -> when it was last handed out unquiet
 }
 
-// claim picks the first listed chunk that is quiet enough (or too
-// fragmented to wait) and not claimed, and claims it until now+ttl.
+// claim picks the first listed chunk that is quiet enough, or too
+// fragmented to wait and not forced within ForceEvery, and not claimed,
+// and claims it for cfg.Claim. Pure: no I/O, time comes in as now.
 func (c *compactClaims) claim(list []fsm.Fragmented, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.claims == nil {
 		c.claims = make(map[chunkID]time.Time)
+		c.forced = make(map[chunkID]time.Time)
 	}
 	for id, exp := range c.claims {
 		if !now.Before(exp) {
 			delete(c.claims, id)
+		}
+	}
+	for id, at := range c.forced {
+		if now.Sub(at) >= cfg.ForceEvery {
+			delete(c.forced, id)
 		}
 	}
 	for _, f := range list {
@@ -88,8 +107,11 @@ func (c *compactClaims) claim(list []fsm.Fragmented, cfg CompactionConfig, now t
 		if _, taken := c.claims[id]; taken {
 			continue
 		}
-		if now.Sub(time.Unix(0, f.ChangedUnixNano)) < cfg.Quiet && int(f.Refs) < cfg.ForceRefs {
-			continue
+		if now.Sub(time.Unix(0, f.ChangedUnixNano)) < cfg.Quiet {
+			if _, recent := c.forced[id]; recent || int(f.Refs) < cfg.ForceRefs {
+				continue
+			}
+			c.forced[id] = now
 		}
 		c.claims[id] = now.Add(cfg.Claim)
 		return f, true
