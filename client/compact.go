@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
@@ -31,22 +29,16 @@ import (
 // for a fragmented chunk.
 const DefaultCompactionPoll = 2 * time.Second
 
-// Compactor is what compaction needs from the master beyond Metadata;
-// masterpb.MasterClient and MasterConn satisfy it.
-type Compactor interface {
-	CompactChunk(ctx context.Context, in *masterpb.CompactChunkRequest, opts ...grpc.CallOption) (*masterpb.CompactChunkResponse, error)
-}
-
 // errChunkChanged: the master refused a swap because the chunk changed
 // after it was read; nothing is wrong, the chunk is listed again if it is
 // still fragmented.
 var errChunkChanged = errors.New("client: chunk changed while it was compacted")
 
 // CompactChunk rewrites chunk idx of inode (file bytes [idx×ChunkSize,
-// (idx+1)×ChunkSize)) as one slice and swaps it in through m. It returns
+// (idx+1)×ChunkSize)) as one slice and swaps it in. It returns
 // how many refs the new slice replaced, 0 when the chunk had fewer than
 // two or changed before the swap.
-func (d *DataPath) CompactChunk(ctx context.Context, m Compactor, inode, idx uint64) (int, error) {
+func (d *DataPath) CompactChunk(ctx context.Context, inode, idx uint64) (int, error) {
 	cs := uint64(d.cfg.ChunkSize)
 	base := idx * cs
 	res, err := d.meta.GetLayout(ctx, &masterpb.GetLayoutRequest{Inode: inode, Offset: base, Length: cs})
@@ -87,7 +79,7 @@ func (d *DataPath) CompactChunk(ctx context.Context, m Compactor, inode, idx uin
 	if err != nil {
 		return 0, fmt.Errorf("client: compact chunk %d of inode %d: %w", idx, inode, err)
 	}
-	_, err = m.CompactChunk(ctx, &masterpb.CompactChunkRequest{
+	_, err = d.meta.CompactChunk(ctx, &masterpb.CompactChunkRequest{
 		Header: d.header(), Inode: inode, Chunk: idx, Replaced: replaced,
 		SliceId: id, Offset: uint64(lo), Length: uint64(hi - lo), Shards: good,
 	})
@@ -139,7 +131,7 @@ func (c *Client) compactLoop(ctx context.Context) {
 		next, err := call(ctx, c.conn, &masterpb.NextCompactionRequest{ClientId: c.cfg.Data.ClientID}, masterpb.MasterClient.NextCompaction)
 		if err == nil && next.Found {
 			start := time.Now()
-			n, err := c.data.CompactChunk(ctx, c.conn, next.Inode, next.Chunk)
+			n, err := c.data.CompactChunk(ctx, next.Inode, next.Chunk)
 			switch {
 			case ctx.Err() != nil:
 				return
@@ -178,7 +170,7 @@ func (c *Client) Compact(ctx context.Context, p string) (int, error) {
 	}
 	n := 0
 	for idx := uint64(0); int64(idx)*c.data.cfg.ChunkSize < fi.Size(); idx++ {
-		refs, err := c.data.CompactChunk(ctx, c.conn, fi.Inode(), idx)
+		refs, err := c.data.CompactChunk(ctx, fi.Inode(), idx)
 		switch {
 		case errors.Is(err, errChunkChanged):
 		case err != nil:

@@ -223,6 +223,11 @@ func (f *fakeMeta) WriteInline(context.Context, *masterpb.WriteInlineRequest, ..
 	return nil, status.Error(codes.Unimplemented, "fake: no inline data")
 }
 
+// CompactChunk is not offered: the data-path tests do not compact.
+func (f *fakeMeta) CompactChunk(context.Context, *masterpb.CompactChunkRequest, ...grpc.CallOption) (*masterpb.CompactChunkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "fake: no compaction")
+}
+
 func (f *fakeMeta) GetLayout(ctx context.Context, in *masterpb.GetLayoutRequest, _ ...grpc.CallOption) (*masterpb.GetLayoutResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

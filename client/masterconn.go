@@ -263,12 +263,9 @@ func (c *MasterConn) ReportBadShard(ctx context.Context, in *masterpb.ReportBadS
 	return call(ctx, c, in, masterpb.MasterClient.ReportBadShard, opts...)
 }
 
-// CompactChunk implements Compactor.
+// CompactChunk implements Metadata.
 func (c *MasterConn) CompactChunk(ctx context.Context, in *masterpb.CompactChunkRequest, opts ...grpc.CallOption) (*masterpb.CompactChunkResponse, error) {
 	return call(ctx, c, in, masterpb.MasterClient.CompactChunk, opts...)
 }
 
-var (
-	_ Metadata  = (*MasterConn)(nil)
-	_ Compactor = (*MasterConn)(nil)
-)
+var _ Metadata = (*MasterConn)(nil)

@@ -27,6 +27,7 @@ type Metadata interface {
 	WriteInline(ctx context.Context, in *masterpb.WriteInlineRequest, opts ...grpc.CallOption) (*masterpb.WriteInlineResponse, error)
 	GetLayout(ctx context.Context, in *masterpb.GetLayoutRequest, opts ...grpc.CallOption) (*masterpb.GetLayoutResponse, error)
 	ReportBadShard(ctx context.Context, in *masterpb.ReportBadShardRequest, opts ...grpc.CallOption) (*masterpb.ReportBadShardResponse, error)
+	CompactChunk(ctx context.Context, in *masterpb.CompactChunkRequest, opts ...grpc.CallOption) (*masterpb.CompactChunkResponse, error)
 }
 
 // The generated client must keep satisfying Metadata.

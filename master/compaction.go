@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/master/internal/fsm"
 	"github.com/cairnfs/cairn/proto/fsmpb"
 	"github.com/cairnfs/cairn/proto/masterpb"
@@ -175,43 +174,4 @@ func (m *masterService) CompactChunk(ctx context.Context, req *masterpb.CompactC
 		return nil, err
 	}
 	return &masterpb.CompactChunkResponse{Attr: res.Attr}, nil
-}
-
-// ackedShards checks the shards a writer says acknowledged slice id
-// against where the slice was placed, and returns them without tokens.
-// A slice no longer pending passes with none: the state machine answers
-// a retry from its request table, anything else with ENOENT or EEXIST.
-func (s *Server) ackedShards(op string, inode, id uint64, acked []*masterpb.ShardLocation) ([]*masterpb.ShardLocation, error) {
-	sl, err := s.pendingSlice(op, id)
-	if err != nil {
-		return nil, nil
-	}
-	if sl.Inode != inode {
-		return nil, invalid(op, "slice %d belongs to inode %d, not %d", id, sl.Inode, inode)
-	}
-	l, err := wirelayout.FromProto(sl.Layout)
-	if err != nil {
-		return nil, s.toStatus(err)
-	}
-	if len(acked) == 0 {
-		return nil, nil
-	}
-	if len(acked) < minShards(l) {
-		return nil, invalid(op, "slice %d (%s): %d shards acknowledged, need at least %d", id, l, len(acked), minShards(l))
-	}
-	placed := make(map[uint32]string, len(sl.Shards))
-	for _, sh := range sl.Shards {
-		placed[sh.Index] = sh.ChunkserverId
-	}
-	out := make([]*masterpb.ShardLocation, 0, len(acked))
-	for _, sh := range acked {
-		if sh == nil {
-			return nil, invalid(op, "slice %d: empty shard location", id)
-		}
-		if want, ok := placed[sh.Index]; !ok || want != sh.ChunkserverId {
-			return nil, invalid(op, "slice %d: shard %d was placed on %q, not %q", id, sh.Index, want, sh.ChunkserverId)
-		}
-		out = append(out, &masterpb.ShardLocation{Index: sh.Index, ChunkserverId: sh.ChunkserverId, Address: sh.Address})
-	}
-	return out, nil
 }

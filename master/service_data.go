@@ -296,10 +296,16 @@ func (m *masterService) WriteInline(ctx context.Context, req *masterpb.WriteInli
 	if err := s.leaderOnly(ctx); err != nil {
 		return nil, err
 	}
-	if len(req.Data) > fsm.InlineMax {
-		// Refused before it reaches the log; the state machine checks the
-		// offset too.
-		return nil, masterpb.ErrnoError(syscall.E2BIG, fmt.Sprintf("master: write inline to inode %d: %d bytes, more than %d", req.Inode, len(req.Data), fsm.InlineMax))
+	// What is sure to be refused is refused before it costs a Raft
+	// commit (a writer tries inline bytes before every first small flush
+	// of a file it opened); the state machine checks again when applying.
+	if req.Offset > fsm.InlineMax || uint64(len(req.Data)) > fsm.InlineMax-req.Offset {
+		return nil, masterpb.ErrnoError(syscall.E2BIG, fmt.Sprintf("master: write inline to inode %d: [%d, +%d) beyond %d bytes", req.Inode, req.Offset, len(req.Data), fsm.InlineMax))
+	}
+	if chunked, err := s.fsm.HasChunks(req.Inode); err != nil {
+		return nil, s.toStatus(err)
+	} else if chunked {
+		return nil, masterpb.ErrnoError(syscall.ENOTSUP, fmt.Sprintf("master: write inline to inode %d: the file has slices", req.Inode))
 	}
 	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_WriteInline{WriteInline: &fsmpb.WriteInline{
 		Inode: req.Inode, Offset: req.Offset, Data: req.Data, MtimeUnixNano: req.MtimeUnixNano,
@@ -308,4 +314,43 @@ func (m *masterService) WriteInline(ctx context.Context, req *masterpb.WriteInli
 		return nil, err
 	}
 	return &masterpb.WriteInlineResponse{Attr: res.Attr}, nil
+}
+
+// ackedShards checks the shards a writer says acknowledged slice id
+// against where the slice was placed, and returns them without tokens.
+// A slice no longer pending passes with none: the state machine answers
+// a retry from its request table, anything else with ENOENT or EEXIST.
+func (s *Server) ackedShards(op string, inode, id uint64, acked []*masterpb.ShardLocation) ([]*masterpb.ShardLocation, error) {
+	sl, err := s.pendingSlice(op, id)
+	if err != nil {
+		return nil, nil
+	}
+	if sl.Inode != inode {
+		return nil, invalid(op, "slice %d belongs to inode %d, not %d", id, sl.Inode, inode)
+	}
+	l, err := wirelayout.FromProto(sl.Layout)
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	if len(acked) == 0 {
+		return nil, nil
+	}
+	if len(acked) < minShards(l) {
+		return nil, invalid(op, "slice %d (%s): %d shards acknowledged, need at least %d", id, l, len(acked), minShards(l))
+	}
+	placed := make(map[uint32]string, len(sl.Shards))
+	for _, sh := range sl.Shards {
+		placed[sh.Index] = sh.ChunkserverId
+	}
+	out := make([]*masterpb.ShardLocation, 0, len(acked))
+	for _, sh := range acked {
+		if sh == nil {
+			return nil, invalid(op, "slice %d: empty shard location", id)
+		}
+		if want, ok := placed[sh.Index]; !ok || want != sh.ChunkserverId {
+			return nil, invalid(op, "slice %d: shard %d was placed on %q, not %q", id, sh.Index, want, sh.ChunkserverId)
+		}
+		out = append(out, &masterpb.ShardLocation{Index: sh.Index, ChunkserverId: sh.ChunkserverId, Address: sh.Address})
+	}
+	return out, nil
 }

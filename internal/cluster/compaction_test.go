@@ -36,6 +36,23 @@ func fileRefs(t *testing.T, cl *client.Client, p string) []*masterpb.SliceRef {
 	return refs
 }
 
+// createSynced creates p with data committed as one slice and returns it
+// open: the base that random writes then fragment.
+func createSynced(t *testing.T, cl *client.Client, p string, data []byte) *client.File {
+	t.Helper()
+	f, err := cl.Create(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // randomWrites makes n random writes of up to 64 KiB within the first
 // span bytes of f, each committed as its own slice, and applies them to
 // model.
@@ -76,17 +93,8 @@ func TestCompaction(t *testing.T) {
 	for i := range model {
 		model[i] = byte(rng.Uint32())
 	}
-	f, err := writer.Create(ctx, "/frag")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := createSynced(t, writer, "/frag", model)
 	defer f.Close()
-	if _, err := f.Write(model); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
 	randomWrites(t, f, model, rng, 99, size)
 	if refs := fileRefs(t, writer, "/frag"); len(refs) != 100 {
 		t.Fatalf("%d slice refs after 100 writes, want 100", len(refs))
@@ -158,17 +166,8 @@ func TestCompactNow(t *testing.T) {
 	cl := dial(t, c)
 	rng := rand.New(rand.NewPCG(3, 5))
 	model := make([]byte, 1<<20)
-	f, err := cl.Create(ctx, "/few")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := createSynced(t, cl, "/few", model)
 	defer f.Close()
-	if _, err := f.Write(model); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
 	randomWrites(t, f, model, rng, 4, len(model))
 	if refs := fileRefs(t, cl, "/few"); len(refs) != 5 {
 		t.Fatalf("%d refs, want 5", len(refs))

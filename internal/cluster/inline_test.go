@@ -47,6 +47,19 @@ func TestInlineFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	grown = append(grown, tail...)
+	// A small write into a file that has slices: the master refuses it
+	// inline, and it lands as a slice on top.
+	f, err = cl.OpenFile(ctx, "/grown", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("head"), 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	copy(grown[10:], "head")
 	checkFiles(t, cl, map[string][]byte{"/small": small, "/grown": grown})
 	if rs := fsck(t, cl, "/grown"); len(rs) != 1 || rs[0].NoShards || unhealthy(rs) != "" {
 		t.Fatalf("fsck of a grown file: %v", rs)

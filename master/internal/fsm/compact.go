@@ -81,20 +81,11 @@ func (t *txn) deleteChunks(ino uint64) error {
 func (t *txn) compactChunk(c *fsmpb.CompactChunk) (Result, error) {
 	const op = "compact"
 	obj := objIno(c.Inode) + " " + objSlice(c.SliceId)
-	s, err := t.pending(op, obj, c.SliceId)
-	if err != nil {
-		return Result{}, err
-	}
-	if s.Inode != c.Inode {
-		return Result{}, newErr(op, obj, errInval, "slice allocated for inode "+objIno(s.Inode))
-	}
-	n, err := t.regular(op, obj, c.Inode)
+	s, n, err := t.pendingOf(op, obj, c.SliceId, c.Inode, c.Length, c.Shards)
 	if err != nil {
 		return Result{}, err
 	}
 	switch {
-	case c.Length == 0 || c.Length > s.Length:
-		return Result{}, newErr(op, obj, errInval, "length 0 or beyond the allocation")
 	case c.Chunk > MaxFileSize/ChunkSize:
 		return Result{}, newErr(op, obj, syscall.EFBIG, "")
 	case uint64(c.ChunkOffset)+c.Length > ChunkSize:
@@ -105,11 +96,6 @@ func (t *txn) compactChunk(c *fsmpb.CompactChunk) (Result, error) {
 		// Refs never reach past the size, so a chunk whose bytes were
 		// read before a truncation fails the prefix check below anyway.
 		return Result{}, newErr(op, obj, syscall.EAGAIN, "compacted bytes beyond the file's size")
-	}
-	if len(c.Shards) > 0 {
-		if err := checkShards(op, obj, c.Shards, layoutWidth(s.Layout), false); err != nil {
-			return Result{}, err
-		}
 	}
 	key := chunkKey(c.Inode, c.Chunk)
 	var cs fsmpb.ChunkSlices
@@ -143,22 +129,9 @@ func (t *txn) compactChunk(c *fsmpb.CompactChunk) (Result, error) {
 	if err := t.putChunk(c.Inode, c.Chunk, &cs, had); err != nil {
 		return Result{}, err
 	}
-	if err := t.b.Delete(expiryKey(s.ExpiresUnixNano, s.Id), nil); err != nil {
+	if err := t.markCommitted(s, c.Length, 1, c.Shards); err != nil {
 		return Result{}, err
 	}
-	s.Committed = true
-	s.Length = c.Length
-	s.ExpiresUnixNano = 0
-	s.Refs = 1
-	if len(c.Shards) > 0 {
-		s.Shards = stripTokens(c.Shards)
-	}
-	if err := setProto(t.b, sliceKey(s.Id), s); err != nil {
-		return Result{}, err
-	}
-	st := t.meta.Stats
-	st.PendingSlices--
-	st.CommittedSlices++
 	if err := t.unref(ids); err != nil {
 		return Result{}, err
 	}

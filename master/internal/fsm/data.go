@@ -434,27 +434,12 @@ func (t *txn) replaceShard(c *fsmpb.ReplaceShard) (Result, error) {
 func (t *txn) commitSlice(c *fsmpb.CommitSlice) (Result, error) {
 	const op = "commit"
 	obj := objIno(c.Inode) + " " + objSlice(c.SliceId)
-	s, err := t.pending(op, obj, c.SliceId)
+	s, n, err := t.pendingOf(op, obj, c.SliceId, c.Inode, c.Length, c.Shards)
 	if err != nil {
 		return Result{}, err
 	}
-	if s.Inode != c.Inode {
-		return Result{}, newErr(op, obj, errInval, "slice allocated for inode "+objIno(s.Inode))
-	}
-	n, err := t.regular(op, obj, c.Inode)
-	if err != nil {
-		return Result{}, err
-	}
-	switch {
-	case c.Length == 0 || c.Length > s.Length:
-		return Result{}, newErr(op, obj, errInval, "length 0 or beyond the allocation")
-	case c.Offset > MaxFileSize || c.Offset+c.Length > MaxFileSize:
+	if c.Offset > MaxFileSize || c.Offset+c.Length > MaxFileSize {
 		return Result{}, newErr(op, obj, syscall.EFBIG, "")
-	}
-	if len(c.Shards) > 0 {
-		if err := checkShards(op, obj, c.Shards, layoutWidth(s.Layout), false); err != nil {
-			return Result{}, err
-		}
 	}
 
 	// Write phase: one ref per chunk covered.
@@ -480,33 +465,80 @@ func (t *txn) commitSlice(c *fsmpb.CommitSlice) (Result, error) {
 		}
 		refs++
 	}
-	if err := t.b.Delete(expiryKey(s.ExpiresUnixNano, s.Id), nil); err != nil {
+	if err := t.markCommitted(s, c.Length, refs, c.Shards); err != nil {
 		return Result{}, err
+	}
+	if err := t.wrote(c.Inode, n, end, c.MtimeUnixNano); err != nil {
+		return Result{}, err
+	}
+	return Result{Attr: attrOf(c.Inode, n), SliceID: c.SliceId}, nil
+}
+
+// pendingOf is the check phase of committing slice id as length bytes of
+// regular file ino with the acknowledged shards: the slice must be
+// pending, allocated for ino and at least length long, and the shards
+// valid for its layout.
+func (t *txn) pendingOf(op, obj string, id, ino, length uint64, shards []*masterpb.ShardLocation) (*fsmpb.Slice, *fsmpb.Inode, error) {
+	s, err := t.pending(op, obj, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.Inode != ino {
+		return nil, nil, newErr(op, obj, errInval, "slice allocated for inode "+objIno(s.Inode))
+	}
+	n, err := t.regular(op, obj, ino)
+	if err != nil {
+		return nil, nil, err
+	}
+	if length == 0 || length > s.Length {
+		return nil, nil, newErr(op, obj, errInval, "length 0 or beyond the allocation")
+	}
+	if len(shards) > 0 {
+		if err := checkShards(op, obj, shards, layoutWidth(s.Layout), false); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s, n, nil
+}
+
+// markCommitted turns pending slice s into a committed one of length
+// bytes named by refs chunk refs, stored on shards if any are given (the
+// allocated locations otherwise). Write phase only.
+func (t *txn) markCommitted(s *fsmpb.Slice, length uint64, refs uint32, shards []*masterpb.ShardLocation) error {
+	if err := t.b.Delete(expiryKey(s.ExpiresUnixNano, s.Id), nil); err != nil {
+		return err
 	}
 	s.Committed = true
-	s.Length = c.Length
+	s.Length = length
 	s.ExpiresUnixNano = 0
 	s.Refs = refs
-	if len(c.Shards) > 0 {
-		s.Shards = stripTokens(c.Shards)
+	if len(shards) > 0 {
+		s.Shards = stripTokens(shards)
 	}
 	if err := setProto(t.b, sliceKey(s.Id), s); err != nil {
-		return Result{}, err
+		return err
 	}
 	st := t.meta.Stats
 	st.PendingSlices--
 	st.CommittedSlices++
+	return nil
+}
+
+// wrote records a write to file ino that ends at end: the size grows to
+// it, and mtime becomes the writer's (0: the command's time). Write phase
+// only; it writes n.
+func (t *txn) wrote(ino uint64, n *fsmpb.Inode, end uint64, mtime int64) error {
 	if end > n.Size {
-		if err := t.setSize(c.Inode, n, end); err != nil {
-			return Result{}, err
+		if err := t.setSize(ino, n, end); err != nil {
+			return err
 		}
 	}
 	n.MtimeUnixNano = t.now
-	if c.MtimeUnixNano != 0 {
-		n.MtimeUnixNano = c.MtimeUnixNano
+	if mtime != 0 {
+		n.MtimeUnixNano = mtime
 	}
-	t.touch(c.Inode, n)
-	return Result{Attr: attrOf(c.Inode, n), SliceID: c.SliceId}, nil
+	t.touch(ino, n)
+	return nil
 }
 
 func (t *txn) ackGarbage(c *fsmpb.AckGarbage) (Result, error) {

@@ -51,6 +51,18 @@ func hasChunks(r reader, ino uint64) (bool, error) {
 	return found, it.Close()
 }
 
+// HasChunks reports whether regular file ino has slices, when inline
+// writes to it are refused (false for a missing inode: the write itself
+// then fails with ENOENT).
+func (f *FSM) HasChunks(ino uint64) (bool, error) {
+	v, err := f.view(false)
+	if err != nil {
+		return false, err
+	}
+	defer v.close()
+	return hasChunks(v, ino)
+}
+
 func (t *txn) writeInline(c *fsmpb.WriteInline) (Result, error) {
 	const op = "writeinline"
 	obj := objIno(c.Inode)
@@ -86,16 +98,9 @@ func (t *txn) writeInline(c *fsmpb.WriteInline) (Result, error) {
 	if err := t.b.Set(inlineKey(c.Inode), data, nil); err != nil {
 		return Result{}, err
 	}
-	if end > n.Size {
-		if err := t.setSize(c.Inode, n, end); err != nil {
-			return Result{}, err
-		}
+	if err := t.wrote(c.Inode, n, end, c.MtimeUnixNano); err != nil {
+		return Result{}, err
 	}
-	n.MtimeUnixNano = t.now
-	if c.MtimeUnixNano != 0 {
-		n.MtimeUnixNano = c.MtimeUnixNano
-	}
-	t.touch(c.Inode, n)
 	return Result{Attr: attrOf(c.Inode, n)}, nil
 }
 
