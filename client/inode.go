@@ -518,6 +518,35 @@ func (h *Handle) PendingSize() (int64, bool) {
 	return f.mu.size, f.mu.dirty
 }
 
+// DeferAttrs records attribute changes (not the size) to be committed
+// with the bytes the Handle buffers, after them (see Writer.DeferAttrs).
+// It returns false when the Handle buffers nothing: the caller then calls
+// SetAttr. The master applies the changes with the data path's
+// credentials, so the caller checks permissions first (a FUSE mount's
+// kernel does, with default_permissions).
+func (h *Handle) DeferAttrs(ch AttrChange) bool {
+	f := h.File
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed || f.mu.w == nil {
+		return false
+	}
+	return f.mu.w.DeferAttrs(ch)
+}
+
+// PendingAttrs returns the attribute changes DeferAttrs recorded that
+// are not yet committed (nil: none), so that attributes shown meanwhile
+// include them.
+func (h *Handle) PendingAttrs() *masterpb.AttrUpdate {
+	f := h.File
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.w == nil {
+		return nil
+	}
+	return f.mu.w.PendingAttrs()
+}
+
 // Truncated tells the Handle that the file's size was set to size by
 // someone else (a SetAttr): cached layout and read-ahead are dropped, so
 // later reads see the truncation, and the size it tracks follows. Flush

@@ -18,10 +18,11 @@ import (
 )
 
 // upload stores data as one new slice of inode at file offset off and
-// commits it. data must not cross a chunk boundary (the Writer sees to
-// that) and is only read. It returns once the commit is done, or with an
-// error naming what failed; on error nothing was committed.
-func (d *DataPath) upload(ctx context.Context, inode uint64, off int64, data []byte) error {
+// commits it, with the attribute changes after (nil: none). data must not
+// cross a chunk boundary (the Writer sees to that) and is only read. It
+// returns once the commit is done, or with an error naming what failed;
+// on error nothing was committed.
+func (d *DataPath) upload(ctx context.Context, inode uint64, off int64, data []byte, after *masterpb.AttrUpdate) error {
 	n := int64(len(data))
 	if n == 0 {
 		return nil
@@ -32,7 +33,7 @@ func (d *DataPath) upload(ctx context.Context, inode uint64, off int64, data []b
 	}
 	_, err = d.meta.CommitSlice(ctx, &masterpb.CommitSliceRequest{
 		Header: d.header(), Inode: inode, SliceId: id, Offset: uint64(off), Length: uint64(n),
-		Shards: good, MtimeUnixNano: d.cfg.Now().UnixNano(),
+		Shards: good, MtimeUnixNano: d.cfg.Now().UnixNano(), Attrs: after,
 	})
 	if err != nil {
 		return fmt.Errorf("client: commit slice %d of inode %d at %d+%d: %w", id, inode, off, n, err)
@@ -41,12 +42,14 @@ func (d *DataPath) upload(ctx context.Context, inode uint64, off int64, data []b
 }
 
 // writeInline asks the master to store data at off as inode's inline
-// bytes. It returns false (and no error) when the master will not: the
-// file has slices already, the bytes reach past its limit, or it does not
-// offer inline data; the caller then stores a slice.
-func (d *DataPath) writeInline(ctx context.Context, inode uint64, off int64, data []byte) (bool, error) {
+// bytes, with the attribute changes after (nil: none). It returns false
+// (and no error) when the master will not: the file has slices already,
+// the bytes reach past its limit, or it does not offer inline data; the
+// caller then stores a slice.
+func (d *DataPath) writeInline(ctx context.Context, inode uint64, off int64, data []byte, after *masterpb.AttrUpdate) (bool, error) {
 	_, err := d.meta.WriteInline(ctx, &masterpb.WriteInlineRequest{
 		Header: d.header(), Inode: inode, Offset: uint64(off), Data: data, MtimeUnixNano: d.cfg.Now().UnixNano(),
+		Attrs: after,
 	})
 	if err == nil {
 		return true, nil

@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
 // Writer writes one file's bytes as slices. Open one with
@@ -34,6 +38,9 @@ type Writer struct {
 		// noInline: flush slices only (DisableInline, or the master
 		// refused inline bytes for this file once).
 		noInline bool
+		// attrs are attribute changes made after the buffered bytes were
+		// written, committed with them (DeferAttrs); nil: none.
+		attrs *masterpb.AttrUpdate
 	}
 }
 
@@ -56,6 +63,10 @@ func (w *Writer) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	defer w.mu.Unlock()
 	if err := w.usableLocked(); err != nil {
 		return 0, err
+	}
+	if w.mu.attrs != nil && len(p) > 0 {
+		// A write after utimes sets mtime anew.
+		w.mu.attrs.MtimeUnixNano = nil
 	}
 	done := 0
 	for done < len(p) {
@@ -158,21 +169,73 @@ func (w *Writer) DisableInline() {
 	w.mu.noInline = true
 }
 
+// DeferAttrs records attribute changes (no size change) to be committed
+// with the bytes the Writer buffers, after them, and reports whether it
+// did: with nothing buffered it returns false and the caller sets them
+// itself. Later changes merge over earlier ones; a later write drops a
+// deferred mtime, as a write after utimes sets mtime anew. If the commit
+// fails the changes are lost with the bytes, and the error is the
+// Writer's sticky error.
+//
+// A program that sets a file's owner, mode and times before closing it
+// (tar, cp -p, rsync) then costs one commit instead of one per change,
+// and its mtime is not overwritten by the commit of bytes written before.
+func (w *Writer) DeferAttrs(ch AttrChange) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.usableLocked() != nil || w.mu.n == 0 || ch.Size != nil {
+		return false
+	}
+	if w.mu.attrs == nil {
+		w.mu.attrs = &masterpb.AttrUpdate{}
+	}
+	a := w.mu.attrs
+	if ch.Mode != nil {
+		a.Mode = proto.Uint32(*ch.Mode)
+	}
+	if ch.UID != nil {
+		a.Uid = proto.Uint32(*ch.UID)
+	}
+	if ch.GID != nil {
+		a.Gid = proto.Uint32(*ch.GID)
+	}
+	if ch.Atime != nil {
+		a.AtimeUnixNano = proto.Int64(ch.Atime.UnixNano())
+	}
+	if ch.Mtime != nil {
+		a.MtimeUnixNano = proto.Int64(ch.Mtime.UnixNano())
+	}
+	return true
+}
+
+// PendingAttrs returns the deferred attribute changes not yet committed
+// (nil: none). The result is a copy.
+func (w *Writer) PendingAttrs() *masterpb.AttrUpdate {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.attrs == nil || w.mu.n == 0 {
+		return nil
+	}
+	return proto.CloneOf(w.mu.attrs)
+}
+
 func (w *Writer) flushLocked(ctx context.Context) error {
 	if w.mu.n == 0 {
 		return nil
 	}
 	data := w.mu.buf[:w.mu.n]
+	after := w.mu.attrs
+	w.mu.attrs = nil
 	var err error
 	if !w.mu.noInline && w.mu.off+int64(w.mu.n) <= w.d.cfg.InlineMax {
 		var inline bool
-		inline, err = w.d.writeInline(ctx, w.inode, w.mu.off, data)
+		inline, err = w.d.writeInline(ctx, w.inode, w.mu.off, data, after)
 		if !inline && err == nil {
 			w.mu.noInline = true
-			err = w.d.upload(ctx, w.inode, w.mu.off, data)
+			err = w.d.upload(ctx, w.inode, w.mu.off, data, after)
 		}
 	} else {
-		err = w.d.upload(ctx, w.inode, w.mu.off, data)
+		err = w.d.upload(ctx, w.inode, w.mu.off, data, after)
 	}
 	w.mu.n = 0
 	if err != nil {

@@ -154,6 +154,17 @@ func (s *Server) checkSetAttr(c cred, req *masterpb.SetAttrRequest) error {
 	return nil
 }
 
+// checkAttrUpdate applies checkSetAttr's rules to attribute changes that
+// ride with a write (nil: none).
+func (s *Server) checkAttrUpdate(h *masterpb.RequestHeader, ino uint64, u *masterpb.AttrUpdate) error {
+	if u == nil {
+		return nil
+	}
+	return s.checkSetAttr(credOf(h), &masterpb.SetAttrRequest{
+		Inode: ino, Mode: u.Mode, Uid: u.Uid, Gid: u.Gid, AtimeUnixNano: u.AtimeUnixNano, MtimeUnixNano: u.MtimeUnixNano,
+	})
+}
+
 // checkXattrWrite: trusted.* and security.* need root; others need write
 // permission on the inode.
 func (s *Server) checkXattrWrite(op string, c cred, ino uint64, name string) error {

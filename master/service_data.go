@@ -232,9 +232,12 @@ func (m *masterService) CommitSlice(ctx context.Context, req *masterpb.CommitSli
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkAttrUpdate(req.Header, req.Inode, req.Attrs); err != nil {
+		return nil, err
+	}
 	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_CommitSlice{CommitSlice: &fsmpb.CommitSlice{
 		Inode: req.Inode, SliceId: req.SliceId, Offset: req.Offset, Length: req.Length,
-		Shards: shards, MtimeUnixNano: req.MtimeUnixNano,
+		Shards: shards, MtimeUnixNano: req.MtimeUnixNano, Attrs: req.Attrs,
 	}}})
 	if err != nil {
 		return nil, err
@@ -307,8 +310,11 @@ func (m *masterService) WriteInline(ctx context.Context, req *masterpb.WriteInli
 	} else if chunked {
 		return nil, masterpb.ErrnoError(syscall.ENOTSUP, fmt.Sprintf("master: write inline to inode %d: the file has slices", req.Inode))
 	}
+	if err := s.checkAttrUpdate(req.Header, req.Inode, req.Attrs); err != nil {
+		return nil, err
+	}
 	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_WriteInline{WriteInline: &fsmpb.WriteInline{
-		Inode: req.Inode, Offset: req.Offset, Data: req.Data, MtimeUnixNano: req.MtimeUnixNano,
+		Inode: req.Inode, Offset: req.Offset, Data: req.Data, MtimeUnixNano: req.MtimeUnixNano, Attrs: req.Attrs,
 	}}})
 	if err != nil {
 		return nil, err

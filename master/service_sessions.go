@@ -163,13 +163,20 @@ func (m *masterService) Open(ctx context.Context, req *masterpb.OpenRequest) (*m
 	return &masterpb.OpenResponse{Attr: res.Attr, Handle: res.Handle}, nil
 }
 
+// maxReleaseBatch bounds the handles one Release closes, and so the work
+// of one command.
+const maxReleaseBatch = 1024
+
 func (m *masterService) Release(ctx context.Context, req *masterpb.ReleaseRequest) (*masterpb.ReleaseResponse, error) {
 	s := m.s
 	if err := s.leaderOnly(ctx); err != nil {
 		return nil, err
 	}
+	if len(req.More) > maxReleaseBatch {
+		return nil, invalid("release", "%d handles in one request, at most %d", len(req.More), maxReleaseBatch)
+	}
 	if _, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_ReleaseHandle{ReleaseHandle: &fsmpb.ReleaseHandle{
-		Inode: req.Inode, Handle: req.Handle,
+		Inode: req.Inode, Handle: req.Handle, More: req.More,
 	}}}); err != nil {
 		return nil, err
 	}

@@ -127,6 +127,20 @@ func TestSingleMasterNamespace(t *testing.T) {
 	if _, err := mc.SetAttr(ctx, &masterpb.SetAttrRequest{Header: user(), Inode: uf.Attr.Inode, Mode: &mode}); err != nil {
 		t.Fatal(err)
 	}
+	// Attribute changes riding with a write obey the same rules, and
+	// are refused before the bytes are written.
+	_, err = mc.WriteInline(ctx, &masterpb.WriteInlineRequest{Header: user(), Inode: uf.Attr.Inode, Data: []byte("x"),
+		Attrs: &masterpb.AttrUpdate{Uid: &root}})
+	wantErrno(t, err, codes.PermissionDenied, syscall.EPERM)
+	if a, err := mc.GetAttr(ctx, &masterpb.GetAttrRequest{Inode: uf.Attr.Inode}); err != nil || a.Attr.Size != 0 {
+		t.Fatalf("a refused inline write left %v, %v", a, err)
+	}
+	mode = 0o640
+	w, err := mc.WriteInline(ctx, &masterpb.WriteInlineRequest{Header: user(), Inode: uf.Attr.Inode, Data: []byte("x"),
+		Attrs: &masterpb.AttrUpdate{Mode: &mode}})
+	if err != nil || w.Attr.Size != 1 || w.Attr.Mode != 0o640 {
+		t.Fatalf("inline write with chmod: %v, %v", w, err)
+	}
 
 	// Status and metrics.
 	st, err := mc.Status(ctx, &masterpb.StatusRequest{})

@@ -116,7 +116,25 @@ type node struct {
 		// cachedVersion is the file version the kernel's page cache
 		// holds pages of (0: none known).
 		cachedVersion uint64
+		// noCapsUntil: until then the node is known to have no
+		// security.capability xattr (see capsXattr).
+		noCapsUntil time.Time
 	}
+}
+
+// capsXattr is the xattr the kernel asks for before every first write
+// to a file and every chown, to drop file capabilities as Linux does.
+// Files almost never have it, so a node created here, or found without
+// it, is remembered as having none for the attribute timeout: the same
+// staleness the kernel accepts for the mode bits.
+const capsXattr = "security.capability"
+
+// noCapsFor notes that the node has no capsXattr, for the attribute
+// timeout.
+func (n *node) noCapsFor() {
+	n.mu.Lock()
+	n.mu.noCapsUntil = time.Now().Add(n.fsys.opts.AttrTimeout)
+	n.mu.Unlock()
 }
 
 var (
@@ -191,6 +209,25 @@ func (n *node) fillAttrOpen(a *masterpb.Attr, out *fuse.Attr) {
 			out.Size = uint64(size)
 			out.Blocks = (out.Size + 511) / 512
 		}
+		if u := h.h.PendingAttrs(); u != nil {
+			if u.Mode != nil {
+				out.Mode = out.Mode&syscall.S_IFMT | *u.Mode&0o7777
+			}
+			if u.Uid != nil {
+				out.Uid = *u.Uid
+			}
+			if u.Gid != nil {
+				out.Gid = *u.Gid
+			}
+			if u.AtimeUnixNano != nil {
+				t := time.Unix(0, *u.AtimeUnixNano)
+				out.SetTimes(&t, nil, nil)
+			}
+			if u.MtimeUnixNano != nil {
+				t := time.Unix(0, *u.MtimeUnixNano)
+				out.SetTimes(nil, &t, nil)
+			}
+		}
 	}
 }
 
@@ -254,11 +291,17 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	size, truncate := in.GetSize()
 	if truncate {
 		ch.Size = &size
-		// Bytes still buffered here must land before the new size, not
-		// after it.
-		if errno := n.syncHandles(nil); errno != 0 {
-			return errno
+	} else if a, deferred, errno := n.deferAttrs(ctx, ch); errno != 0 || deferred {
+		if errno == 0 {
+			n.fillAttrOpen(a, &out.Attr)
+			out.SetTimeout(n.fsys.opts.AttrTimeout)
 		}
+		return errno
+	}
+	// Bytes still buffered here must land before the change, not after
+	// it: after a truncate, or with a commit's mtime over an explicit one.
+	if errno := n.syncHandles(nil); errno != 0 {
+		return errno
 	}
 	a, err := n.fsys.in.SetAttr(ctx, n.ino(), ch)
 	if err != nil {
@@ -272,7 +315,45 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		n.mu.Unlock()
 	}
 	n.fillAttrOpen(a, &out.Attr)
+	// The reply is as fresh as a GETATTR's; without a timeout the
+	// kernel would ask again at once (tar: utimes, then chown).
+	out.SetTimeout(n.fsys.opts.AttrTimeout)
 	return 0
+}
+
+// deferAttrs hands a chmod, chown or utimes to the one handle of this
+// mount that buffers writes to the node, to be committed with them (see
+// client.Handle.DeferAttrs), and returns the attributes as they will be
+// without them. It defers nothing (false) when no handle or several
+// buffer writes, or under root squash: the kernel checked the change with
+// the caller's real identity, which is not the one the master would use.
+func (n *node) deferAttrs(ctx context.Context, ch client.AttrChange) (*masterpb.Attr, bool, syscall.Errno) {
+	if n.fsys.opts.RootSquash {
+		return nil, false, 0
+	}
+	n.mu.Lock()
+	var dirty *fileHandle
+	for h := range n.mu.handles {
+		if _, d := h.h.PendingSize(); d {
+			if dirty != nil {
+				n.mu.Unlock()
+				return nil, false, 0
+			}
+			dirty = h
+		}
+	}
+	n.mu.Unlock()
+	if dirty == nil {
+		return nil, false, 0
+	}
+	a, err := n.fsys.in.GetAttr(ctx, n.ino())
+	if err != nil {
+		return nil, false, errnoOf(err)
+	}
+	if !dirty.h.DeferAttrs(ch) {
+		return nil, false, 0
+	}
+	return a, true, 0
 }
 
 // syncHandles commits what this mount's open handles of the node buffer,
@@ -312,7 +393,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	octx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
 	// One commit creates (or truncates) and opens.
-	h, a, _, err := n.fsys.in.CreateOpen(octx, n.ino(), name, mode&0o7777, flags&syscall.O_EXCL != 0, flags&syscall.O_TRUNC != 0)
+	h, a, created, err := n.fsys.in.CreateOpen(octx, n.ino(), name, mode&0o7777, flags&syscall.O_EXCL != 0, flags&syscall.O_TRUNC != 0)
 	if err != nil {
 		return nil, nil, 0, errnoOf(err)
 	}
@@ -327,6 +408,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	inode := n.child(octx, a, out)
 	cn := inode.Operations().(*node)
 	fh, fuseFlags := cn.attach(h, a)
+	if created {
+		cn.noCapsFor()
+	}
 	return inode, fh, fuseFlags, 0
 }
 
@@ -518,11 +602,23 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if aclXattr(attr) {
 		return 0, syscall.EOPNOTSUPP
 	}
+	if attr == capsXattr {
+		n.mu.Lock()
+		none := time.Now().Before(n.mu.noCapsUntil)
+		n.mu.Unlock()
+		if none {
+			return 0, syscall.ENODATA
+		}
+	}
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
 	v, err := n.fsys.in.GetXattr(ctx, n.ino(), attr)
 	if err != nil {
-		return 0, errnoOf(err)
+		errno := errnoOf(err)
+		if errno == syscall.ENODATA && attr == capsXattr {
+			n.noCapsFor()
+		}
+		return 0, errno
 	}
 	if len(dest) < len(v) {
 		return uint32(len(v)), syscall.ERANGE
@@ -534,6 +630,11 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
 	if aclXattr(attr) {
 		return syscall.EOPNOTSUPP
+	}
+	if attr == capsXattr {
+		n.mu.Lock()
+		n.mu.noCapsUntil = time.Time{}
+		n.mu.Unlock()
 	}
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -375,5 +376,81 @@ func TestReadOnly(t *testing.T) {
 		if got := errnoOf(do()); got != unix.EROFS {
 			t.Errorf("%s on a read-only mount: errno %v, want EROFS", name, got)
 		}
+	}
+}
+
+// TestAttrsWhileWriting checks chmod, chown and utimes made through a
+// descriptor whose writes are still buffered (as tar, cp -p and rsync
+// do): the mount shows them at once, another mount sees them with the
+// bytes after the close, and the explicit mtime is the one that stays
+// unless a write follows it.
+func TestAttrsWhileWriting(t *testing.T) {
+	c := startCluster(t, 1, 3)
+	d, _ := mount(t, c, mountConfig{})
+	other, _ := mount(t, c, mountConfig{opts: fusefs.Options{AttrTimeout: -1, EntryTimeout: -1}})
+	mtime := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		size       int  // bytes written before the changes (inline or a slice)
+		writeAfter bool // one more write after them
+	}{
+		{name: "small", size: 100},
+		{name: "large", size: 3 << 20},
+		{name: "write after utimes", size: 100, writeAfter: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := strings.ReplaceAll(tc.name, " ", "-")
+			data := bytes.Repeat([]byte{'a'}, tc.size)
+			f, err := os.OpenFile(filepath.Join(d, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			fd := int(f.Fd())
+			ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+			if err := unix.UtimesNanoAt(unix.AT_FDCWD, f.Name(), ts, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Fchown(fd, 1234, 5678); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Fchmod(fd, 0o4751); err != nil {
+				t.Fatal(err)
+			}
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode&0o7777 != 0o4751 || st.Uid != 1234 || st.Gid != 5678 || st.Mtim.Nano() != mtime.UnixNano() || st.Size != int64(tc.size) {
+				t.Fatalf("fstat while open: mode %o, owner %d:%d, mtime %v, size %d", st.Mode, st.Uid, st.Gid, time.Unix(0, st.Mtim.Nano()), st.Size)
+			}
+			if tc.writeAfter {
+				if _, err := f.Write([]byte("z")); err != nil {
+					t.Fatal(err)
+				}
+				data = append(data, 'z')
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(other, name)
+			if err := unix.Stat(p, &st); err != nil {
+				t.Fatal(err)
+			}
+			wantMtime := st.Mtim.Nano() == mtime.UnixNano()
+			if tc.writeAfter {
+				wantMtime = time.Since(time.Unix(0, st.Mtim.Nano())) < time.Hour
+			}
+			// The kernel drops setuid on chown and on write.
+			if st.Mode&0o777 != 0o751 || st.Uid != 1234 || st.Gid != 5678 || !wantMtime || st.Size != int64(len(data)) {
+				t.Fatalf("stat on another mount: mode %o, owner %d:%d, mtime %v, size %d", st.Mode, st.Uid, st.Gid, time.Unix(0, st.Mtim.Nano()), st.Size)
+			}
+			if err := readIs(p, string(data)); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -2,11 +2,13 @@ package fusefs_test
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sh runs a shell command line in dir and returns its output; the test
@@ -44,7 +46,17 @@ func sourceTree(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 		body := strings.Repeat(fmt.Sprintf("line %d of file %d\n", i, i), 10+i*40)
-		if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%d.go", i)), []byte(body), 0o644); err != nil {
+		f := filepath.Join(sub, fmt.Sprintf("f%d.go", i))
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// Old, distinct times and a mode of their own, which the copying
+		// programs must carry over (they set them before closing).
+		when := time.Date(2001, 2, 3, 4, 5, i, 0, time.UTC)
+		if err := os.Chtimes(f, when, when); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(f, 0o600+fs.FileMode(i%3)*0o040); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,6 +64,34 @@ func sourceTree(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("pkg0/f0.go", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameAttrs checks that every regular file under src has a copy under
+// dst with the same mode and modification time (to the second: tar keeps
+// no more).
+func sameAttrs(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		want, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		got, err := os.Stat(filepath.Join(dst, rel))
+		if err != nil {
+			return err
+		}
+		if got.Mode() != want.Mode() || got.ModTime().Unix() != want.ModTime().Unix() {
+			return fmt.Errorf("%s: mode %v, mtime %v; want %v, %v", rel, got.Mode(), got.ModTime(), want.Mode(), want.ModTime())
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -69,6 +109,7 @@ func TestPrograms(t *testing.T) {
 	t.Run("cp-diff", func(t *testing.T) {
 		sh(t, local, "cp -a src "+filepath.Join(mnt, "copy"))
 		sh(t, local, "diff -r src "+filepath.Join(mnt, "copy"))
+		sameAttrs(t, src, filepath.Join(mnt, "copy"))
 		// And back.
 		sh(t, local, "cp -a "+filepath.Join(mnt, "copy")+" back && diff -r src back")
 	})
@@ -78,12 +119,14 @@ func TestPrograms(t *testing.T) {
 			t.Fatal(err)
 		}
 		sh(t, filepath.Join(mnt, "untar"), "tar xf ../src.tar && diff -r src "+src)
+		sameAttrs(t, src, filepath.Join(mnt, "untar", "src"))
 		sh(t, mnt, "tar cf "+filepath.Join(local, "again.tar")+" -C untar src")
 		sh(t, local, "mkdir again && tar xf again.tar -C again && diff -r src again/src")
 	})
 	t.Run("rsync", func(t *testing.T) {
 		needPrograms(t, "rsync")
 		sh(t, local, "rsync -a src/ "+filepath.Join(mnt, "rsynced")+"/ && diff -r src "+filepath.Join(mnt, "rsynced"))
+		sameAttrs(t, src, filepath.Join(mnt, "rsynced"))
 		// A change on the mount goes back the other way.
 		if err := os.WriteFile(filepath.Join(mnt, "rsynced", "pkg2", "f2.go"), []byte("changed\n"), 0o644); err != nil {
 			t.Fatal(err)

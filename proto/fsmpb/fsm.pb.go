@@ -1597,6 +1597,8 @@ type CommitSlice struct {
 	// mtime_unix_nano, when not 0, is the writer's mtime; else the command's
 	// time is used.
 	MtimeUnixNano int64 `protobuf:"varint,6,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
+	// attrs, when set, apply after the write.
+	Attrs         *masterpb.AttrUpdate `protobuf:"bytes,7,opt,name=attrs,proto3" json:"attrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1671,6 +1673,13 @@ func (x *CommitSlice) GetMtimeUnixNano() int64 {
 		return x.MtimeUnixNano
 	}
 	return 0
+}
+
+func (x *CommitSlice) GetAttrs() *masterpb.AttrUpdate {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
 }
 
 // CompactChunk swaps the first refs of a chunk (exactly replaced, else
@@ -1776,6 +1785,8 @@ type WriteInline struct {
 	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
 	MtimeUnixNano int64                  `protobuf:"varint,4,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
+	// attrs, when set, apply after the write.
+	Attrs         *masterpb.AttrUpdate `protobuf:"bytes,5,opt,name=attrs,proto3" json:"attrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1836,6 +1847,13 @@ func (x *WriteInline) GetMtimeUnixNano() int64 {
 		return x.MtimeUnixNano
 	}
 	return 0
+}
+
+func (x *WriteInline) GetAttrs() *masterpb.AttrUpdate {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
 }
 
 // AckGarbage removes garbage slices whose shards GC has deleted.
@@ -2830,11 +2848,13 @@ func (x *OpenHandle) GetClientId() string {
 	return ""
 }
 
-// ReleaseHandle drops one open handle.
+// ReleaseHandle drops open handles.
 type ReleaseHandle struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Handle        uint64                 `protobuf:"varint,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Inode  uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	Handle uint64                 `protobuf:"varint,2,opt,name=handle,proto3" json:"handle,omitempty"` // 0: none, only more
+	// more are released too, those already gone skipped.
+	More          []*masterpb.HandleRef `protobuf:"bytes,3,rep,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2881,6 +2901,13 @@ func (x *ReleaseHandle) GetHandle() uint64 {
 		return x.Handle
 	}
 	return 0
+}
+
+func (x *ReleaseHandle) GetMore() []*masterpb.HandleRef {
+	if x != nil {
+		return x.More
+	}
+	return nil
 }
 
 // ExpireClient drops every open handle and lock of a client whose lease
@@ -3547,14 +3574,15 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x11expires_unix_nano\x18\x05 \x01(\x03R\x0fexpiresUnixNano\"_\n" +
 	"\fReplaceShard\x12\x19\n" +
 	"\bslice_id\x18\x01 \x01(\x04R\asliceId\x124\n" +
-	"\x05shard\x18\x02 \x01(\v2\x1e.cairn.master.v1.ShardLocationR\x05shard\"\xce\x01\n" +
+	"\x05shard\x18\x02 \x01(\v2\x1e.cairn.master.v1.ShardLocationR\x05shard\"\x81\x02\n" +
 	"\vCommitSlice\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x19\n" +
 	"\bslice_id\x18\x02 \x01(\x04R\asliceId\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x04R\x06length\x126\n" +
 	"\x06shards\x18\x05 \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\x12&\n" +
-	"\x0fmtime_unix_nano\x18\x06 \x01(\x03R\rmtimeUnixNano\"\xfc\x01\n" +
+	"\x0fmtime_unix_nano\x18\x06 \x01(\x03R\rmtimeUnixNano\x121\n" +
+	"\x05attrs\x18\a \x01(\v2\x1b.cairn.master.v1.AttrUpdateR\x05attrs\"\xfc\x01\n" +
 	"\fCompactChunk\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x14\n" +
 	"\x05chunk\x18\x02 \x01(\x04R\x05chunk\x122\n" +
@@ -3562,12 +3590,13 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\bslice_id\x18\x04 \x01(\x04R\asliceId\x12!\n" +
 	"\fchunk_offset\x18\x05 \x01(\rR\vchunkOffset\x12\x16\n" +
 	"\x06length\x18\x06 \x01(\x04R\x06length\x126\n" +
-	"\x06shards\x18\a \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\"w\n" +
+	"\x06shards\x18\a \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\"\xaa\x01\n" +
 	"\vWriteInline\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12&\n" +
-	"\x0fmtime_unix_nano\x18\x04 \x01(\x03R\rmtimeUnixNano\")\n" +
+	"\x0fmtime_unix_nano\x18\x04 \x01(\x03R\rmtimeUnixNano\x121\n" +
+	"\x05attrs\x18\x05 \x01(\v2\x1b.cairn.master.v1.AttrUpdateR\x05attrs\")\n" +
 	"\n" +
 	"AckGarbage\x12\x1b\n" +
 	"\tslice_ids\x18\x01 \x03(\x04R\bsliceIds\"y\n" +
@@ -3648,10 +3677,11 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"OpenHandle\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x1b\n" +
-	"\tclient_id\x18\x02 \x01(\tR\bclientId\"=\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\"m\n" +
 	"\rReleaseHandle\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x16\n" +
-	"\x06handle\x18\x02 \x01(\x04R\x06handle\"+\n" +
+	"\x06handle\x18\x02 \x01(\x04R\x06handle\x12.\n" +
+	"\x04more\x18\x03 \x03(\v2\x1a.cairn.master.v1.HandleRefR\x04more\"+\n" +
 	"\fExpireClient\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"O\n" +
 	"\x06Handle\x12\x1b\n" +
@@ -3747,7 +3777,9 @@ var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(masterpb.RenameRequest_Mode)(0),   // 44: cairn.master.v1.RenameRequest.Mode
 	(masterpb.SetXattrRequest_Flag)(0), // 45: cairn.master.v1.SetXattrRequest.Flag
 	(*masterpb.ShardLocation)(nil),     // 46: cairn.master.v1.ShardLocation
-	(*masterpb.Attr)(nil),              // 47: cairn.master.v1.Attr
+	(*masterpb.AttrUpdate)(nil),        // 47: cairn.master.v1.AttrUpdate
+	(*masterpb.Attr)(nil),              // 48: cairn.master.v1.Attr
+	(*masterpb.HandleRef)(nil),         // 49: cairn.master.v1.HandleRef
 }
 var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: cairn.fsm.v1.Entry.commands:type_name -> cairn.fsm.v1.Command
@@ -3787,25 +3819,28 @@ var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	46, // 34: cairn.fsm.v1.AllocateSlice.shards:type_name -> cairn.master.v1.ShardLocation
 	46, // 35: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
 	46, // 36: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
-	25, // 37: cairn.fsm.v1.CompactChunk.replaced:type_name -> cairn.fsm.v1.ChunkRef
-	46, // 38: cairn.fsm.v1.CompactChunk.shards:type_name -> cairn.master.v1.ShardLocation
-	22, // 39: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
-	43, // 40: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
-	42, // 41: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
-	25, // 42: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
-	42, // 43: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
-	46, // 44: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
-	47, // 45: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
-	29, // 46: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
-	29, // 47: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
-	35, // 48: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
-	35, // 49: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
-	46, // 50: cairn.fsm.v1.MoveShard.shard:type_name -> cairn.master.v1.ShardLocation
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	47, // 37: cairn.fsm.v1.CommitSlice.attrs:type_name -> cairn.master.v1.AttrUpdate
+	25, // 38: cairn.fsm.v1.CompactChunk.replaced:type_name -> cairn.fsm.v1.ChunkRef
+	46, // 39: cairn.fsm.v1.CompactChunk.shards:type_name -> cairn.master.v1.ShardLocation
+	47, // 40: cairn.fsm.v1.WriteInline.attrs:type_name -> cairn.master.v1.AttrUpdate
+	22, // 41: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
+	43, // 42: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
+	42, // 43: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
+	25, // 44: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
+	42, // 45: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
+	46, // 46: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
+	48, // 47: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
+	29, // 48: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
+	29, // 49: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
+	49, // 50: cairn.fsm.v1.ReleaseHandle.more:type_name -> cairn.master.v1.HandleRef
+	35, // 51: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
+	35, // 52: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
+	46, // 53: cairn.fsm.v1.MoveShard.shard:type_name -> cairn.master.v1.ShardLocation
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_proto_fsmpb_fsm_proto_init() }

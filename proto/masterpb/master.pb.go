@@ -233,7 +233,7 @@ func (x LockRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Kind.Descriptor instead.
 func (LockRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66, 0}
 }
 
 type LockRequest_Type int32
@@ -282,7 +282,7 @@ func (x LockRequest_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Type.Descriptor instead.
 func (LockRequest_Type) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64, 1}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66, 1}
 }
 
 type FsckResponse_Health int32
@@ -331,7 +331,7 @@ func (x FsckResponse_Health) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FsckResponse_Health.Descriptor instead.
 func (FsckResponse_Health) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75, 0}
 }
 
 // ErrorDetail rides in a gRPC status's details.
@@ -2876,11 +2876,16 @@ func (x *OpenResponse) GetHandle() uint64 {
 	return 0
 }
 
+// ReleaseRequest closes handle of inode, and every handle in more: a
+// client sends the handles its files closed in batches, one Raft entry
+// each. A handle in more that is already gone (its lease lapsed, or a
+// retry) is skipped; a missing primary handle is ENOENT.
 type ReleaseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	Inode         uint64                 `protobuf:"varint,2,opt,name=inode,proto3" json:"inode,omitempty"`
 	Handle        uint64                 `protobuf:"varint,3,opt,name=handle,proto3" json:"handle,omitempty"`
+	More          []*HandleRef           `protobuf:"bytes,4,rep,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2936,6 +2941,66 @@ func (x *ReleaseRequest) GetHandle() uint64 {
 	return 0
 }
 
+func (x *ReleaseRequest) GetMore() []*HandleRef {
+	if x != nil {
+		return x.More
+	}
+	return nil
+}
+
+// HandleRef names one open handle.
+type HandleRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	Handle        uint64                 `protobuf:"varint,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandleRef) Reset() {
+	*x = HandleRef{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandleRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandleRef) ProtoMessage() {}
+
+func (x *HandleRef) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandleRef.ProtoReflect.Descriptor instead.
+func (*HandleRef) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *HandleRef) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *HandleRef) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
 type ReleaseResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2944,7 +3009,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[45]
+	mi := &file_proto_masterpb_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2956,7 +3021,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[45]
+	mi := &file_proto_masterpb_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2969,7 +3034,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{45}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{46}
 }
 
 // ShardLocation is where one shard of a slice lives.
@@ -2986,7 +3051,7 @@ type ShardLocation struct {
 
 func (x *ShardLocation) Reset() {
 	*x = ShardLocation{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[46]
+	mi := &file_proto_masterpb_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3063,7 @@ func (x *ShardLocation) String() string {
 func (*ShardLocation) ProtoMessage() {}
 
 func (x *ShardLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[46]
+	mi := &file_proto_masterpb_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3076,7 @@ func (x *ShardLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardLocation.ProtoReflect.Descriptor instead.
 func (*ShardLocation) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{46}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ShardLocation) GetIndex() uint32 {
@@ -3054,7 +3119,7 @@ type AllocateSliceRequest struct {
 
 func (x *AllocateSliceRequest) Reset() {
 	*x = AllocateSliceRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[47]
+	mi := &file_proto_masterpb_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3131,7 @@ func (x *AllocateSliceRequest) String() string {
 func (*AllocateSliceRequest) ProtoMessage() {}
 
 func (x *AllocateSliceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[47]
+	mi := &file_proto_masterpb_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3144,7 @@ func (x *AllocateSliceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateSliceRequest.ProtoReflect.Descriptor instead.
 func (*AllocateSliceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{47}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AllocateSliceRequest) GetHeader() *RequestHeader {
@@ -3114,7 +3179,7 @@ type AllocateSliceResponse struct {
 
 func (x *AllocateSliceResponse) Reset() {
 	*x = AllocateSliceResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[48]
+	mi := &file_proto_masterpb_master_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3191,7 @@ func (x *AllocateSliceResponse) String() string {
 func (*AllocateSliceResponse) ProtoMessage() {}
 
 func (x *AllocateSliceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[48]
+	mi := &file_proto_masterpb_master_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3204,7 @@ func (x *AllocateSliceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateSliceResponse.ProtoReflect.Descriptor instead.
 func (*AllocateSliceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{48}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AllocateSliceResponse) GetSliceId() uint64 {
@@ -3177,7 +3242,7 @@ type ReplaceShardRequest struct {
 
 func (x *ReplaceShardRequest) Reset() {
 	*x = ReplaceShardRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[49]
+	mi := &file_proto_masterpb_master_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3254,7 @@ func (x *ReplaceShardRequest) String() string {
 func (*ReplaceShardRequest) ProtoMessage() {}
 
 func (x *ReplaceShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[49]
+	mi := &file_proto_masterpb_master_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3267,7 @@ func (x *ReplaceShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceShardRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceShardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{49}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplaceShardRequest) GetHeader() *RequestHeader {
@@ -3242,7 +3307,7 @@ type ReplaceShardResponse struct {
 
 func (x *ReplaceShardResponse) Reset() {
 	*x = ReplaceShardResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[50]
+	mi := &file_proto_masterpb_master_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3254,7 +3319,7 @@ func (x *ReplaceShardResponse) String() string {
 func (*ReplaceShardResponse) ProtoMessage() {}
 
 func (x *ReplaceShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[50]
+	mi := &file_proto_masterpb_master_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3267,7 +3332,7 @@ func (x *ReplaceShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceShardResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceShardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{50}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplaceShardResponse) GetShard() *ShardLocation {
@@ -3289,13 +3354,16 @@ type CommitSliceRequest struct {
 	Shards []*ShardLocation `protobuf:"bytes,6,rep,name=shards,proto3" json:"shards,omitempty"`
 	// mtime stamped by the writer.
 	MtimeUnixNano int64 `protobuf:"varint,7,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
+	// attrs, when set, change the file's attributes after the write, in the
+	// same commit (see AttrUpdate).
+	Attrs         *AttrUpdate `protobuf:"bytes,8,opt,name=attrs,proto3" json:"attrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommitSliceRequest) Reset() {
 	*x = CommitSliceRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[51]
+	mi := &file_proto_masterpb_master_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +3375,7 @@ func (x *CommitSliceRequest) String() string {
 func (*CommitSliceRequest) ProtoMessage() {}
 
 func (x *CommitSliceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[51]
+	mi := &file_proto_masterpb_master_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +3388,7 @@ func (x *CommitSliceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSliceRequest.ProtoReflect.Descriptor instead.
 func (*CommitSliceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{51}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CommitSliceRequest) GetHeader() *RequestHeader {
@@ -3372,6 +3440,13 @@ func (x *CommitSliceRequest) GetMtimeUnixNano() int64 {
 	return 0
 }
 
+func (x *CommitSliceRequest) GetAttrs() *AttrUpdate {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
 type CommitSliceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
@@ -3381,7 +3456,7 @@ type CommitSliceResponse struct {
 
 func (x *CommitSliceResponse) Reset() {
 	*x = CommitSliceResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[52]
+	mi := &file_proto_masterpb_master_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3393,7 +3468,7 @@ func (x *CommitSliceResponse) String() string {
 func (*CommitSliceResponse) ProtoMessage() {}
 
 func (x *CommitSliceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[52]
+	mi := &file_proto_masterpb_master_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3406,7 +3481,7 @@ func (x *CommitSliceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSliceResponse.ProtoReflect.Descriptor instead.
 func (*CommitSliceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{52}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CommitSliceResponse) GetAttr() *Attr {
@@ -3430,13 +3505,16 @@ type WriteInlineRequest struct {
 	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	MtimeUnixNano int64                  `protobuf:"varint,5,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
+	// attrs, when set, change the file's attributes after the write, in the
+	// same commit (see AttrUpdate).
+	Attrs         *AttrUpdate `protobuf:"bytes,6,opt,name=attrs,proto3" json:"attrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WriteInlineRequest) Reset() {
 	*x = WriteInlineRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	mi := &file_proto_masterpb_master_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +3526,7 @@ func (x *WriteInlineRequest) String() string {
 func (*WriteInlineRequest) ProtoMessage() {}
 
 func (x *WriteInlineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	mi := &file_proto_masterpb_master_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +3539,7 @@ func (x *WriteInlineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteInlineRequest.ProtoReflect.Descriptor instead.
 func (*WriteInlineRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{53}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *WriteInlineRequest) GetHeader() *RequestHeader {
@@ -3499,6 +3577,13 @@ func (x *WriteInlineRequest) GetMtimeUnixNano() int64 {
 	return 0
 }
 
+func (x *WriteInlineRequest) GetAttrs() *AttrUpdate {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
 type WriteInlineResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
@@ -3508,7 +3593,7 @@ type WriteInlineResponse struct {
 
 func (x *WriteInlineResponse) Reset() {
 	*x = WriteInlineResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	mi := &file_proto_masterpb_master_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +3605,7 @@ func (x *WriteInlineResponse) String() string {
 func (*WriteInlineResponse) ProtoMessage() {}
 
 func (x *WriteInlineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	mi := &file_proto_masterpb_master_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +3618,7 @@ func (x *WriteInlineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteInlineResponse.ProtoReflect.Descriptor instead.
 func (*WriteInlineResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{54}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *WriteInlineResponse) GetAttr() *Attr {
@@ -3541,6 +3626,89 @@ func (x *WriteInlineResponse) GetAttr() *Attr {
 		return x.Attr
 	}
 	return nil
+}
+
+// AttrUpdate is a chmod, chown or utimes made while the writer still
+// buffered bytes written before it (tar, cp -p and rsync set a file's
+// owner, mode and times through the open descriptor before closing it).
+// It rides with the commit of those bytes: one Raft commit instead of
+// several, the file never visible with its data but not its mode, and an
+// explicit mtime is not overwritten by the write's. The master checks it
+// with the request's credentials as it checks SetAttr.
+type AttrUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          *uint32                `protobuf:"varint,1,opt,name=mode,proto3,oneof" json:"mode,omitempty"`
+	Uid           *uint32                `protobuf:"varint,2,opt,name=uid,proto3,oneof" json:"uid,omitempty"`
+	Gid           *uint32                `protobuf:"varint,3,opt,name=gid,proto3,oneof" json:"gid,omitempty"`
+	AtimeUnixNano *int64                 `protobuf:"varint,4,opt,name=atime_unix_nano,json=atimeUnixNano,proto3,oneof" json:"atime_unix_nano,omitempty"`
+	MtimeUnixNano *int64                 `protobuf:"varint,5,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3,oneof" json:"mtime_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttrUpdate) Reset() {
+	*x = AttrUpdate{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttrUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttrUpdate) ProtoMessage() {}
+
+func (x *AttrUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttrUpdate.ProtoReflect.Descriptor instead.
+func (*AttrUpdate) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *AttrUpdate) GetMode() uint32 {
+	if x != nil && x.Mode != nil {
+		return *x.Mode
+	}
+	return 0
+}
+
+func (x *AttrUpdate) GetUid() uint32 {
+	if x != nil && x.Uid != nil {
+		return *x.Uid
+	}
+	return 0
+}
+
+func (x *AttrUpdate) GetGid() uint32 {
+	if x != nil && x.Gid != nil {
+		return *x.Gid
+	}
+	return 0
+}
+
+func (x *AttrUpdate) GetAtimeUnixNano() int64 {
+	if x != nil && x.AtimeUnixNano != nil {
+		return *x.AtimeUnixNano
+	}
+	return 0
+}
+
+func (x *AttrUpdate) GetMtimeUnixNano() int64 {
+	if x != nil && x.MtimeUnixNano != nil {
+		return *x.MtimeUnixNano
+	}
+	return 0
 }
 
 // SliceRef is one committed slice as a file sees it: the bytes
@@ -3561,7 +3729,7 @@ type SliceRef struct {
 
 func (x *SliceRef) Reset() {
 	*x = SliceRef{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[55]
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3573,7 +3741,7 @@ func (x *SliceRef) String() string {
 func (*SliceRef) ProtoMessage() {}
 
 func (x *SliceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[55]
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3586,7 +3754,7 @@ func (x *SliceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SliceRef.ProtoReflect.Descriptor instead.
 func (*SliceRef) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{55}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SliceRef) GetSliceId() uint64 {
@@ -3650,7 +3818,7 @@ type GetLayoutRequest struct {
 
 func (x *GetLayoutRequest) Reset() {
 	*x = GetLayoutRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3662,7 +3830,7 @@ func (x *GetLayoutRequest) String() string {
 func (*GetLayoutRequest) ProtoMessage() {}
 
 func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3675,7 +3843,7 @@ func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutRequest.ProtoReflect.Descriptor instead.
 func (*GetLayoutRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetLayoutRequest) GetInode() uint64 {
@@ -3713,7 +3881,7 @@ type GetLayoutResponse struct {
 
 func (x *GetLayoutResponse) Reset() {
 	*x = GetLayoutResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3725,7 +3893,7 @@ func (x *GetLayoutResponse) String() string {
 func (*GetLayoutResponse) ProtoMessage() {}
 
 func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3738,7 +3906,7 @@ func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutResponse.ProtoReflect.Descriptor instead.
 func (*GetLayoutResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetLayoutResponse) GetAttr() *Attr {
@@ -3775,7 +3943,7 @@ type NextCompactionRequest struct {
 
 func (x *NextCompactionRequest) Reset() {
 	*x = NextCompactionRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3787,7 +3955,7 @@ func (x *NextCompactionRequest) String() string {
 func (*NextCompactionRequest) ProtoMessage() {}
 
 func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3800,7 +3968,7 @@ func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextCompactionRequest.ProtoReflect.Descriptor instead.
 func (*NextCompactionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *NextCompactionRequest) GetClientId() string {
@@ -3826,7 +3994,7 @@ type NextCompactionResponse struct {
 
 func (x *NextCompactionResponse) Reset() {
 	*x = NextCompactionResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3838,7 +4006,7 @@ func (x *NextCompactionResponse) String() string {
 func (*NextCompactionResponse) ProtoMessage() {}
 
 func (x *NextCompactionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3851,7 +4019,7 @@ func (x *NextCompactionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextCompactionResponse.ProtoReflect.Descriptor instead.
 func (*NextCompactionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *NextCompactionResponse) GetFound() bool {
@@ -3909,7 +4077,7 @@ type CompactChunkRequest struct {
 
 func (x *CompactChunkRequest) Reset() {
 	*x = CompactChunkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3921,7 +4089,7 @@ func (x *CompactChunkRequest) String() string {
 func (*CompactChunkRequest) ProtoMessage() {}
 
 func (x *CompactChunkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3934,7 +4102,7 @@ func (x *CompactChunkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactChunkRequest.ProtoReflect.Descriptor instead.
 func (*CompactChunkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CompactChunkRequest) GetHeader() *RequestHeader {
@@ -4002,7 +4170,7 @@ type CompactChunkResponse struct {
 
 func (x *CompactChunkResponse) Reset() {
 	*x = CompactChunkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4014,7 +4182,7 @@ func (x *CompactChunkResponse) String() string {
 func (*CompactChunkResponse) ProtoMessage() {}
 
 func (x *CompactChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4027,7 +4195,7 @@ func (x *CompactChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactChunkResponse.ProtoReflect.Descriptor instead.
 func (*CompactChunkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CompactChunkResponse) GetAttr() *Attr {
@@ -4049,7 +4217,7 @@ type ReportBadShardRequest struct {
 
 func (x *ReportBadShardRequest) Reset() {
 	*x = ReportBadShardRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4061,7 +4229,7 @@ func (x *ReportBadShardRequest) String() string {
 func (*ReportBadShardRequest) ProtoMessage() {}
 
 func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4074,7 +4242,7 @@ func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardRequest.ProtoReflect.Descriptor instead.
 func (*ReportBadShardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ReportBadShardRequest) GetSliceId() uint64 {
@@ -4113,7 +4281,7 @@ type ReportBadShardResponse struct {
 
 func (x *ReportBadShardResponse) Reset() {
 	*x = ReportBadShardResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4125,7 +4293,7 @@ func (x *ReportBadShardResponse) String() string {
 func (*ReportBadShardResponse) ProtoMessage() {}
 
 func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4138,7 +4306,7 @@ func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardResponse.ProtoReflect.Descriptor instead.
 func (*ReportBadShardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
 }
 
 type LockRequest struct {
@@ -4158,7 +4326,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4170,7 +4338,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4183,7 +4351,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *LockRequest) GetHeader() *RequestHeader {
@@ -4260,7 +4428,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4272,7 +4440,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4285,7 +4453,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LockResponse) GetGranted() bool {
@@ -4311,7 +4479,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4491,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4504,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *KeepAliveRequest) GetClientId() string {
@@ -4355,7 +4523,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4367,7 +4535,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4380,7 +4548,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *KeepAliveResponse) GetLeaseUnixNano() int64 {
@@ -4403,7 +4571,7 @@ type MasterInfo struct {
 
 func (x *MasterInfo) Reset() {
 	*x = MasterInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4415,7 +4583,7 @@ func (x *MasterInfo) String() string {
 func (*MasterInfo) ProtoMessage() {}
 
 func (x *MasterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4428,7 +4596,7 @@ func (x *MasterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterInfo.ProtoReflect.Descriptor instead.
 func (*MasterInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *MasterInfo) GetId() string {
@@ -4481,7 +4649,7 @@ type ChunkserverInfo struct {
 
 func (x *ChunkserverInfo) Reset() {
 	*x = ChunkserverInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4493,7 +4661,7 @@ func (x *ChunkserverInfo) String() string {
 func (*ChunkserverInfo) ProtoMessage() {}
 
 func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4506,7 +4674,7 @@ func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkserverInfo.ProtoReflect.Descriptor instead.
 func (*ChunkserverInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ChunkserverInfo) GetId() string {
@@ -4566,7 +4734,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4578,7 +4746,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4591,7 +4759,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
 }
 
 type StatusResponse struct {
@@ -4611,7 +4779,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4623,7 +4791,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4636,7 +4804,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *StatusResponse) GetMasters() []*MasterInfo {
@@ -4697,7 +4865,7 @@ type FsckRequest struct {
 
 func (x *FsckRequest) Reset() {
 	*x = FsckRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4709,7 +4877,7 @@ func (x *FsckRequest) String() string {
 func (*FsckRequest) ProtoMessage() {}
 
 func (x *FsckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4722,7 +4890,7 @@ func (x *FsckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
 func (*FsckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *FsckRequest) GetPath() string {
@@ -4749,7 +4917,7 @@ type FsckResponse struct {
 
 func (x *FsckResponse) Reset() {
 	*x = FsckResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4761,7 +4929,7 @@ func (x *FsckResponse) String() string {
 func (*FsckResponse) ProtoMessage() {}
 
 func (x *FsckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4774,7 +4942,7 @@ func (x *FsckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
 func (*FsckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *FsckResponse) GetPath() string {
@@ -4825,7 +4993,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4837,7 +5005,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4850,7 +5018,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *RegisterRequest) GetId() string {
@@ -4898,7 +5066,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4910,7 +5078,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4923,7 +5091,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *RegisterResponse) GetHeartbeatIntervalMs() uint32 {
@@ -4947,7 +5115,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4959,7 +5127,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4972,7 +5140,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *HeartbeatRequest) GetId() string {
@@ -5032,7 +5200,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5044,7 +5212,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5057,7 +5225,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *Order) GetId() uint64 {
@@ -5120,7 +5288,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5132,7 +5300,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5145,7 +5313,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *HeartbeatResponse) GetOrders() []*Order {
@@ -5173,7 +5341,7 @@ type FullReportRequest struct {
 
 func (x *FullReportRequest) Reset() {
 	*x = FullReportRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5185,7 +5353,7 @@ func (x *FullReportRequest) String() string {
 func (*FullReportRequest) ProtoMessage() {}
 
 func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5198,7 +5366,7 @@ func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportRequest.ProtoReflect.Descriptor instead.
 func (*FullReportRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *FullReportRequest) GetId() string {
@@ -5230,7 +5398,7 @@ type FullReportResponse struct {
 
 func (x *FullReportResponse) Reset() {
 	*x = FullReportResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5242,7 +5410,7 @@ func (x *FullReportResponse) String() string {
 func (*FullReportResponse) ProtoMessage() {}
 
 func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5255,7 +5423,7 @@ func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportResponse.ProtoReflect.Descriptor instead.
 func (*FullReportResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
 }
 
 type ReportCorruptRequest struct {
@@ -5268,7 +5436,7 @@ type ReportCorruptRequest struct {
 
 func (x *ReportCorruptRequest) Reset() {
 	*x = ReportCorruptRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5280,7 +5448,7 @@ func (x *ReportCorruptRequest) String() string {
 func (*ReportCorruptRequest) ProtoMessage() {}
 
 func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5293,7 +5461,7 @@ func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptRequest.ProtoReflect.Descriptor instead.
 func (*ReportCorruptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ReportCorruptRequest) GetId() string {
@@ -5318,7 +5486,7 @@ type ReportCorruptResponse struct {
 
 func (x *ReportCorruptResponse) Reset() {
 	*x = ReportCorruptResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5330,7 +5498,7 @@ func (x *ReportCorruptResponse) String() string {
 func (*ReportCorruptResponse) ProtoMessage() {}
 
 func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5343,7 +5511,7 @@ func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptResponse.ProtoReflect.Descriptor instead.
 func (*ReportCorruptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
 }
 
 type OrderDoneRequest struct {
@@ -5357,7 +5525,7 @@ type OrderDoneRequest struct {
 
 func (x *OrderDoneRequest) Reset() {
 	*x = OrderDoneRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5369,7 +5537,7 @@ func (x *OrderDoneRequest) String() string {
 func (*OrderDoneRequest) ProtoMessage() {}
 
 func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5382,7 +5550,7 @@ func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneRequest.ProtoReflect.Descriptor instead.
 func (*OrderDoneRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *OrderDoneRequest) GetId() string {
@@ -5414,7 +5582,7 @@ type OrderDoneResponse struct {
 
 func (x *OrderDoneResponse) Reset() {
 	*x = OrderDoneResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5426,7 +5594,7 @@ func (x *OrderDoneResponse) String() string {
 func (*OrderDoneResponse) ProtoMessage() {}
 
 func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5439,7 +5607,7 @@ func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneResponse.ProtoReflect.Descriptor instead.
 func (*OrderDoneResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
 }
 
 // AddMasterRequest adds a master to the Raft group. address is its Raft
@@ -5457,7 +5625,7 @@ type AddMasterRequest struct {
 
 func (x *AddMasterRequest) Reset() {
 	*x = AddMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5469,7 +5637,7 @@ func (x *AddMasterRequest) String() string {
 func (*AddMasterRequest) ProtoMessage() {}
 
 func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5482,7 +5650,7 @@ func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterRequest.ProtoReflect.Descriptor instead.
 func (*AddMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *AddMasterRequest) GetId() string {
@@ -5514,7 +5682,7 @@ type AddMasterResponse struct {
 
 func (x *AddMasterResponse) Reset() {
 	*x = AddMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5526,7 +5694,7 @@ func (x *AddMasterResponse) String() string {
 func (*AddMasterResponse) ProtoMessage() {}
 
 func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5539,7 +5707,7 @@ func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterResponse.ProtoReflect.Descriptor instead.
 func (*AddMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{88}
 }
 
 type RemoveMasterRequest struct {
@@ -5551,7 +5719,7 @@ type RemoveMasterRequest struct {
 
 func (x *RemoveMasterRequest) Reset() {
 	*x = RemoveMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5563,7 +5731,7 @@ func (x *RemoveMasterRequest) String() string {
 func (*RemoveMasterRequest) ProtoMessage() {}
 
 func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5576,7 +5744,7 @@ func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{87}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *RemoveMasterRequest) GetId() string {
@@ -5594,7 +5762,7 @@ type RemoveMasterResponse struct {
 
 func (x *RemoveMasterResponse) Reset() {
 	*x = RemoveMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[88]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5606,7 +5774,7 @@ func (x *RemoveMasterResponse) String() string {
 func (*RemoveMasterResponse) ProtoMessage() {}
 
 func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[88]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5619,7 +5787,7 @@ func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{88}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{90}
 }
 
 type DrainRequest struct {
@@ -5631,7 +5799,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[89]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5643,7 +5811,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[89]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5656,7 +5824,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{89}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *DrainRequest) GetChunkserverId() string {
@@ -5674,7 +5842,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[90]
+	mi := &file_proto_masterpb_master_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5686,7 +5854,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[90]
+	mi := &file_proto_masterpb_master_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5699,7 +5867,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{90}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{92}
 }
 
 type UndrainRequest struct {
@@ -5711,7 +5879,7 @@ type UndrainRequest struct {
 
 func (x *UndrainRequest) Reset() {
 	*x = UndrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[91]
+	mi := &file_proto_masterpb_master_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5723,7 +5891,7 @@ func (x *UndrainRequest) String() string {
 func (*UndrainRequest) ProtoMessage() {}
 
 func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[91]
+	mi := &file_proto_masterpb_master_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5736,7 +5904,7 @@ func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainRequest.ProtoReflect.Descriptor instead.
 func (*UndrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{91}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *UndrainRequest) GetChunkserverId() string {
@@ -5754,7 +5922,7 @@ type UndrainResponse struct {
 
 func (x *UndrainResponse) Reset() {
 	*x = UndrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[92]
+	mi := &file_proto_masterpb_master_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5766,7 +5934,7 @@ func (x *UndrainResponse) String() string {
 func (*UndrainResponse) ProtoMessage() {}
 
 func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[92]
+	mi := &file_proto_masterpb_master_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5779,7 +5947,7 @@ func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainResponse.ProtoReflect.Descriptor instead.
 func (*UndrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{92}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{94}
 }
 
 type ConcatRequest_Source struct {
@@ -5792,7 +5960,7 @@ type ConcatRequest_Source struct {
 
 func (x *ConcatRequest_Source) Reset() {
 	*x = ConcatRequest_Source{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[93]
+	mi := &file_proto_masterpb_master_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5804,7 +5972,7 @@ func (x *ConcatRequest_Source) String() string {
 func (*ConcatRequest_Source) ProtoMessage() {}
 
 func (x *ConcatRequest_Source) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[93]
+	mi := &file_proto_masterpb_master_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6028,11 +6196,15 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\"Q\n" +
 	"\fOpenResponse\x12)\n" +
 	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12\x16\n" +
-	"\x06handle\x18\x02 \x01(\x04R\x06handle\"v\n" +
+	"\x06handle\x18\x02 \x01(\x04R\x06handle\"\xa6\x01\n" +
 	"\x0eReleaseRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x16\n" +
-	"\x06handle\x18\x03 \x01(\x04R\x06handle\"\x11\n" +
+	"\x06handle\x18\x03 \x01(\x04R\x06handle\x12.\n" +
+	"\x04more\x18\x04 \x03(\v2\x1a.cairn.master.v1.HandleRefR\x04more\"9\n" +
+	"\tHandleRef\x12\x14\n" +
+	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x16\n" +
+	"\x06handle\x18\x02 \x01(\x04R\x06handle\"\x11\n" +
 	"\x0fReleaseResponse\"\x93\x01\n" +
 	"\rShardLocation\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12%\n" +
@@ -6053,7 +6225,7 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x05index\x18\x03 \x01(\rR\x05index\x121\n" +
 	"\x14exclude_chunkservers\x18\x04 \x03(\tR\x13excludeChunkservers\"L\n" +
 	"\x14ReplaceShardResponse\x124\n" +
-	"\x05shard\x18\x01 \x01(\v2\x1e.cairn.master.v1.ShardLocationR\x05shard\"\x8d\x02\n" +
+	"\x05shard\x18\x01 \x01(\v2\x1e.cairn.master.v1.ShardLocationR\x05shard\"\xc0\x02\n" +
 	"\x12CommitSliceRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x19\n" +
@@ -6061,17 +6233,31 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x06offset\x18\x04 \x01(\x04R\x06offset\x12\x16\n" +
 	"\x06length\x18\x05 \x01(\x04R\x06length\x126\n" +
 	"\x06shards\x18\x06 \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\x12&\n" +
-	"\x0fmtime_unix_nano\x18\a \x01(\x03R\rmtimeUnixNano\"@\n" +
+	"\x0fmtime_unix_nano\x18\a \x01(\x03R\rmtimeUnixNano\x121\n" +
+	"\x05attrs\x18\b \x01(\v2\x1b.cairn.master.v1.AttrUpdateR\x05attrs\"@\n" +
 	"\x13CommitSliceResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xb6\x01\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xe9\x01\n" +
 	"\x12WriteInlineRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12&\n" +
-	"\x0fmtime_unix_nano\x18\x05 \x01(\x03R\rmtimeUnixNano\"@\n" +
+	"\x0fmtime_unix_nano\x18\x05 \x01(\x03R\rmtimeUnixNano\x121\n" +
+	"\x05attrs\x18\x06 \x01(\v2\x1b.cairn.master.v1.AttrUpdateR\x05attrs\"@\n" +
 	"\x13WriteInlineResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\x8c\x02\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xee\x01\n" +
+	"\n" +
+	"AttrUpdate\x12\x17\n" +
+	"\x04mode\x18\x01 \x01(\rH\x00R\x04mode\x88\x01\x01\x12\x15\n" +
+	"\x03uid\x18\x02 \x01(\rH\x01R\x03uid\x88\x01\x01\x12\x15\n" +
+	"\x03gid\x18\x03 \x01(\rH\x02R\x03gid\x88\x01\x01\x12+\n" +
+	"\x0fatime_unix_nano\x18\x04 \x01(\x03H\x03R\ratimeUnixNano\x88\x01\x01\x12+\n" +
+	"\x0fmtime_unix_nano\x18\x05 \x01(\x03H\x04R\rmtimeUnixNano\x88\x01\x01B\a\n" +
+	"\x05_modeB\x06\n" +
+	"\x04_uidB\x06\n" +
+	"\x04_gidB\x12\n" +
+	"\x10_atime_unix_nanoB\x12\n" +
+	"\x10_mtime_unix_nano\"\x8c\x02\n" +
 	"\bSliceRef\x12\x19\n" +
 	"\bslice_id\x18\x01 \x01(\x04R\asliceId\x12\x1f\n" +
 	"\vfile_offset\x18\x02 \x01(\x04R\n" +
@@ -6301,7 +6487,7 @@ func file_proto_masterpb_master_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_masterpb_master_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 96)
 var file_proto_masterpb_master_proto_goTypes = []any{
 	(FileType)(0),                           // 0: cairn.master.v1.FileType
 	(RenameRequest_Mode)(0),                 // 1: cairn.master.v1.RenameRequest.Mode
@@ -6354,61 +6540,63 @@ var file_proto_masterpb_master_proto_goTypes = []any{
 	(*OpenRequest)(nil),                     // 48: cairn.master.v1.OpenRequest
 	(*OpenResponse)(nil),                    // 49: cairn.master.v1.OpenResponse
 	(*ReleaseRequest)(nil),                  // 50: cairn.master.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),                 // 51: cairn.master.v1.ReleaseResponse
-	(*ShardLocation)(nil),                   // 52: cairn.master.v1.ShardLocation
-	(*AllocateSliceRequest)(nil),            // 53: cairn.master.v1.AllocateSliceRequest
-	(*AllocateSliceResponse)(nil),           // 54: cairn.master.v1.AllocateSliceResponse
-	(*ReplaceShardRequest)(nil),             // 55: cairn.master.v1.ReplaceShardRequest
-	(*ReplaceShardResponse)(nil),            // 56: cairn.master.v1.ReplaceShardResponse
-	(*CommitSliceRequest)(nil),              // 57: cairn.master.v1.CommitSliceRequest
-	(*CommitSliceResponse)(nil),             // 58: cairn.master.v1.CommitSliceResponse
-	(*WriteInlineRequest)(nil),              // 59: cairn.master.v1.WriteInlineRequest
-	(*WriteInlineResponse)(nil),             // 60: cairn.master.v1.WriteInlineResponse
-	(*SliceRef)(nil),                        // 61: cairn.master.v1.SliceRef
-	(*GetLayoutRequest)(nil),                // 62: cairn.master.v1.GetLayoutRequest
-	(*GetLayoutResponse)(nil),               // 63: cairn.master.v1.GetLayoutResponse
-	(*NextCompactionRequest)(nil),           // 64: cairn.master.v1.NextCompactionRequest
-	(*NextCompactionResponse)(nil),          // 65: cairn.master.v1.NextCompactionResponse
-	(*CompactChunkRequest)(nil),             // 66: cairn.master.v1.CompactChunkRequest
-	(*CompactChunkResponse)(nil),            // 67: cairn.master.v1.CompactChunkResponse
-	(*ReportBadShardRequest)(nil),           // 68: cairn.master.v1.ReportBadShardRequest
-	(*ReportBadShardResponse)(nil),          // 69: cairn.master.v1.ReportBadShardResponse
-	(*LockRequest)(nil),                     // 70: cairn.master.v1.LockRequest
-	(*LockResponse)(nil),                    // 71: cairn.master.v1.LockResponse
-	(*KeepAliveRequest)(nil),                // 72: cairn.master.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),               // 73: cairn.master.v1.KeepAliveResponse
-	(*MasterInfo)(nil),                      // 74: cairn.master.v1.MasterInfo
-	(*ChunkserverInfo)(nil),                 // 75: cairn.master.v1.ChunkserverInfo
-	(*StatusRequest)(nil),                   // 76: cairn.master.v1.StatusRequest
-	(*StatusResponse)(nil),                  // 77: cairn.master.v1.StatusResponse
-	(*FsckRequest)(nil),                     // 78: cairn.master.v1.FsckRequest
-	(*FsckResponse)(nil),                    // 79: cairn.master.v1.FsckResponse
-	(*RegisterRequest)(nil),                 // 80: cairn.master.v1.RegisterRequest
-	(*RegisterResponse)(nil),                // 81: cairn.master.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),                // 82: cairn.master.v1.HeartbeatRequest
-	(*Order)(nil),                           // 83: cairn.master.v1.Order
-	(*HeartbeatResponse)(nil),               // 84: cairn.master.v1.HeartbeatResponse
-	(*FullReportRequest)(nil),               // 85: cairn.master.v1.FullReportRequest
-	(*FullReportResponse)(nil),              // 86: cairn.master.v1.FullReportResponse
-	(*ReportCorruptRequest)(nil),            // 87: cairn.master.v1.ReportCorruptRequest
-	(*ReportCorruptResponse)(nil),           // 88: cairn.master.v1.ReportCorruptResponse
-	(*OrderDoneRequest)(nil),                // 89: cairn.master.v1.OrderDoneRequest
-	(*OrderDoneResponse)(nil),               // 90: cairn.master.v1.OrderDoneResponse
-	(*AddMasterRequest)(nil),                // 91: cairn.master.v1.AddMasterRequest
-	(*AddMasterResponse)(nil),               // 92: cairn.master.v1.AddMasterResponse
-	(*RemoveMasterRequest)(nil),             // 93: cairn.master.v1.RemoveMasterRequest
-	(*RemoveMasterResponse)(nil),            // 94: cairn.master.v1.RemoveMasterResponse
-	(*DrainRequest)(nil),                    // 95: cairn.master.v1.DrainRequest
-	(*DrainResponse)(nil),                   // 96: cairn.master.v1.DrainResponse
-	(*UndrainRequest)(nil),                  // 97: cairn.master.v1.UndrainRequest
-	(*UndrainResponse)(nil),                 // 98: cairn.master.v1.UndrainResponse
-	(*ConcatRequest_Source)(nil),            // 99: cairn.master.v1.ConcatRequest.Source
-	(*chunkpb.Layout)(nil),                  // 100: cairn.chunk.v1.Layout
-	(*chunkpb.Token)(nil),                   // 101: cairn.chunk.v1.Token
-	(*chunkpb.ShardID)(nil),                 // 102: cairn.chunk.v1.ShardID
-	(*chunkpb.ReconstructShardRequest)(nil), // 103: cairn.chunk.v1.ReconstructShardRequest
-	(*chunkpb.DeleteShardRequest)(nil),      // 104: cairn.chunk.v1.DeleteShardRequest
-	(*chunkpb.ShardInfo)(nil),               // 105: cairn.chunk.v1.ShardInfo
+	(*HandleRef)(nil),                       // 51: cairn.master.v1.HandleRef
+	(*ReleaseResponse)(nil),                 // 52: cairn.master.v1.ReleaseResponse
+	(*ShardLocation)(nil),                   // 53: cairn.master.v1.ShardLocation
+	(*AllocateSliceRequest)(nil),            // 54: cairn.master.v1.AllocateSliceRequest
+	(*AllocateSliceResponse)(nil),           // 55: cairn.master.v1.AllocateSliceResponse
+	(*ReplaceShardRequest)(nil),             // 56: cairn.master.v1.ReplaceShardRequest
+	(*ReplaceShardResponse)(nil),            // 57: cairn.master.v1.ReplaceShardResponse
+	(*CommitSliceRequest)(nil),              // 58: cairn.master.v1.CommitSliceRequest
+	(*CommitSliceResponse)(nil),             // 59: cairn.master.v1.CommitSliceResponse
+	(*WriteInlineRequest)(nil),              // 60: cairn.master.v1.WriteInlineRequest
+	(*WriteInlineResponse)(nil),             // 61: cairn.master.v1.WriteInlineResponse
+	(*AttrUpdate)(nil),                      // 62: cairn.master.v1.AttrUpdate
+	(*SliceRef)(nil),                        // 63: cairn.master.v1.SliceRef
+	(*GetLayoutRequest)(nil),                // 64: cairn.master.v1.GetLayoutRequest
+	(*GetLayoutResponse)(nil),               // 65: cairn.master.v1.GetLayoutResponse
+	(*NextCompactionRequest)(nil),           // 66: cairn.master.v1.NextCompactionRequest
+	(*NextCompactionResponse)(nil),          // 67: cairn.master.v1.NextCompactionResponse
+	(*CompactChunkRequest)(nil),             // 68: cairn.master.v1.CompactChunkRequest
+	(*CompactChunkResponse)(nil),            // 69: cairn.master.v1.CompactChunkResponse
+	(*ReportBadShardRequest)(nil),           // 70: cairn.master.v1.ReportBadShardRequest
+	(*ReportBadShardResponse)(nil),          // 71: cairn.master.v1.ReportBadShardResponse
+	(*LockRequest)(nil),                     // 72: cairn.master.v1.LockRequest
+	(*LockResponse)(nil),                    // 73: cairn.master.v1.LockResponse
+	(*KeepAliveRequest)(nil),                // 74: cairn.master.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),               // 75: cairn.master.v1.KeepAliveResponse
+	(*MasterInfo)(nil),                      // 76: cairn.master.v1.MasterInfo
+	(*ChunkserverInfo)(nil),                 // 77: cairn.master.v1.ChunkserverInfo
+	(*StatusRequest)(nil),                   // 78: cairn.master.v1.StatusRequest
+	(*StatusResponse)(nil),                  // 79: cairn.master.v1.StatusResponse
+	(*FsckRequest)(nil),                     // 80: cairn.master.v1.FsckRequest
+	(*FsckResponse)(nil),                    // 81: cairn.master.v1.FsckResponse
+	(*RegisterRequest)(nil),                 // 82: cairn.master.v1.RegisterRequest
+	(*RegisterResponse)(nil),                // 83: cairn.master.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),                // 84: cairn.master.v1.HeartbeatRequest
+	(*Order)(nil),                           // 85: cairn.master.v1.Order
+	(*HeartbeatResponse)(nil),               // 86: cairn.master.v1.HeartbeatResponse
+	(*FullReportRequest)(nil),               // 87: cairn.master.v1.FullReportRequest
+	(*FullReportResponse)(nil),              // 88: cairn.master.v1.FullReportResponse
+	(*ReportCorruptRequest)(nil),            // 89: cairn.master.v1.ReportCorruptRequest
+	(*ReportCorruptResponse)(nil),           // 90: cairn.master.v1.ReportCorruptResponse
+	(*OrderDoneRequest)(nil),                // 91: cairn.master.v1.OrderDoneRequest
+	(*OrderDoneResponse)(nil),               // 92: cairn.master.v1.OrderDoneResponse
+	(*AddMasterRequest)(nil),                // 93: cairn.master.v1.AddMasterRequest
+	(*AddMasterResponse)(nil),               // 94: cairn.master.v1.AddMasterResponse
+	(*RemoveMasterRequest)(nil),             // 95: cairn.master.v1.RemoveMasterRequest
+	(*RemoveMasterResponse)(nil),            // 96: cairn.master.v1.RemoveMasterResponse
+	(*DrainRequest)(nil),                    // 97: cairn.master.v1.DrainRequest
+	(*DrainResponse)(nil),                   // 98: cairn.master.v1.DrainResponse
+	(*UndrainRequest)(nil),                  // 99: cairn.master.v1.UndrainRequest
+	(*UndrainResponse)(nil),                 // 100: cairn.master.v1.UndrainResponse
+	(*ConcatRequest_Source)(nil),            // 101: cairn.master.v1.ConcatRequest.Source
+	(*chunkpb.Layout)(nil),                  // 102: cairn.chunk.v1.Layout
+	(*chunkpb.Token)(nil),                   // 103: cairn.chunk.v1.Token
+	(*chunkpb.ShardID)(nil),                 // 104: cairn.chunk.v1.ShardID
+	(*chunkpb.ReconstructShardRequest)(nil), // 105: cairn.chunk.v1.ReconstructShardRequest
+	(*chunkpb.DeleteShardRequest)(nil),      // 106: cairn.chunk.v1.DeleteShardRequest
+	(*chunkpb.ShardInfo)(nil),               // 107: cairn.chunk.v1.ShardInfo
 }
 var file_proto_masterpb_master_proto_depIdxs = []int32{
 	0,   // 0: cairn.master.v1.Attr.type:type_name -> cairn.master.v1.FileType
@@ -6417,7 +6605,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 3: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 4: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 5: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	100, // 6: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
+	102, // 6: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
 	8,   // 7: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 8: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 9: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
@@ -6427,7 +6615,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 13: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
 	7,   // 14: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
 	7,   // 15: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
-	99,  // 16: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
+	101, // 16: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
 	8,   // 17: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 18: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
 	1,   // 19: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
@@ -6444,128 +6632,131 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 30: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 31: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 32: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
-	101, // 33: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
-	7,   // 34: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	100, // 35: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
-	52,  // 36: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
-	7,   // 37: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
-	52,  // 38: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
-	7,   // 39: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	52,  // 40: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 41: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 42: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 43: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
-	100, // 44: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
-	52,  // 45: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 46: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
-	61,  // 47: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
-	7,   // 48: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	61,  // 49: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
-	52,  // 50: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 51: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 52: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
-	3,   // 53: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
-	4,   // 54: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
-	70,  // 55: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
-	74,  // 56: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
-	75,  // 57: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
-	5,   // 58: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
-	102, // 59: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
-	102, // 60: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
-	103, // 61: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
-	104, // 62: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
-	83,  // 63: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
-	105, // 64: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
-	102, // 65: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
-	9,   // 66: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
-	11,  // 67: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
-	13,  // 68: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
-	15,  // 69: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
-	17,  // 70: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
-	19,  // 71: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
-	21,  // 72: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
-	23,  // 73: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
-	27,  // 74: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
-	25,  // 75: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
-	29,  // 76: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
-	31,  // 77: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
-	33,  // 78: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
-	36,  // 79: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
-	38,  // 80: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
-	40,  // 81: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
-	42,  // 82: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
-	44,  // 83: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
-	46,  // 84: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
-	48,  // 85: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
-	50,  // 86: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
-	53,  // 87: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
-	55,  // 88: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
-	57,  // 89: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
-	59,  // 90: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
-	62,  // 91: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
-	68,  // 92: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
-	64,  // 93: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
-	66,  // 94: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
-	70,  // 95: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
-	72,  // 96: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
-	76,  // 97: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
-	78,  // 98: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
-	80,  // 99: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
-	82,  // 100: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
-	85,  // 101: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
-	87,  // 102: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
-	89,  // 103: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
-	91,  // 104: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
-	93,  // 105: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
-	95,  // 106: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
-	97,  // 107: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
-	10,  // 108: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
-	12,  // 109: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
-	14,  // 110: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
-	16,  // 111: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
-	18,  // 112: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
-	20,  // 113: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
-	22,  // 114: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
-	24,  // 115: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
-	28,  // 116: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
-	26,  // 117: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
-	30,  // 118: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
-	32,  // 119: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
-	34,  // 120: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
-	37,  // 121: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
-	39,  // 122: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
-	41,  // 123: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
-	43,  // 124: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
-	45,  // 125: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
-	47,  // 126: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
-	49,  // 127: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
-	51,  // 128: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
-	54,  // 129: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
-	56,  // 130: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
-	58,  // 131: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
-	60,  // 132: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
-	63,  // 133: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
-	69,  // 134: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
-	65,  // 135: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
-	67,  // 136: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
-	71,  // 137: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
-	73,  // 138: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
-	77,  // 139: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
-	79,  // 140: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
-	81,  // 141: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
-	84,  // 142: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
-	86,  // 143: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
-	88,  // 144: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
-	90,  // 145: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
-	92,  // 146: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
-	94,  // 147: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
-	96,  // 148: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
-	98,  // 149: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
-	108, // [108:150] is the sub-list for method output_type
-	66,  // [66:108] is the sub-list for method input_type
-	66,  // [66:66] is the sub-list for extension type_name
-	66,  // [66:66] is the sub-list for extension extendee
-	0,   // [0:66] is the sub-list for field type_name
+	51,  // 33: cairn.master.v1.ReleaseRequest.more:type_name -> cairn.master.v1.HandleRef
+	103, // 34: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
+	7,   // 35: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	102, // 36: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
+	53,  // 37: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
+	7,   // 38: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
+	53,  // 39: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
+	7,   // 40: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	53,  // 41: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	62,  // 42: cairn.master.v1.CommitSliceRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
+	8,   // 43: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 44: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
+	62,  // 45: cairn.master.v1.WriteInlineRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
+	8,   // 46: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
+	102, // 47: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
+	53,  // 48: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 49: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
+	63,  // 50: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
+	7,   // 51: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	63,  // 52: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
+	53,  // 53: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 54: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 55: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
+	3,   // 56: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
+	4,   // 57: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
+	72,  // 58: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
+	76,  // 59: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
+	77,  // 60: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
+	5,   // 61: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
+	104, // 62: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
+	104, // 63: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
+	105, // 64: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
+	106, // 65: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
+	85,  // 66: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
+	107, // 67: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
+	104, // 68: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
+	9,   // 69: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
+	11,  // 70: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
+	13,  // 71: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
+	15,  // 72: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
+	17,  // 73: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
+	19,  // 74: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
+	21,  // 75: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
+	23,  // 76: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
+	27,  // 77: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
+	25,  // 78: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
+	29,  // 79: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
+	31,  // 80: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
+	33,  // 81: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
+	36,  // 82: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
+	38,  // 83: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
+	40,  // 84: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
+	42,  // 85: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
+	44,  // 86: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
+	46,  // 87: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
+	48,  // 88: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
+	50,  // 89: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
+	54,  // 90: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
+	56,  // 91: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
+	58,  // 92: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
+	60,  // 93: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
+	64,  // 94: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
+	70,  // 95: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
+	66,  // 96: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
+	68,  // 97: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
+	72,  // 98: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
+	74,  // 99: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
+	78,  // 100: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
+	80,  // 101: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
+	82,  // 102: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
+	84,  // 103: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
+	87,  // 104: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
+	89,  // 105: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
+	91,  // 106: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
+	93,  // 107: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
+	95,  // 108: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
+	97,  // 109: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
+	99,  // 110: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
+	10,  // 111: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
+	12,  // 112: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
+	14,  // 113: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
+	16,  // 114: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
+	18,  // 115: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
+	20,  // 116: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
+	22,  // 117: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
+	24,  // 118: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
+	28,  // 119: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
+	26,  // 120: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
+	30,  // 121: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
+	32,  // 122: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
+	34,  // 123: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
+	37,  // 124: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
+	39,  // 125: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
+	41,  // 126: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
+	43,  // 127: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
+	45,  // 128: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
+	47,  // 129: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
+	49,  // 130: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
+	52,  // 131: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
+	55,  // 132: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
+	57,  // 133: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
+	59,  // 134: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
+	61,  // 135: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
+	65,  // 136: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
+	71,  // 137: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
+	67,  // 138: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
+	69,  // 139: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
+	73,  // 140: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
+	75,  // 141: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
+	79,  // 142: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
+	81,  // 143: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
+	83,  // 144: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
+	86,  // 145: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
+	88,  // 146: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
+	90,  // 147: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
+	92,  // 148: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
+	94,  // 149: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
+	96,  // 150: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
+	98,  // 151: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
+	100, // 152: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
+	111, // [111:153] is the sub-list for method output_type
+	69,  // [69:111] is the sub-list for method input_type
+	69,  // [69:69] is the sub-list for extension type_name
+	69,  // [69:69] is the sub-list for extension extendee
+	0,   // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_proto_masterpb_master_proto_init() }
@@ -6574,7 +6765,8 @@ func file_proto_masterpb_master_proto_init() {
 		return
 	}
 	file_proto_masterpb_master_proto_msgTypes[7].OneofWrappers = []any{}
-	file_proto_masterpb_master_proto_msgTypes[77].OneofWrappers = []any{
+	file_proto_masterpb_master_proto_msgTypes[56].OneofWrappers = []any{}
+	file_proto_masterpb_master_proto_msgTypes[79].OneofWrappers = []any{
 		(*Order_Reconstruct)(nil),
 		(*Order_Delete)(nil),
 	}
@@ -6584,7 +6776,7 @@ func file_proto_masterpb_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_masterpb_master_proto_rawDesc), len(file_proto_masterpb_master_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   94,
+			NumMessages:   96,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -39,28 +39,15 @@ func (t *txn) setAttr(c *fsmpb.SetAttr) (Result, error) {
 			return Result{}, newErr(op, obj, syscall.EFBIG, "")
 		}
 	}
-	if c.Mode != nil {
-		n.Mode = *c.Mode & 0o7777
-	}
-	if c.Uid != nil {
-		n.Uid = *c.Uid
-	}
-	if c.Gid != nil {
-		n.Gid = *c.Gid
-	}
-	if c.AtimeUnixNano != nil {
-		n.AtimeUnixNano = *c.AtimeUnixNano
-	}
 	if c.Size != nil {
 		if err := t.setSize(c.Inode, n, *c.Size); err != nil {
 			return Result{}, err
 		}
-		// truncate(2) updates mtime whether or not the size changed.
+		// truncate(2) updates mtime whether or not the size changed; an
+		// explicit mtime in the same change wins.
 		n.MtimeUnixNano = t.now
 	}
-	if c.MtimeUnixNano != nil {
-		n.MtimeUnixNano = *c.MtimeUnixNano
-	}
+	applyAttrs(n, c.Mode, c.Uid, c.Gid, c.AtimeUnixNano, c.MtimeUnixNano)
 	t.touch(c.Inode, n)
 	return Result{Attr: attrOf(c.Inode, n)}, nil
 }
@@ -468,7 +455,7 @@ func (t *txn) commitSlice(c *fsmpb.CommitSlice) (Result, error) {
 	if err := t.markCommitted(s, c.Length, refs, c.Shards); err != nil {
 		return Result{}, err
 	}
-	if err := t.wrote(c.Inode, n, end, c.MtimeUnixNano); err != nil {
+	if err := t.wrote(c.Inode, n, end, c.MtimeUnixNano, c.Attrs); err != nil {
 		return Result{}, err
 	}
 	return Result{Attr: attrOf(c.Inode, n), SliceID: c.SliceId}, nil
@@ -525,9 +512,10 @@ func (t *txn) markCommitted(s *fsmpb.Slice, length uint64, refs uint32, shards [
 }
 
 // wrote records a write to file ino that ends at end: the size grows to
-// it, and mtime becomes the writer's (0: the command's time). Write phase
+// it, mtime becomes the writer's (0: the command's time), and then the
+// attribute changes made after the write (nil: none) apply. Write phase
 // only; it writes n.
-func (t *txn) wrote(ino uint64, n *fsmpb.Inode, end uint64, mtime int64) error {
+func (t *txn) wrote(ino uint64, n *fsmpb.Inode, end uint64, mtime int64, after *masterpb.AttrUpdate) error {
 	if end > n.Size {
 		if err := t.setSize(ino, n, end); err != nil {
 			return err
@@ -537,8 +525,31 @@ func (t *txn) wrote(ino uint64, n *fsmpb.Inode, end uint64, mtime int64) error {
 	if mtime != 0 {
 		n.MtimeUnixNano = mtime
 	}
+	if after != nil {
+		applyAttrs(n, after.Mode, after.Uid, after.Gid, after.AtimeUnixNano, after.MtimeUnixNano)
+	}
 	t.touch(ino, n)
 	return nil
+}
+
+// applyAttrs sets the attributes given (nil: unchanged), as chmod, chown
+// and utimes do.
+func applyAttrs(n *fsmpb.Inode, mode, uid, gid *uint32, atime, mtime *int64) {
+	if mode != nil {
+		n.Mode = *mode & 0o7777
+	}
+	if uid != nil {
+		n.Uid = *uid
+	}
+	if gid != nil {
+		n.Gid = *gid
+	}
+	if atime != nil {
+		n.AtimeUnixNano = *atime
+	}
+	if mtime != nil {
+		n.MtimeUnixNano = *mtime
+	}
 }
 
 func (t *txn) ackGarbage(c *fsmpb.AckGarbage) (Result, error) {

@@ -716,7 +716,23 @@ func (s *scenario) build(name string, a args) (*fsmpb.Command, error) {
 		if err != nil {
 			return nil, err
 		}
-		c = cmd(&fsmpb.ReleaseHandle{Inode: ino, Handle: h})
+		op := &fsmpb.ReleaseHandle{Inode: ino, Handle: h}
+		// more=INO:HANDLE,INO:HANDLE releases a batch.
+		for _, x := range a {
+			if x.Key != "more" {
+				continue
+			}
+			for _, ref := range strings.Split(strings.Join(x.Vals, ","), ",") {
+				i, hh, _ := strings.Cut(ref, ":")
+				iv, err1 := strconv.ParseUint(i, 10, 64)
+				hv, err2 := strconv.ParseUint(hh, 10, 64)
+				if err1 != nil || err2 != nil {
+					return nil, fmt.Errorf("more: bad handle %q", ref)
+				}
+				op.More = append(op.More, &masterpb.HandleRef{Inode: iv, Handle: hv})
+			}
+		}
+		c = cmd(op)
 	case "expire":
 		client, _ := a.str("client")
 		c = cmd(&fsmpb.ExpireClient{ClientId: client})

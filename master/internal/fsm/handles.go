@@ -88,16 +88,34 @@ func (t *txn) openHandle(c *fsmpb.OpenHandle) (Result, error) {
 
 func (t *txn) releaseHandle(c *fsmpb.ReleaseHandle) (Result, error) {
 	const op = "release"
-	obj := objIno(c.Inode)
-	var rec fsmpb.Handle
-	ok, err := getProto(t.b, handleKey(c.Inode, c.Handle), &rec, "handle")
-	if err != nil {
-		return Result{}, err
+	if c.Handle != 0 || len(c.More) == 0 {
+		var rec fsmpb.Handle
+		ok, err := getProto(t.b, handleKey(c.Inode, c.Handle), &rec, "handle")
+		if err != nil {
+			return Result{}, err
+		}
+		if !ok {
+			return Result{}, newErr(op, objIno(c.Inode), errNoEnt, "no such handle")
+		}
+		if err := t.dropHandle(c.Inode, c.Handle, rec.ClientId); err != nil {
+			return Result{}, err
+		}
 	}
-	if !ok {
-		return Result{}, newErr(op, obj, errNoEnt, "no such handle")
+	for _, h := range c.More {
+		var rec fsmpb.Handle
+		ok, err := getProto(t.b, handleKey(h.Inode, h.Handle), &rec, "handle")
+		if err != nil {
+			return Result{}, err
+		}
+		if !ok {
+			// Gone with a lapsed lease, or listed twice.
+			continue
+		}
+		if err := t.dropHandle(h.Inode, h.Handle, rec.ClientId); err != nil {
+			return Result{}, err
+		}
 	}
-	return Result{}, t.dropHandle(c.Inode, c.Handle, rec.ClientId)
+	return Result{}, nil
 }
 
 // dropHandle deletes a handle and, if it was an orphan's last, the orphan.

@@ -98,7 +98,7 @@ func (t *txn) writeInline(c *fsmpb.WriteInline) (Result, error) {
 	if err := t.b.Set(inlineKey(c.Inode), data, nil); err != nil {
 		return Result{}, err
 	}
-	if err := t.wrote(c.Inode, n, end, c.MtimeUnixNano); err != nil {
+	if err := t.wrote(c.Inode, n, end, c.MtimeUnixNano, c.Attrs); err != nil {
 		return Result{}, err
 	}
 	return Result{Attr: attrOf(c.Inode, n)}, nil
