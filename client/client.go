@@ -61,6 +61,10 @@ type ClientConfig struct {
 	// is none (DefaultCompactionPoll).
 	Compaction     bool
 	CompactionPoll time.Duration
+	// ReleaseDelay is how long closed handles may wait to be released at
+	// the master together (see release.go); DefaultReleaseDelay if zero,
+	// none if negative.
+	ReleaseDelay time.Duration
 }
 
 // Client is a Cairn file system: path-based namespace calls on the master
@@ -78,6 +82,7 @@ type Client struct {
 	data *DataPath
 	sess *session
 	comp *compactor
+	rel  *releaser
 }
 
 // Dial connects to the masters in cfg and checks that the namespace root
@@ -100,6 +105,11 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, conn: conn, data: data}
+	delay := cfg.ReleaseDelay
+	if delay == 0 {
+		delay = DefaultReleaseDelay
+	}
+	c.rel = newReleaser(conn, c.header, max(delay, 0), data.log)
 	if _, err := c.getAttr(ctx, rootInode); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("client: reach masters %v: %w", cfg.Masters, err)
@@ -115,6 +125,8 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 // closed first.
 func (c *Client) Close() error {
 	c.stopCompactor()
+	// Handles go before the lease that holds them.
+	c.rel.close()
 	c.stopSession()
 	return errors.Join(c.data.Close(), c.conn.Close())
 }

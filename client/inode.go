@@ -486,22 +486,22 @@ func (in Inodes) CreateOpen(ctx context.Context, parent uint64, name string, mod
 	return in.newHandle(attr.Inode, attr, resp.Handle), attr, resp.Created, nil
 }
 
-// release tells the master a handle is closed; best effort, since the
-// lease ends it anyway should the call fail.
+// release tells the master a handle is closed, soon and in a batch with
+// others (releaser); best effort, since the lease ends it anyway should
+// the call fail.
 func (in Inodes) release(ino, handle uint64) {
 	if handle == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), in.c.conn.cfg.RetryTimeout)
-	defer cancel()
-	call(ctx, in.c.conn, &masterpb.ReleaseRequest{Header: in.c.header(), Inode: ino, Handle: handle}, masterpb.MasterClient.Release)
+	in.c.rel.release(ino, handle)
 }
 
 // Inode returns the number of the Handle's inode.
 func (h *Handle) Inode() uint64 { return h.File.inode }
 
-// Close commits what was written, as File.Close does, then releases
-// the handle at the master. It returns the commit's error.
+// Close commits what was written, as File.Close does, then queues the
+// handle's release at the master (sent within ClientConfig.ReleaseDelay,
+// and by Client.Close). It returns the commit's error.
 func (h *Handle) Close() error {
 	err := h.File.Close()
 	h.in.release(h.File.inode, h.handle)

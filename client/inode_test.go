@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"syscall"
 	"testing"
@@ -312,5 +313,89 @@ func TestInodesCreateOpen(t *testing.T) {
 	h, a, _, err = in.CreateOpen(ctx, client.RootInode, "fifo", 0o644, false, false)
 	if err != nil || h != nil || a.Type != masterpb.FileType_FILE_TYPE_FIFO {
 		t.Fatalf("create-open of a FIFO: %v, %v, %v; want its attributes and no handle", h, a, err)
+	}
+}
+
+// TestReleaseBatches: closed handles are released at the master in
+// batches, soon after the close or at the latest when the Client closes,
+// and an unlinked file goes with its last handle.
+func TestReleaseBatches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Config{Dir: t.TempDir(), Masters: 1, Chunkservers: 3, HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("cluster Close: %v", err)
+		}
+	})
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	observer, err := client.Dial(ctx, client.ClientConfig{Masters: c.MasterAddrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer observer.Close()
+	gone := func(ino uint64) bool {
+		_, err := observer.Inodes().GetAttr(ctx, ino)
+		return errors.Is(err, syscall.ENOENT)
+	}
+	// openUnlinked opens n files through cl, unlinks them and closes the
+	// handles; the files are gone once the handles are released.
+	openUnlinked := func(cl *client.Client, prefix string, n int) []uint64 {
+		in := cl.Inodes()
+		var inos []uint64
+		var hs []*client.Handle
+		for i := range n {
+			name := fmt.Sprintf("%s%d", prefix, i)
+			h, a, _, err := in.CreateOpen(ctx, client.RootInode, name, 0o644, true, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := in.Unlink(ctx, client.RootInode, name); err != nil {
+				t.Fatal(err)
+			}
+			inos, hs = append(inos, a.Inode), append(hs, h)
+		}
+		for _, h := range hs {
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return inos
+	}
+
+	soon, err := client.Dial(ctx, client.ClientConfig{Masters: c.MasterAddrs(), ReleaseDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer soon.Close()
+	for _, ino := range openUnlinked(soon, "soon", 5) {
+		for !gone(ino) {
+			if ctx.Err() != nil {
+				t.Fatalf("inode %d still there after its handle was closed", ino)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	late, err := client.Dial(ctx, client.ClientConfig{Masters: c.MasterAddrs(), ReleaseDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inos := openUnlinked(late, "late", 3)
+	if gone(inos[0]) {
+		t.Fatal("released before the delay")
+	}
+	if err := late.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ino := range inos {
+		if !gone(ino) {
+			t.Errorf("inode %d still there after its client closed", ino)
+		}
 	}
 }
