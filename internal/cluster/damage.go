@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -18,6 +19,13 @@ import (
 // damaged files. The chunkserver may be running: its scrubber, or a
 // reader, finds the damage.
 func (c *Cluster) CorruptShards(i, n int, seed uint64) ([]string, error) {
+	return c.CorruptShardsWhere(i, n, seed, func(uint64) bool { return true })
+}
+
+// CorruptShardsWhere is CorruptShards choosing only among the shards of
+// the slices ok accepts: a test damaging several servers keeps each slice
+// within the losses its layout bears.
+func (c *Cluster) CorruptShardsWhere(i, n int, seed uint64, ok func(slice uint64) bool) ([]string, error) {
 	dir := filepath.Join(c.ChunkserverDir(i), "shards")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -25,7 +33,11 @@ func (c *Cluster) CorruptShards(i, n int, seed uint64) ([]string, error) {
 	}
 	var files []string
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".cells") {
+		if !strings.HasSuffix(e.Name(), ".cells") {
+			continue
+		}
+		first, _, _ := strings.Cut(e.Name(), "-")
+		if slice, err := strconv.ParseUint(first, 10, 64); err == nil && ok(slice) {
 			files = append(files, e.Name())
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -276,12 +278,21 @@ func TestScrubberFindsCorruption(t *testing.T) {
 	cl := dial(t, c)
 	files := writeFiles(t, cl, "/data", 8, 3)
 	var damaged []string
+	// One damaged shard per slice: three of the same slice would be more
+	// than a replicated or RS(4,2) slice bears.
+	hit := map[uint64]bool{}
 	for _, i := range []int{1, 3, 5} {
-		names, err := c.CorruptShards(i, 1, uint64(i))
+		names, err := c.CorruptShardsWhere(i, 1, uint64(i), func(slice uint64) bool { return !hit[slice] })
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range names {
+			first, _, _ := strings.Cut(n, "-")
+			slice, err := strconv.ParseUint(first, 10, 64)
+			if err != nil {
+				t.Fatalf("shard file %s: %v", n, err)
+			}
+			hit[slice] = true
 			damaged = append(damaged, filepath.Join(c.ChunkserverDir(i), "shards", n))
 		}
 	}
