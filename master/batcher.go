@@ -78,7 +78,14 @@ type batcher struct {
 	// by run every peakWindow (peakAt, owned by run).
 	peak   atomic.Int64
 	peakAt time.Time
+	// futile counts the lingers in a row that waited out linger and
+	// gained nothing (owned by run). See collect.
+	futile int
 }
+
+// maxFutile is how many fruitless lingers in a row stop lingering until
+// the next peak window.
+const maxFutile = 2
 
 // peakWindow is how long a peak of outstanding proposals is remembered.
 const peakWindow = 100 * time.Millisecond
@@ -217,22 +224,41 @@ func (b *batcher) run(ctx context.Context) {
 
 // collect adds to batch what is queued and, if more proposers are
 // expected back, waits up to linger for them. It runs once a slot is free.
+//
+// The peak can mislead: a lone sequential client (tar on a mount) plus
+// an occasional background proposal (a batch of handle releases) makes a
+// peak of two, and every one of the client's proposals would wait the
+// whole linger for a second proposer that never comes, doubling its
+// latency. So lingers that gain nothing are counted, and after maxFutile
+// in a row the batcher stops lingering until the next peak window, when
+// it tries again.
 func (b *batcher) collect(ctx context.Context, batch []*proposal) []*proposal {
 	start := time.Now()
 	if now := time.Now(); now.Sub(b.peakAt) > peakWindow {
 		b.peak.Store(b.outstanding.Load())
 		b.peakAt = now
+		b.futile = 0
 	}
 	want := min(int(b.peak.Load()-b.inFlight.Load()), b.maxBatch)
 	var timer *time.Timer
+	lingered, gained := false, false
+	defer func() {
+		switch {
+		case gained:
+			b.futile = 0
+		case lingered:
+			b.futile++
+		}
+	}()
 	for len(batch) < b.maxBatch {
 		select {
 		case p := <-b.in:
 			batch = append(batch, p)
+			gained = gained || lingered
 			continue
 		default:
 		}
-		if len(batch) >= want || b.linger <= 0 {
+		if len(batch) >= want || b.linger <= 0 || b.futile >= maxFutile {
 			break
 		}
 		wait := b.linger - time.Since(start)
@@ -243,9 +269,11 @@ func (b *batcher) collect(ctx context.Context, batch []*proposal) []*proposal {
 			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		}
+		lingered = true
 		select {
 		case p := <-b.in:
 			batch = append(batch, p)
+			gained = true
 			continue
 		case <-timer.C:
 		case <-ctx.Done():

@@ -80,12 +80,16 @@ func (f *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 // the file afterwards see the bytes (close-to-open), and lets close
 // report a failed write.
 func (f *fileHandle) Flush(ctx context.Context) syscall.Errno {
-	return errnoOf(f.h.Sync())
+	err := f.h.Sync()
+	f.n.forgetAttr()
+	return errnoOf(err)
 }
 
 // Fsync implements fs.FileFsyncer: a commit is durable.
 func (f *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return errnoOf(f.h.Sync())
+	err := f.h.Sync()
+	f.n.forgetAttr()
+	return errnoOf(err)
 }
 
 // Release implements fs.FileReleaser: the last close of the open file.

@@ -119,7 +119,49 @@ type node struct {
 		// noCapsUntil: until then the node is known to have no
 		// security.capability xattr (see capsXattr).
 		noCapsUntil time.Time
+		// attr is the node's attributes as the master last gave them
+		// to this mount, at attrAt, until a commit of ours changes
+		// them (nil: none). A chmod, chown or utimes deferred to a
+		// handle's commit answers from it, as the kernel would answer
+		// a stat from its own cache, instead of asking the master.
+		attr   *masterpb.Attr
+		attrAt time.Time
 	}
+}
+
+// remember records attributes the master just gave (see node.mu.attr).
+func (n *node) remember(a *masterpb.Attr) {
+	n.mu.Lock()
+	n.mu.attr, n.mu.attrAt = a, time.Now()
+	n.mu.Unlock()
+}
+
+// forgetAttr drops the remembered attributes: a commit changed them.
+func (n *node) forgetAttr() {
+	n.mu.Lock()
+	n.mu.attr = nil
+	n.mu.Unlock()
+}
+
+// forgetChild drops the remembered attributes of name's node, if the
+// kernel has one: an unlink, rename or link changes its nlink or ctime.
+func (n *node) forgetChild(name string) {
+	if c := n.GetChild(name); c != nil {
+		if cn, ok := c.Operations().(*node); ok {
+			cn.forgetAttr()
+		}
+	}
+}
+
+// remembered returns the remembered attributes if they are younger than
+// the attribute timeout, else nil.
+func (n *node) remembered() *masterpb.Attr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mu.attr == nil || time.Since(n.mu.attrAt) >= n.fsys.opts.AttrTimeout {
+		return nil
+	}
+	return n.mu.attr
 }
 
 // capsXattr is the xattr the kernel asks for before every first write
@@ -257,14 +299,41 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 
 // Getattr implements fs.NodeGetattrer.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if a := n.rememberedWhileWriting(); a != nil {
+		n.fillAttrOpen(a, &out.Attr)
+		return 0
+	}
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
 	a, err := n.fsys.in.GetAttr(ctx, n.ino())
 	if err != nil {
 		return errnoOf(err)
 	}
+	n.remember(a)
 	n.fillAttrOpen(a, &out.Attr)
 	return 0
+}
+
+// rememberedWhileWriting returns the remembered attributes (see
+// remembered) if a handle of this mount buffers writes to the node, else
+// nil. The kernel asks for a file's attributes again before every chown
+// (to clear setuid bits on fresh ones) even though it has them; while
+// the file is being written here, what this mount knows, with its
+// unflushed size and deferred changes laid over, is as fresh as the
+// master's answer would be.
+func (n *node) rememberedWhileWriting() *masterpb.Attr {
+	a := n.remembered()
+	if a == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for h := range n.mu.handles {
+		if _, dirty := h.h.PendingSize(); dirty {
+			return a
+		}
+	}
+	return nil
 }
 
 // Setattr implements fs.NodeSetattrer.
@@ -307,6 +376,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if err != nil {
 		return errnoOf(err)
 	}
+	n.remember(a)
 	if truncate {
 		n.mu.Lock()
 		for h := range n.mu.handles {
@@ -346,9 +416,13 @@ func (n *node) deferAttrs(ctx context.Context, ch client.AttrChange) (*masterpb.
 	if dirty == nil {
 		return nil, false, 0
 	}
-	a, err := n.fsys.in.GetAttr(ctx, n.ino())
-	if err != nil {
-		return nil, false, errnoOf(err)
+	a := n.remembered()
+	if a == nil {
+		var err error
+		if a, err = n.fsys.in.GetAttr(ctx, n.ino()); err != nil {
+			return nil, false, errnoOf(err)
+		}
+		n.remember(a)
 	}
 	if !dirty.h.DeferAttrs(ch) {
 		return nil, false, 0
@@ -367,6 +441,9 @@ func (n *node) syncHandles(skip *fileHandle) syscall.Errno {
 		}
 	}
 	n.mu.Unlock()
+	if len(hs) > 0 {
+		defer n.forgetAttr()
+	}
 	for _, h := range hs {
 		// A handle being released commits on its own as it closes.
 		if err := h.h.Sync(); err != nil && !errors.Is(err, iofs.ErrClosed) {
@@ -456,6 +533,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
+	defer n.forgetChild(name)
 	return errnoOf(n.fsys.in.Unlink(ctx, n.ino(), name))
 }
 
@@ -486,6 +564,10 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		mode = client.RenameExchange
 	}
 	np := newParent.EmbeddedInode().StableAttr().Ino
+	defer n.forgetChild(name)
+	if p, ok := newParent.(*node); ok {
+		defer p.forgetChild(newName)
+	}
 	return errnoOf(n.fsys.in.Rename(ctx, n.ino(), name, np, newName, mode))
 }
 
@@ -493,6 +575,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
+	if t, ok := target.(*node); ok {
+		defer t.forgetAttr()
+	}
 	a, err := n.fsys.in.Link(ctx, target.EmbeddedInode().StableAttr().Ino, n.ino(), name)
 	if err != nil {
 		return nil, errnoOf(err)
@@ -558,6 +643,7 @@ func (n *node) attach(h *client.Handle, a *masterpb.Attr) (*fileHandle, uint32) 
 	}
 	n.mu.cachedVersion = a.GetVersion()
 	n.mu.handles[fh] = struct{}{}
+	n.mu.attr, n.mu.attrAt = a, time.Now()
 	n.mu.Unlock()
 	n.fsys.open.Lock()
 	n.fsys.open.nodes[n.ino()] = n
@@ -638,6 +724,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	}
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
+	defer n.forgetAttr()
 	return errnoOf(n.fsys.in.SetXattr(ctx, n.ino(), attr, data, flags))
 }
 
@@ -672,6 +759,7 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	}
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
+	defer n.forgetAttr()
 	return errnoOf(n.fsys.in.RemoveXattr(ctx, n.ino(), attr))
 }
 
