@@ -229,9 +229,11 @@ func (b *batcher) run(ctx context.Context) {
 // an occasional background proposal (a batch of handle releases) makes a
 // peak of two, and every one of the client's proposals would wait the
 // whole linger for a second proposer that never comes, doubling its
-// latency. So lingers that gain nothing are counted, and after maxFutile
-// in a row the batcher stops lingering until the next peak window, when
-// it tries again.
+// latency. So lingers for a single more proposer that gain nothing are
+// counted, and after maxFutile in a row the batcher stops lingering for
+// a single proposer until the next peak window, when it tries again.
+// Lingers for several (many clients answered by the same entry) go on:
+// those gain more often than not.
 func (b *batcher) collect(ctx context.Context, batch []*proposal) []*proposal {
 	start := time.Now()
 	if now := time.Now(); now.Sub(b.peakAt) > peakWindow {
@@ -241,12 +243,11 @@ func (b *batcher) collect(ctx context.Context, batch []*proposal) []*proposal {
 	}
 	want := min(int(b.peak.Load()-b.inFlight.Load()), b.maxBatch)
 	var timer *time.Timer
-	lingered, gained := false, false
+	// waited: lingered at all; single: for a single more proposer;
+	// gained: a proposer came while lingering.
+	waited, single, gained := false, false, false
 	defer func() {
-		switch {
-		case gained:
-			b.futile = 0
-		case lingered:
+		if waited && single && !gained {
 			b.futile++
 		}
 	}()
@@ -254,11 +255,15 @@ func (b *batcher) collect(ctx context.Context, batch []*proposal) []*proposal {
 		select {
 		case p := <-b.in:
 			batch = append(batch, p)
-			gained = gained || lingered
+			if waited {
+				gained = true
+				b.futile = 0
+			}
 			continue
 		default:
 		}
-		if len(batch) >= want || b.linger <= 0 || b.futile >= maxFutile {
+		single = want-len(batch) == 1
+		if len(batch) >= want || b.linger <= 0 || (single && b.futile >= maxFutile) {
 			break
 		}
 		wait := b.linger - time.Since(start)
@@ -269,11 +274,12 @@ func (b *batcher) collect(ctx context.Context, batch []*proposal) []*proposal {
 			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		}
-		lingered = true
+		waited = true
 		select {
 		case p := <-b.in:
 			batch = append(batch, p)
 			gained = true
+			b.futile = 0
 			continue
 		case <-timer.C:
 		case <-ctx.Done():
