@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,11 @@ const DefaultReleaseDelay = 20 * time.Millisecond
 // maxReleaseBatch is the most handles one Release request carries (the
 // master accepts up to 1024).
 const maxReleaseBatch = 512
+
+// releaseAtCloseTimeout bounds what Client.Close spends sending the last
+// releases: with the masters gone it would otherwise wait out the retry
+// timeout, and the lease releases the handles anyway.
+const releaseAtCloseTimeout = 5 * time.Second
 
 // releaser tells the master which handles the Client's files closed.
 //
@@ -40,13 +46,18 @@ type releaser struct {
 	kick     chan struct{} // a handle was queued
 	stop     chan struct{} // closed by close: send what is queued and return
 	stopOnce sync.Once
-	done     chan struct{} // closed when run returns
+	// cancel ends the context of the sends before close, so that a send
+	// stuck on unreachable masters does not hold close up.
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
 }
 
 func newReleaser(conn *MasterConn, header func() *masterpb.RequestHeader, delay time.Duration, log *slog.Logger) *releaser {
 	r := &releaser{conn: conn, header: header, delay: delay, log: log,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	go r.run()
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go r.run(ctx)
 	return r
 }
 
@@ -62,13 +73,13 @@ func (r *releaser) release(ino, handle uint64) {
 }
 
 // run sends batches until close, then what is left.
-func (r *releaser) run() {
+func (r *releaser) run(ctx context.Context) {
 	defer close(r.done)
 	for {
 		select {
 		case <-r.kick:
 		case <-r.stop:
-			r.sendAll()
+			r.sendLast()
 			return
 		}
 		if r.delay > 0 {
@@ -77,14 +88,25 @@ func (r *releaser) run() {
 			case <-t.C:
 			case <-r.stop:
 				t.Stop()
+				r.sendLast()
+				return
 			}
 		}
-		r.sendAll()
+		r.sendAll(ctx, true)
 	}
 }
 
-// sendAll sends every queued handle, in batches.
-func (r *releaser) sendAll() {
+// sendLast sends what is queued at close, within releaseAtCloseTimeout.
+func (r *releaser) sendLast() {
+	ctx, cancel := context.WithTimeout(context.Background(), releaseAtCloseTimeout)
+	defer cancel()
+	r.sendAll(ctx, false)
+}
+
+// sendAll sends every queued handle, in batches, each within the retry
+// timeout and parent. With requeue, a batch cut short by the end of
+// parent goes back to the queue.
+func (r *releaser) sendAll(parent context.Context, requeue bool) {
 	for {
 		r.mu.Lock()
 		batch := r.mu.queue
@@ -99,9 +121,19 @@ func (r *releaser) sendAll() {
 		if len(batch) == 0 {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), r.conn.cfg.RetryTimeout)
-		_, err := call(ctx, r.conn, &masterpb.ReleaseRequest{Header: r.header(), More: batch}, masterpb.MasterClient.Release)
-		cancel()
+		var err error
+		if err = parent.Err(); err == nil {
+			ctx, cancel := context.WithTimeout(parent, r.conn.cfg.RetryTimeout)
+			_, err = call(ctx, r.conn, &masterpb.ReleaseRequest{Header: r.header(), More: batch}, masterpb.MasterClient.Release)
+			cancel()
+		}
+		if err != nil && requeue && parent.Err() != nil {
+			// Cut short by close: back in the queue for its last send.
+			r.mu.Lock()
+			r.mu.queue = slices.Concat(batch, r.mu.queue)
+			r.mu.Unlock()
+			return
+		}
 		if err != nil {
 			// The lease releases them when it runs out.
 			r.log.Warn("client: release handles", "handles", len(batch), "err", err)
@@ -112,6 +144,9 @@ func (r *releaser) sendAll() {
 // close sends what is queued and stops the releaser. Later calls only
 // wait for that.
 func (r *releaser) close() {
-	r.stopOnce.Do(func() { close(r.stop) })
+	r.stopOnce.Do(func() {
+		close(r.stop)
+		r.cancel()
+	})
 	<-r.done
 }
