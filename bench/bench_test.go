@@ -145,6 +145,13 @@ func TestTinyRun(t *testing.T) {
 			t.Errorf("workload %s: %s %s", w, rs[0].Status, rs[0].Note)
 		}
 	}
+	smallFiles := false
+	for _, r := range byWorkload["fuse"] {
+		smallFiles = smallFiles || (r.Op == "small files 4KiB" && r.Status == statusOK)
+	}
+	if !smallFiles {
+		t.Error("no fuse small-files figure")
+	}
 	for _, op := range []string{"mkdir", "create", "stat", "readdir", "rename", "unlink"} {
 		found := false
 		for _, r := range byWorkload["meta"] {

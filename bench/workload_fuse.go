@@ -8,14 +8,16 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // runFUSE drives the file system through the kernel on the mount
 // directory: sequential write (then fsync) and read of cfg.Clients files
 // of Size/Clients bytes in 1 MiB calls, then cfg.Ops random 4 KiB reads
 // and cfg.Ops random 4 KiB writes (then fsync) at aligned offsets of those
-// files, cfg.Clients at a time. Before each read phase the files are
-// evicted from the kernel's page cache, so reads reach the file system.
+// files, cfg.Clients at a time, then cfg.Ops small files written as tar
+// writes them. Before each read phase the files are evicted from the
+// kernel's page cache, so reads reach the file system.
 func runFUSE(ctx context.Context, e *env) ([]Result, error) {
 	if e.mount == "" {
 		return nil, notAvailable("%v", e.mountErr)
@@ -151,6 +153,51 @@ func runFUSE(ctx context.Context, e *env) ([]Result, error) {
 	}
 	r := opsResult("fuse", "rand write 4KiB", int64(e.cfg.Ops), wall, lat, baseFsync)
 	r.Note = "fsync at the end included in the rate, not in latencies"
+	out = append(out, r)
+
+	// Small files as tar and cp -a write them: create, write, set mode and
+	// times through the descriptor, close; each worker in a directory of
+	// its own (the kernel serialises creates in one directory).
+	lat = &latencies{}
+	bar = e.prog.start("fuse: small files", int64(e.cfg.Ops), "ops")
+	mtime := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for w := range n {
+		if err := os.Mkdir(filepath.Join(dir, fmt.Sprintf("small-%d", w)), 0o755); err != nil {
+			return out, err
+		}
+	}
+	small := func(w, i int) string { return filepath.Join(dir, fmt.Sprintf("small-%d", w), fmt.Sprintf("f%d", i)) }
+	wall, err = parallel(ctx, n, e.cfg.Ops, lat, bar, func(ctx context.Context, w, i int) error {
+		f, err := os.OpenFile(small(w, i), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if _, err := f.Write(buf); err != nil {
+			return err
+		}
+		if err := f.Chmod(0o644); err != nil {
+			return err
+		}
+		if err := os.Chtimes(f.Name(), mtime, mtime); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		// What tar and cp -a set must be what stays.
+		fi, err := os.Stat(f.Name())
+		if err == nil && (fi.Mode().Perm() != 0o644 || !fi.ModTime().Equal(mtime) || fi.Size() != int64(len(buf))) {
+			err = fmt.Errorf("%s: mode %v, mtime %v, size %d after close", f.Name(), fi.Mode(), fi.ModTime(), fi.Size())
+		}
+		return err
+	})
+	bar.done()
+	if err != nil {
+		return out, fmt.Errorf("small files: %w", err)
+	}
+	r = opsResult("fuse", "small files 4KiB", int64(e.cfg.Ops), wall, lat, baseFsync)
+	r.Note = "create, write, chmod, utimes, close, stat; a directory per client"
 	out = append(out, r)
 	return out, nil
 }
