@@ -15,7 +15,9 @@ import (
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
-func inodesCluster(t *testing.T) client.Inodes {
+// smallCluster starts one master and three chunkservers, stopped when
+// the test ends.
+func smallCluster(t *testing.T) *cluster.Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -31,6 +33,14 @@ func inodesCluster(t *testing.T) client.Inodes {
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+func inodesCluster(t *testing.T) client.Inodes {
+	t.Helper()
+	c := smallCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	cl, err := client.Dial(ctx, client.ClientConfig{Masters: c.MasterAddrs(), IOTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -320,20 +330,9 @@ func TestInodesCreateOpen(t *testing.T) {
 // batches, soon after the close or at the latest when the Client closes,
 // and an unlinked file goes with its last handle.
 func TestReleaseBatches(t *testing.T) {
+	c := smallCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Config{Dir: t.TempDir(), Masters: 1, Chunkservers: 3, HeartbeatInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("cluster Close: %v", err)
-		}
-	})
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	observer, err := client.Dial(ctx, client.ClientConfig{Masters: c.MasterAddrs()})
 	if err != nil {
 		t.Fatal(err)
