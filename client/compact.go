@@ -128,7 +128,7 @@ func (c *Client) compactLoop(ctx context.Context) {
 	}
 	log := c.data.log
 	for {
-		next, err := call(ctx, c.conn, &masterpb.NextCompactionRequest{ClientId: c.cfg.Data.ClientID}, masterpb.MasterClient.NextCompaction)
+		next, err := call(ctx, c.conn, &masterpb.NextCompactionRequest{}, masterpb.MasterClient.NextCompaction)
 		if err == nil && next.Found {
 			start := time.Now()
 			n, err := c.data.CompactChunk(ctx, next.Inode, next.Chunk)

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
@@ -110,19 +112,25 @@ type AttrChange struct {
 	Atime, Mtime *time.Time
 }
 
+// update returns ch's changes but the size in wire form.
+func (ch AttrChange) update() *masterpb.AttrUpdate {
+	u := &masterpb.AttrUpdate{Mode: ch.Mode, Uid: ch.UID, Gid: ch.GID}
+	if ch.Atime != nil {
+		u.AtimeUnixNano = proto.Int64(ch.Atime.UnixNano())
+	}
+	if ch.Mtime != nil {
+		u.MtimeUnixNano = proto.Int64(ch.Mtime.UnixNano())
+	}
+	return u
+}
+
 // SetAttr changes inode ino's attributes as ch says and returns the
 // result. A Size change does not reach bytes other Handles still buffer;
 // flush them first.
 func (in Inodes) SetAttr(ctx context.Context, ino uint64, ch AttrChange) (*masterpb.Attr, error) {
-	req := &masterpb.SetAttrRequest{Header: in.inoHeader(ctx), Inode: ino, Mode: ch.Mode, Uid: ch.UID, Gid: ch.GID, Size: ch.Size}
-	if ch.Atime != nil {
-		t := ch.Atime.UnixNano()
-		req.AtimeUnixNano = &t
-	}
-	if ch.Mtime != nil {
-		t := ch.Mtime.UnixNano()
-		req.MtimeUnixNano = &t
-	}
+	u := ch.update()
+	req := &masterpb.SetAttrRequest{Header: in.inoHeader(ctx), Inode: ino, Mode: u.Mode, Uid: u.Uid, Gid: u.Gid, Size: ch.Size,
+		AtimeUnixNano: u.AtimeUnixNano, MtimeUnixNano: u.MtimeUnixNano}
 	resp, err := call(ctx, in.c.conn, req, masterpb.MasterClient.SetAttr)
 	if err != nil {
 		return nil, inoErr("setattr", ino, "", err)
@@ -532,6 +540,28 @@ func (h *Handle) DeferAttrs(ch AttrChange) bool {
 		return false
 	}
 	return f.mu.w.DeferAttrs(ch)
+}
+
+// Commits returns how many commits the Handle's writes have made: a
+// write or read that changes it committed buffered bytes (and any
+// deferred attribute changes).
+func (h *Handle) Commits() uint64 {
+	f := h.File
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.w == nil {
+		return 0
+	}
+	return f.mu.w.Commits()
+}
+
+// Buffered reports whether the Handle holds written bytes not yet
+// committed.
+func (h *Handle) Buffered() bool {
+	f := h.File
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mu.w != nil && f.mu.w.Buffered()
 }
 
 // PendingAttrs returns the attribute changes DeferAttrs recorded that

@@ -103,8 +103,8 @@ func (r *releaser) sendLast() {
 	r.sendAll(ctx, false)
 }
 
-// sendAll sends every queued handle, in batches, each within the retry
-// timeout and parent. With requeue, a batch cut short by the end of
+// sendAll sends every queued handle, in batches, each within the
+// connection's retry timeout and parent. With requeue, a batch cut short by the end of
 // parent goes back to the queue.
 func (r *releaser) sendAll(parent context.Context, requeue bool) {
 	for {
@@ -123,9 +123,7 @@ func (r *releaser) sendAll(parent context.Context, requeue bool) {
 		}
 		var err error
 		if err = parent.Err(); err == nil {
-			ctx, cancel := context.WithTimeout(parent, r.conn.cfg.RetryTimeout)
-			_, err = call(ctx, r.conn, &masterpb.ReleaseRequest{Header: r.header(), More: batch}, masterpb.MasterClient.Release)
-			cancel()
+			_, err = call(parent, r.conn, &masterpb.ReleaseRequest{Header: r.header(), More: batch}, masterpb.MasterClient.Release)
 		}
 		if err != nil && requeue && parent.Err() != nil {
 			// Cut short by close: back in the queue for its last send.

@@ -41,6 +41,8 @@ type Writer struct {
 		// attrs are attribute changes made after the buffered bytes were
 		// written, committed with them (DeferAttrs); nil: none.
 		attrs *masterpb.AttrUpdate
+		// commits counts the commits made (see Commits).
+		commits uint64
 	}
 }
 
@@ -189,23 +191,25 @@ func (w *Writer) DeferAttrs(ch AttrChange) bool {
 	if w.mu.attrs == nil {
 		w.mu.attrs = &masterpb.AttrUpdate{}
 	}
-	a := w.mu.attrs
-	if ch.Mode != nil {
-		a.Mode = proto.Uint32(*ch.Mode)
-	}
-	if ch.UID != nil {
-		a.Uid = proto.Uint32(*ch.UID)
-	}
-	if ch.GID != nil {
-		a.Gid = proto.Uint32(*ch.GID)
-	}
-	if ch.Atime != nil {
-		a.AtimeUnixNano = proto.Int64(ch.Atime.UnixNano())
-	}
-	if ch.Mtime != nil {
-		a.MtimeUnixNano = proto.Int64(ch.Mtime.UnixNano())
-	}
+	// Later changes win, field by field.
+	proto.Merge(w.mu.attrs, ch.update())
 	return true
+}
+
+// Commits returns how many commits the Writer has made, so that a caller
+// can tell whether a call committed (and so changed the file's
+// attributes on the master).
+func (w *Writer) Commits() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mu.commits
+}
+
+// Buffered reports whether the Writer holds bytes not yet committed.
+func (w *Writer) Buffered() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mu.n > 0
 }
 
 // PendingAttrs returns the deferred attribute changes not yet committed
@@ -241,8 +245,10 @@ func (w *Writer) flushLocked(ctx context.Context) error {
 	if err != nil {
 		w.mu.err = err
 		w.releaseLocked()
+		return err
 	}
-	return err
+	w.mu.commits++
+	return nil
 }
 
 func (w *Writer) releaseLocked() {

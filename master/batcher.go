@@ -255,10 +255,6 @@ func (b *batcher) collect(ctx context.Context, batch []*proposal) []*proposal {
 		select {
 		case p := <-b.in:
 			batch = append(batch, p)
-			if waited {
-				gained = true
-				b.futile = 0
-			}
 			continue
 		default:
 		}

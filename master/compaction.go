@@ -42,8 +42,12 @@ const (
 	DefaultCompactClaim = 2 * time.Minute
 )
 
-// compactScan bounds the index entries one NextCompaction looks at.
-const compactScan = 1024
+// compactScan is how many index entries NextCompaction reads at a time,
+// and compactPages how many such pages at most per call.
+const (
+	compactScan  = 1024
+	compactPages = 4
+)
 
 // CompactionConfig tunes when fragmented chunks are handed out for
 // compaction. Zero fields take the defaults above.
@@ -79,6 +83,47 @@ type compactClaims struct {
 	mu     sync.Mutex
 	claims map[chunkID]time.Time // chunk -> claim expiry
 	forced map[chunkID]time.Time // chunk -> when it was last handed out unquiet
+	// cursor is where the next search starts (after it; zero: at the
+	// start of the index). It moves past pages with nothing due, so
+	// chunks beyond a page of claimed or busy ones are reached too.
+	cursor chunkID
+}
+
+// find pages through the fragmented index with list (entries after a
+// chunk, at most limit of them) from the cursor, wrapping at the end, and
+// claims the first chunk due; it reads at most pages pages. Pure but for
+// list.
+func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragmented, error), limit, pages int, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool, error) {
+	c.mu.Lock()
+	after := c.cursor
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.cursor = after
+		c.mu.Unlock()
+	}()
+	wrapped := after == chunkID{}
+	for range pages {
+		page, err := list(after, limit)
+		if err != nil {
+			return fsm.Fragmented{}, false, err
+		}
+		if f, ok := c.claim(page, cfg, now); ok {
+			return f, true, nil
+		}
+		switch {
+		case len(page) == limit:
+			last := page[len(page)-1]
+			after = chunkID{last.Inode, last.Chunk}
+		case wrapped:
+			// The whole index is read and nothing is due.
+			after = chunkID{}
+			return fsm.Fragmented{}, false, nil
+		default:
+			after, wrapped = chunkID{}, true
+		}
+	}
+	return fsm.Fragmented{}, false, nil
 }
 
 // claim picks the first listed chunk that is quiet enough, or too
@@ -131,11 +176,13 @@ func (m *masterService) NextCompaction(ctx context.Context, req *masterpb.NextCo
 	if err := s.leaderOnly(ctx); err != nil {
 		return nil, err
 	}
-	list, err := s.fsm.ListFragmented(0, 0, compactScan)
+	list := func(after chunkID, limit int) ([]fsm.Fragmented, error) {
+		return s.fsm.ListFragmented(after.inode, after.chunk, limit)
+	}
+	f, ok, err := s.compact.find(list, compactScan, compactPages, s.cfg.Compaction.withDefaults(), s.now())
 	if err != nil {
 		return nil, s.toStatus(err)
 	}
-	f, ok := s.compact.claim(list, s.cfg.Compaction.withDefaults(), s.now())
 	if !ok {
 		return &masterpb.NextCompactionResponse{}, nil
 	}
@@ -161,7 +208,7 @@ func (m *masterService) CompactChunk(ctx context.Context, req *masterpb.CompactC
 		}
 		replaced[i] = &fsmpb.ChunkRef{SliceId: r.SliceId, ChunkOffset: uint32(r.FileOffset - base), SliceOffset: r.SliceOffset, Length: uint32(r.Length)}
 	}
-	shards, err := s.ackedShards(op, req.Inode, req.SliceId, req.Shards)
+	shards, err := s.ackedShards(op, req.Header, req.Inode, req.SliceId, req.Shards)
 	if err != nil {
 		return nil, err
 	}

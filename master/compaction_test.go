@@ -49,3 +49,61 @@ func TestCompactClaims(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactFind: the search pages on past chunks that are not due, so
+// a chunk beyond a full page of them is found; the cursor stays at the
+// page where it found one, and wraps to the start at the end.
+func TestCompactFind(t *testing.T) {
+	cfg := CompactionConfig{}.withDefaults()
+	now := time.Unix(1_700_000_000, 0)
+	var index []fsm.Fragmented
+	for ino := uint64(1); ino <= 10; ino++ {
+		changed := now // still being written: not due
+		if ino == 8 || ino == 2 {
+			changed = now.Add(-time.Minute) // quiet
+		}
+		index = append(index, fsm.Fragmented{Inode: ino, Refs: 20, ChangedUnixNano: changed.UnixNano()})
+	}
+	var reads int
+	list := func(after chunkID, limit int) ([]fsm.Fragmented, error) {
+		reads++
+		var out []fsm.Fragmented
+		for _, f := range index {
+			if (f.Inode > after.inode || (f.Inode == after.inode && f.Chunk > after.chunk)) && len(out) < limit {
+				out = append(out, f)
+			}
+		}
+		return out, nil
+	}
+	var c compactClaims
+	c.claims = map[chunkID]time.Time{{2, 0}: now.Add(time.Minute)} // 2 is someone else's
+	for i, want := range []uint64{8, 0, 0} {
+		reads = 0
+		f, ok, err := c.find(list, 3, 8, cfg, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			f.Inode = 0
+		}
+		if f.Inode != want {
+			t.Fatalf("search %d: found inode %d, want %d (cursor %v)", i, f.Inode, want, c.cursor)
+		}
+		switch i {
+		case 0:
+			if c.cursor != (chunkID{6, 0}) {
+				t.Fatalf("cursor %v after finding 8, want the start of its page (after 6)", c.cursor)
+			}
+		case 1:
+			// From 6 to the end, then the whole index again: 2 pages, 4.
+			if reads != 6 || c.cursor != (chunkID{}) {
+				t.Fatalf("fruitless search read %d pages, cursor %v; want 6 and the start", reads, c.cursor)
+			}
+		}
+	}
+	// A search bounded to fewer pages stops where it got to.
+	c.cursor = chunkID{}
+	if _, ok, _ := c.find(list, 3, 2, cfg, now); ok || c.cursor != (chunkID{6, 0}) {
+		t.Fatalf("bounded search: found %v, cursor %v; want none and after 6", ok, c.cursor)
+	}
+}

@@ -228,7 +228,7 @@ func (m *masterService) CommitSlice(ctx context.Context, req *masterpb.CommitSli
 	if err := s.leaderOnly(ctx); err != nil {
 		return nil, err
 	}
-	shards, err := s.ackedShards(op, req.Inode, req.SliceId, req.Shards)
+	shards, err := s.ackedShards(op, req.Header, req.Inode, req.SliceId, req.Shards)
 	if err != nil {
 		return nil, err
 	}
@@ -324,11 +324,15 @@ func (m *masterService) WriteInline(ctx context.Context, req *masterpb.WriteInli
 
 // ackedShards checks the shards a writer says acknowledged slice id
 // against where the slice was placed, and returns them without tokens.
-// A slice no longer pending passes with none: the state machine answers
-// a retry from its request table, anything else with ENOENT or EEXIST.
-func (s *Server) ackedShards(op string, inode, id uint64, acked []*masterpb.ShardLocation) ([]*masterpb.ShardLocation, error) {
+// A slice already committed passes with none when the request carries an
+// ID (a retry, which the state machine answers from its request table);
+// anything else not pending is refused here, before it costs a commit.
+func (s *Server) ackedShards(op string, h *masterpb.RequestHeader, inode, id uint64, acked []*masterpb.ShardLocation) ([]*masterpb.ShardLocation, error) {
 	sl, err := s.pendingSlice(op, id)
 	if err != nil {
+		if len(h.GetRequestId()) == 0 || masterpb.ErrnoOf(err) != syscall.EEXIST {
+			return nil, err
+		}
 		return nil, nil
 	}
 	if sl.Inode != inode {

@@ -56,7 +56,12 @@ func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	if w := f.n.writes.Load(); f.seen.Swap(w) != w {
 		f.h.Invalidate()
 	}
+	commits := f.h.Commits()
 	n, err := f.h.ReadAt(dest, off)
+	if f.h.Commits() != commits {
+		// The read committed this handle's writes first.
+		f.n.forgetAttr()
+	}
 	if err != nil && err != io.EOF {
 		return nil, errnoOf(err)
 	}
@@ -66,7 +71,12 @@ func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 // Write implements fs.FileWriter.
 func (f *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	f.wrote.Store(true)
+	commits := f.h.Commits()
 	n, err := f.h.WriteAt(data, off)
+	if f.h.Commits() != commits {
+		// A full buffer, or a write elsewhere in the file, committed.
+		f.n.forgetAttr()
+	}
 	f.seen.Add(1)
 	f.n.writes.Add(1)
 	if err != nil {

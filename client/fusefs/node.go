@@ -323,17 +323,24 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 // master's answer would be.
 func (n *node) rememberedWhileWriting() *masterpb.Attr {
 	a := n.remembered()
-	if a == nil {
+	if a == nil || len(n.buffering()) == 0 {
 		return nil
 	}
+	return a
+}
+
+// buffering returns the node's handles on this mount that hold written
+// bytes not yet committed.
+func (n *node) buffering() []*fileHandle {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	var hs []*fileHandle
 	for h := range n.mu.handles {
-		if _, dirty := h.h.PendingSize(); dirty {
-			return a
+		if h.h.Buffered() {
+			hs = append(hs, h)
 		}
 	}
-	return nil
+	return hs
 }
 
 // Setattr implements fs.NodeSetattrer.
@@ -401,21 +408,11 @@ func (n *node) deferAttrs(ctx context.Context, ch client.AttrChange) (*masterpb.
 	if n.fsys.opts.RootSquash {
 		return nil, false, 0
 	}
-	n.mu.Lock()
-	var dirty *fileHandle
-	for h := range n.mu.handles {
-		if _, d := h.h.PendingSize(); d {
-			if dirty != nil {
-				n.mu.Unlock()
-				return nil, false, 0
-			}
-			dirty = h
-		}
-	}
-	n.mu.Unlock()
-	if dirty == nil {
+	hs := n.buffering()
+	if len(hs) != 1 {
 		return nil, false, 0
 	}
+	dirty := hs[0]
 	a := n.remembered()
 	if a == nil {
 		var err error

@@ -454,3 +454,32 @@ func TestAttrsWhileWriting(t *testing.T) {
 		})
 	}
 }
+
+// TestAttrsAfterOwnCommit: a write elsewhere in the file commits the
+// buffered bytes with a deferred chmod; stat must not go back to the
+// mode from before it.
+func TestAttrsAfterOwnCommit(t *testing.T) {
+	c := startCluster(t, 1, 3)
+	d, _ := mount(t, c, mountConfig{})
+	f, err := os.OpenFile(filepath.Join(d, "f"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("a"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("b"), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o777 != 0o600 || st.Size != 1<<20+1 {
+		t.Fatalf("fstat after the commit: mode %o, size %d; want 600, %d", st.Mode&0o777, st.Size, 1<<20+1)
+	}
+}

@@ -78,7 +78,9 @@ func randomWrites(t *testing.T, f *client.File, model []byte, rng *rand.Rand, n,
 // TestCompaction fragments a file with random writes until it has 100
 // slices; a client that compacts in the background brings it back to one
 // slice with the same bytes, and GC then deletes every replaced slice's
-// shards. Writes made while the compactor runs are never lost, and a
+// shards. Writes made after the compacting client joined are kept (the
+// master holds the chunk back until they stop; a swap racing newer
+// writes is fsm's TestCompactChunk "writes since stay on top"), and a
 // reader opened before the compaction still reads the file after the
 // slices it knew were deleted.
 func TestCompaction(t *testing.T) {
@@ -118,8 +120,8 @@ func TestCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer compactor.Close()
-	// Keep writing while the compactor may start: these writes land on
-	// top of whatever it swaps in.
+	// Keep writing after the compactor joined: the chunk is handed out
+	// once these stop, and the compacted slice must include them.
 	randomWrites(t, f, model, rng, 30, size)
 
 	var sliceID uint64

@@ -14,18 +14,13 @@ import (
 
 // CorruptShards flips one byte in each of up to n shards stored as files
 // by chunkserver i (0-based; shards of 1 MiB and more are kept in files of
-// their own, "<slice>-<index>-<gen>.cells"), chosen with seed, behind the
-// store's back, as a failing disk would. It returns the names of the
-// damaged files. The chunkserver may be running: its scrubber, or a
+// their own, "<slice>-<index>-<gen>.cells"), chosen with seed among the
+// shards of the slices ok accepts (nil: any), behind the store's back, as
+// a failing disk would. A test damaging several servers uses ok to keep
+// each slice within the losses its layout bears. It returns the names of
+// the damaged files. The chunkserver may be running: its scrubber, or a
 // reader, finds the damage.
-func (c *Cluster) CorruptShards(i, n int, seed uint64) ([]string, error) {
-	return c.CorruptShardsWhere(i, n, seed, func(uint64) bool { return true })
-}
-
-// CorruptShardsWhere is CorruptShards choosing only among the shards of
-// the slices ok accepts: a test damaging several servers keeps each slice
-// within the losses its layout bears.
-func (c *Cluster) CorruptShardsWhere(i, n int, seed uint64, ok func(slice uint64) bool) ([]string, error) {
+func (c *Cluster) CorruptShards(i, n int, seed uint64, ok func(slice uint64) bool) ([]string, error) {
 	dir := filepath.Join(c.ChunkserverDir(i), "shards")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -37,7 +32,7 @@ func (c *Cluster) CorruptShardsWhere(i, n int, seed uint64, ok func(slice uint64
 			continue
 		}
 		first, _, _ := strings.Cut(e.Name(), "-")
-		if slice, err := strconv.ParseUint(first, 10, 64); err == nil && ok(slice) {
+		if slice, err := strconv.ParseUint(first, 10, 64); err == nil && (ok == nil || ok(slice)) {
 			files = append(files, e.Name())
 		}
 	}

@@ -282,7 +282,7 @@ func TestScrubberFindsCorruption(t *testing.T) {
 	// than a replicated or RS(4,2) slice bears.
 	hit := map[uint64]bool{}
 	for _, i := range []int{1, 3, 5} {
-		names, err := c.CorruptShardsWhere(i, 1, uint64(i), func(slice uint64) bool { return !hit[slice] })
+		names, err := c.CorruptShards(i, 1, uint64(i), func(slice uint64) bool { return !hit[slice] })
 		if err != nil {
 			t.Fatal(err)
 		}

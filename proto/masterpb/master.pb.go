@@ -3936,7 +3936,6 @@ func (x *GetLayoutResponse) GetInlineData() []byte {
 // grown too many slices to wait.
 type NextCompactionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3969,13 +3968,6 @@ func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use NextCompactionRequest.ProtoReflect.Descriptor instead.
 func (*NextCompactionRequest) Descriptor() ([]byte, []int) {
 	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
-}
-
-func (x *NextCompactionRequest) GetClientId() string {
-	if x != nil {
-		return x.ClientId
-	}
-	return ""
 }
 
 type NextCompactionResponse struct {
@@ -6275,9 +6267,8 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x121\n" +
 	"\x06slices\x18\x02 \x03(\v2\x19.cairn.master.v1.SliceRefR\x06slices\x12\x1f\n" +
 	"\vinline_data\x18\x03 \x01(\fR\n" +
-	"inlineData\"4\n" +
-	"\x15NextCompactionRequest\x12\x1b\n" +
-	"\tclient_id\x18\x01 \x01(\tR\bclientId\"n\n" +
+	"inlineData\"\x1d\n" +
+	"\x15NextCompactionRequestJ\x04\b\x01\x10\x02\"n\n" +
 	"\x16NextCompactionResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x14\n" +

@@ -87,35 +87,30 @@ func (t *txn) openHandle(c *fsmpb.OpenHandle) (Result, error) {
 }
 
 func (t *txn) releaseHandle(c *fsmpb.ReleaseHandle) (Result, error) {
-	const op = "release"
 	if c.Handle != 0 || len(c.More) == 0 {
-		var rec fsmpb.Handle
-		ok, err := getProto(t.b, handleKey(c.Inode, c.Handle), &rec, "handle")
-		if err != nil {
+		if gone, err := t.releaseOne(c.Inode, c.Handle); err != nil {
 			return Result{}, err
-		}
-		if !ok {
-			return Result{}, newErr(op, objIno(c.Inode), errNoEnt, "no such handle")
-		}
-		if err := t.dropHandle(c.Inode, c.Handle, rec.ClientId); err != nil {
-			return Result{}, err
+		} else if gone {
+			return Result{}, newErr("release", objIno(c.Inode), errNoEnt, "no such handle")
 		}
 	}
 	for _, h := range c.More {
-		var rec fsmpb.Handle
-		ok, err := getProto(t.b, handleKey(h.Inode, h.Handle), &rec, "handle")
-		if err != nil {
-			return Result{}, err
-		}
-		if !ok {
-			// Gone with a lapsed lease, or listed twice.
-			continue
-		}
-		if err := t.dropHandle(h.Inode, h.Handle, rec.ClientId); err != nil {
+		// One already gone went with a lapsed lease, or is listed twice.
+		if _, err := t.releaseOne(h.Inode, h.Handle); err != nil {
 			return Result{}, err
 		}
 	}
 	return Result{}, nil
+}
+
+// releaseOne drops handle h of ino, or reports it gone.
+func (t *txn) releaseOne(ino, h uint64) (gone bool, err error) {
+	var rec fsmpb.Handle
+	ok, err := getProto(t.b, handleKey(ino, h), &rec, "handle")
+	if err != nil || !ok {
+		return !ok, err
+	}
+	return false, t.dropHandle(ino, h, rec.ClientId)
 }
 
 // dropHandle deletes a handle and, if it was an orphan's last, the orphan.
@@ -147,13 +142,7 @@ func (t *txn) dropHandle(ino, h uint64, client string) error {
 
 // hasHandles reports whether inode ino is open anywhere.
 func (t *txn) hasHandles(ino uint64) (bool, error) {
-	p := handlePrefix(ino)
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	if err != nil {
-		return false, err
-	}
-	open := it.First()
-	return open, it.Close()
+	return anyUnder(t.b, handlePrefix(ino))
 }
 
 // orphanOrRemove is what happens to a non-directory inode whose last link

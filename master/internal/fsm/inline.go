@@ -42,13 +42,7 @@ func readInline(r reader, ino uint64) ([]byte, error) {
 
 // hasChunks reports whether ino has any chunk refs.
 func hasChunks(r reader, ino uint64) (bool, error) {
-	p := chunkPrefix(ino)
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	if err != nil {
-		return false, err
-	}
-	found := it.First()
-	return found, it.Close()
+	return anyUnder(r, chunkPrefix(ino))
 }
 
 // HasChunks reports whether regular file ino has slices, when inline
@@ -106,12 +100,16 @@ func (t *txn) writeInline(c *fsmpb.WriteInline) (Result, error) {
 
 // trimInline shortens ino's inline bytes to size. Write phase only.
 func (t *txn) trimInline(ino, size uint64) error {
+	if size == 0 {
+		// Every inode removal comes here: no need to copy the bytes.
+		if ok, err := exists(t.b, inlineKey(ino)); err != nil || !ok {
+			return err
+		}
+		return t.b.Delete(inlineKey(ino), nil)
+	}
 	data, err := readInline(t.b, ino)
 	if err != nil || uint64(len(data)) <= size {
 		return err
-	}
-	if size == 0 {
-		return t.b.Delete(inlineKey(ino), nil)
 	}
 	return t.b.Set(inlineKey(ino), data[:size], nil)
 }

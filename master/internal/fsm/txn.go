@@ -179,16 +179,21 @@ func (t *txn) delDentry(parent uint64, name string) error {
 
 // dirEmpty reports whether directory ino has no entries.
 func dirEmpty(r reader, ino uint64) (bool, error) {
-	p := dentryPrefix(ino)
+	found, err := anyUnder(r, dentryPrefix(ino))
+	return !found, err
+}
+
+// anyUnder reports whether some key starts with prefix p.
+func anyUnder(r reader, p []byte) (bool, error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return false, err
 	}
-	empty := !it.First()
+	found := it.First()
 	if err := it.Close(); err != nil {
 		return false, err
 	}
-	return empty, nil
+	return found, nil
 }
 
 // newInode allocates an inode number; write phase only.
