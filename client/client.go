@@ -83,6 +83,7 @@ type Client struct {
 	sess *session
 	comp *compactor
 	rel  *releaser
+	stat *statBatcher
 }
 
 // Dial connects to the masters in cfg and checks that the namespace root
@@ -104,7 +105,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		conn.Close()
 		return nil, err
 	}
-	c := &Client{cfg: cfg, conn: conn, data: data}
+	c := &Client{cfg: cfg, conn: conn, data: data, stat: newStatBatcher(conn)}
 	delay := cfg.ReleaseDelay
 	if delay == 0 {
 		delay = DefaultReleaseDelay
@@ -128,6 +129,7 @@ func (c *Client) Close() error {
 	// Handles go before the lease that holds them.
 	c.rel.close()
 	c.stopSession()
+	c.stat.close()
 	return errors.Join(c.data.Close(), c.conn.Close())
 }
 
@@ -178,19 +180,15 @@ func components(p string) []string {
 }
 
 func (c *Client) getAttr(ctx context.Context, inode uint64) (*masterpb.Attr, error) {
-	resp, err := call(ctx, c.conn, &masterpb.GetAttrRequest{Inode: inode}, masterpb.MasterClient.GetAttr)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Attr, nil
+	return c.stat.stat(ctx, &masterpb.StatQuery{Inode: inode})
 }
 
 func (c *Client) lookup(ctx context.Context, parent uint64, name string) (*masterpb.Attr, error) {
-	resp, err := call(ctx, c.conn, &masterpb.LookupRequest{Parent: parent, Name: name}, masterpb.MasterClient.Lookup)
-	if err != nil {
-		return nil, err
+	if name == "" {
+		// An empty name would read as a getattr in a batch.
+		return nil, masterpb.ErrnoError(syscall.EINVAL, "client: lookup: empty name")
 	}
-	return resp.Attr, nil
+	return c.stat.stat(ctx, &masterpb.StatQuery{Inode: parent, Name: name})
 }
 
 // resolve returns the attributes of the file at p, following symlinks in

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/cairnfs/cairn/client"
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
@@ -116,16 +117,23 @@ func BenchmarkCreate(b *testing.B) {
 	}
 }
 
+// BenchmarkGetAttr reads attributes from benchClients goroutines three
+// ways: "grpc" sends one GetAttr RPC per call; "clients=N" goes through the
+// client library as a mount or gateway does, with N Clients (like N
+// processes) whose concurrent calls share BatchStat round trips; and
+// "direct" calls the service in process.
 func BenchmarkGetAttr(b *testing.B) {
 	for _, masters := range []int{1, 3} {
-		for _, direct := range []bool{false, true} {
-			path := "grpc"
-			if direct {
-				path = "direct"
-			}
+		for _, path := range []string{"grpc", "clients=8", "clients=1", "direct"} {
 			b.Run(fmt.Sprintf("masters=%d/%s", masters, path), func(b *testing.B) {
 				c := newCluster(b, masters, nil)
-				targets := benchTargets(b, c, direct)
+				targets := benchTargets(b, c, path == "direct")
+				switch path {
+				case "clients=8":
+					targets = clientTargets(b, c, benchConns)
+				case "clients=1":
+					targets = clientTargets(b, c, 1)
+				}
 				ctx := context.Background()
 				const files = 1000
 				inodes := make([]uint64, files)
@@ -144,6 +152,43 @@ func BenchmarkGetAttr(b *testing.B) {
 			})
 		}
 	}
+}
+
+// clientTargets returns benchConns client library targets over n Clients
+// of c.
+func clientTargets(b *testing.B, c *cluster, n int) []benchTarget {
+	var addrs []string
+	for _, n := range c.nodes {
+		addrs = append(addrs, n.grpcAddr)
+	}
+	out := make([]benchTarget, benchConns)
+	for i := range out {
+		if i >= n {
+			out[i] = out[i%n]
+			continue
+		}
+		cl, err := client.Dial(context.Background(), client.ClientConfig{Masters: addrs})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cl.Close() })
+		out[i] = clientTarget{cl.Inodes()}
+	}
+	return out
+}
+
+// clientTarget is a client library Client where the benchmarks expect a
+// server.
+type clientTarget struct{ in client.Inodes }
+
+func (c clientTarget) Create(ctx context.Context, r *masterpb.CreateRequest) (*masterpb.CreateResponse, error) {
+	a, created, err := c.in.Create(ctx, r.Parent, r.Name, r.Mode, r.Exclusive, false)
+	return &masterpb.CreateResponse{Attr: a, Created: created}, err
+}
+
+func (c clientTarget) GetAttr(ctx context.Context, r *masterpb.GetAttrRequest) (*masterpb.GetAttrResponse, error) {
+	a, err := c.in.GetAttr(ctx, r.Inode)
+	return &masterpb.GetAttrResponse{Attr: a}, err
 }
 
 func dumpMetrics(b *testing.B, s *Server) {

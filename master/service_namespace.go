@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cairnfs/cairn/internal/wirelayout"
@@ -73,6 +74,43 @@ func (m *masterService) GetAttr(ctx context.Context, req *masterpb.GetAttrReques
 		return nil, m.s.toStatus(err)
 	}
 	return &masterpb.GetAttrResponse{Attr: a}, nil
+}
+
+// MaxBatchStat caps the queries of one BatchStat call.
+const MaxBatchStat = 1024
+
+// BatchStat answers each query as Lookup or GetAttr would, all after one
+// linearizable read barrier: a write acknowledged before the call arrived is
+// visible to every query in it.
+func (m *masterService) BatchStat(ctx context.Context, req *masterpb.BatchStatRequest) (*masterpb.BatchStatResponse, error) {
+	if len(req.Queries) > MaxBatchStat {
+		return nil, invalid("batchstat", "%d queries, at most %d", len(req.Queries), MaxBatchStat)
+	}
+	if err := m.s.linearize(ctx); err != nil {
+		return nil, err
+	}
+	resp := &masterpb.BatchStatResponse{Results: make([]*masterpb.StatResult, len(req.Queries))}
+	for i, q := range req.Queries {
+		var a *masterpb.Attr
+		var err error
+		if q.Name == "" {
+			a, err = m.s.fsm.GetAttr(q.Inode)
+		} else {
+			a, err = m.s.fsm.Lookup(q.Inode, q.Name)
+		}
+		var fe *fsm.Error
+		switch {
+		case err == nil:
+			resp.Results[i] = &masterpb.StatResult{Attr: a}
+		case errors.As(err, &fe):
+			resp.Results[i] = &masterpb.StatResult{Errno: uint32(fe.Errno), Error: fe.Error()}
+		default:
+			// Not the file system's answer: the whole call fails, as the
+			// single call would.
+			return nil, m.s.toStatus(err)
+		}
+	}
+	return resp, nil
 }
 
 func (m *masterService) SetAttr(ctx context.Context, req *masterpb.SetAttrRequest) (*masterpb.SetAttrResponse, error) {

@@ -138,7 +138,7 @@ func (x RenameRequest_Mode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RenameRequest_Mode.Descriptor instead.
 func (RenameRequest_Mode) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{21, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{25, 0}
 }
 
 type SetXattrRequest_Flag int32
@@ -187,7 +187,7 @@ func (x SetXattrRequest_Flag) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SetXattrRequest_Flag.Descriptor instead.
 func (SetXattrRequest_Flag) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{34, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{38, 0}
 }
 
 type LockRequest_Kind int32
@@ -233,7 +233,7 @@ func (x LockRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Kind.Descriptor instead.
 func (LockRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70, 0}
 }
 
 type LockRequest_Type int32
@@ -282,7 +282,7 @@ func (x LockRequest_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Type.Descriptor instead.
 func (LockRequest_Type) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66, 1}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70, 1}
 }
 
 type FsckResponse_Health int32
@@ -331,7 +331,7 @@ func (x FsckResponse_Health) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FsckResponse_Health.Descriptor instead.
 func (FsckResponse_Health) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79, 0}
 }
 
 // ErrorDetail rides in a gRPC status's details.
@@ -791,6 +791,213 @@ func (x *GetAttrResponse) GetAttr() *Attr {
 	return nil
 }
 
+// StatQuery is a GetAttr of inode when name is empty, else a Lookup of
+// name in directory inode.
+type StatQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatQuery) Reset() {
+	*x = StatQuery{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatQuery) ProtoMessage() {}
+
+func (x *StatQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatQuery.ProtoReflect.Descriptor instead.
+func (*StatQuery) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StatQuery) GetInode() uint64 {
+	if x != nil {
+		return x.Inode
+	}
+	return 0
+}
+
+func (x *StatQuery) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// StatResult is one query's answer: attr, or the errno it failed with
+// (ENOENT, ENOTDIR, ...) and a message. A failure that is not the file
+// system's answer (not leader, shutting down) fails the whole call.
+type StatResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	Errno         uint32                 `protobuf:"varint,2,opt,name=errno,proto3" json:"errno,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatResult) Reset() {
+	*x = StatResult{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatResult) ProtoMessage() {}
+
+func (x *StatResult) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatResult.ProtoReflect.Descriptor instead.
+func (*StatResult) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StatResult) GetAttr() *Attr {
+	if x != nil {
+		return x.Attr
+	}
+	return nil
+}
+
+func (x *StatResult) GetErrno() uint32 {
+	if x != nil {
+		return x.Errno
+	}
+	return 0
+}
+
+func (x *StatResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// BatchStatRequest carries at most 1024 queries.
+type BatchStatRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queries       []*StatQuery           `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchStatRequest) Reset() {
+	*x = BatchStatRequest{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchStatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchStatRequest) ProtoMessage() {}
+
+func (x *BatchStatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchStatRequest.ProtoReflect.Descriptor instead.
+func (*BatchStatRequest) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *BatchStatRequest) GetQueries() []*StatQuery {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+// BatchStatResponse has one result per query, in order.
+type BatchStatResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*StatResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchStatResponse) Reset() {
+	*x = BatchStatResponse{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchStatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchStatResponse) ProtoMessage() {}
+
+func (x *BatchStatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchStatResponse.ProtoReflect.Descriptor instead.
+func (*BatchStatResponse) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BatchStatResponse) GetResults() []*StatResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type SetAttrRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -807,7 +1014,7 @@ type SetAttrRequest struct {
 
 func (x *SetAttrRequest) Reset() {
 	*x = SetAttrRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[7]
+	mi := &file_proto_masterpb_master_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +1026,7 @@ func (x *SetAttrRequest) String() string {
 func (*SetAttrRequest) ProtoMessage() {}
 
 func (x *SetAttrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[7]
+	mi := &file_proto_masterpb_master_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1039,7 @@ func (x *SetAttrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttrRequest.ProtoReflect.Descriptor instead.
 func (*SetAttrRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{7}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetAttrRequest) GetHeader() *RequestHeader {
@@ -900,7 +1107,7 @@ type SetAttrResponse struct {
 
 func (x *SetAttrResponse) Reset() {
 	*x = SetAttrResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[8]
+	mi := &file_proto_masterpb_master_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1119,7 @@ func (x *SetAttrResponse) String() string {
 func (*SetAttrResponse) ProtoMessage() {}
 
 func (x *SetAttrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[8]
+	mi := &file_proto_masterpb_master_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1132,7 @@ func (x *SetAttrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttrResponse.ProtoReflect.Descriptor instead.
 func (*SetAttrResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{8}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetAttrResponse) GetAttr() *Attr {
@@ -949,7 +1156,7 @@ type MkdirRequest struct {
 
 func (x *MkdirRequest) Reset() {
 	*x = MkdirRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[9]
+	mi := &file_proto_masterpb_master_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1168,7 @@ func (x *MkdirRequest) String() string {
 func (*MkdirRequest) ProtoMessage() {}
 
 func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[9]
+	mi := &file_proto_masterpb_master_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1181,7 @@ func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MkdirRequest.ProtoReflect.Descriptor instead.
 func (*MkdirRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{9}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MkdirRequest) GetHeader() *RequestHeader {
@@ -1021,7 +1228,7 @@ type MkdirResponse struct {
 
 func (x *MkdirResponse) Reset() {
 	*x = MkdirResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[10]
+	mi := &file_proto_masterpb_master_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1240,7 @@ func (x *MkdirResponse) String() string {
 func (*MkdirResponse) ProtoMessage() {}
 
 func (x *MkdirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[10]
+	mi := &file_proto_masterpb_master_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1253,7 @@ func (x *MkdirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MkdirResponse.ProtoReflect.Descriptor instead.
 func (*MkdirResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{10}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MkdirResponse) GetAttr() *Attr {
@@ -1074,7 +1281,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[11]
+	mi := &file_proto_masterpb_master_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1293,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[11]
+	mi := &file_proto_masterpb_master_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1306,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{11}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateRequest) GetHeader() *RequestHeader {
@@ -1164,7 +1371,7 @@ type CreateResponse struct {
 
 func (x *CreateResponse) Reset() {
 	*x = CreateResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[12]
+	mi := &file_proto_masterpb_master_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1383,7 @@ func (x *CreateResponse) String() string {
 func (*CreateResponse) ProtoMessage() {}
 
 func (x *CreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[12]
+	mi := &file_proto_masterpb_master_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1396,7 @@ func (x *CreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateResponse.ProtoReflect.Descriptor instead.
 func (*CreateResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{12}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateResponse) GetAttr() *Attr {
@@ -1227,7 +1434,7 @@ type MknodRequest struct {
 
 func (x *MknodRequest) Reset() {
 	*x = MknodRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[13]
+	mi := &file_proto_masterpb_master_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1446,7 @@ func (x *MknodRequest) String() string {
 func (*MknodRequest) ProtoMessage() {}
 
 func (x *MknodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[13]
+	mi := &file_proto_masterpb_master_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1459,7 @@ func (x *MknodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MknodRequest.ProtoReflect.Descriptor instead.
 func (*MknodRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{13}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MknodRequest) GetHeader() *RequestHeader {
@@ -1306,7 +1513,7 @@ type MknodResponse struct {
 
 func (x *MknodResponse) Reset() {
 	*x = MknodResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[14]
+	mi := &file_proto_masterpb_master_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1525,7 @@ func (x *MknodResponse) String() string {
 func (*MknodResponse) ProtoMessage() {}
 
 func (x *MknodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[14]
+	mi := &file_proto_masterpb_master_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1538,7 @@ func (x *MknodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MknodResponse.ProtoReflect.Descriptor instead.
 func (*MknodResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{14}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MknodResponse) GetAttr() *Attr {
@@ -1352,7 +1559,7 @@ type UnlinkRequest struct {
 
 func (x *UnlinkRequest) Reset() {
 	*x = UnlinkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[15]
+	mi := &file_proto_masterpb_master_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1571,7 @@ func (x *UnlinkRequest) String() string {
 func (*UnlinkRequest) ProtoMessage() {}
 
 func (x *UnlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[15]
+	mi := &file_proto_masterpb_master_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1584,7 @@ func (x *UnlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkRequest.ProtoReflect.Descriptor instead.
 func (*UnlinkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{15}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UnlinkRequest) GetHeader() *RequestHeader {
@@ -1409,7 +1616,7 @@ type UnlinkResponse struct {
 
 func (x *UnlinkResponse) Reset() {
 	*x = UnlinkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[16]
+	mi := &file_proto_masterpb_master_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1628,7 @@ func (x *UnlinkResponse) String() string {
 func (*UnlinkResponse) ProtoMessage() {}
 
 func (x *UnlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[16]
+	mi := &file_proto_masterpb_master_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1641,7 @@ func (x *UnlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkResponse.ProtoReflect.Descriptor instead.
 func (*UnlinkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{16}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{20}
 }
 
 type RmdirRequest struct {
@@ -1448,7 +1655,7 @@ type RmdirRequest struct {
 
 func (x *RmdirRequest) Reset() {
 	*x = RmdirRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[17]
+	mi := &file_proto_masterpb_master_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1667,7 @@ func (x *RmdirRequest) String() string {
 func (*RmdirRequest) ProtoMessage() {}
 
 func (x *RmdirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[17]
+	mi := &file_proto_masterpb_master_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1680,7 @@ func (x *RmdirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RmdirRequest.ProtoReflect.Descriptor instead.
 func (*RmdirRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{17}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RmdirRequest) GetHeader() *RequestHeader {
@@ -1505,7 +1712,7 @@ type RmdirResponse struct {
 
 func (x *RmdirResponse) Reset() {
 	*x = RmdirResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[18]
+	mi := &file_proto_masterpb_master_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1724,7 @@ func (x *RmdirResponse) String() string {
 func (*RmdirResponse) ProtoMessage() {}
 
 func (x *RmdirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[18]
+	mi := &file_proto_masterpb_master_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1737,7 @@ func (x *RmdirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RmdirResponse.ProtoReflect.Descriptor instead.
 func (*RmdirResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{18}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{22}
 }
 
 type ConcatRequest struct {
@@ -1546,7 +1753,7 @@ type ConcatRequest struct {
 
 func (x *ConcatRequest) Reset() {
 	*x = ConcatRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[19]
+	mi := &file_proto_masterpb_master_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1765,7 @@ func (x *ConcatRequest) String() string {
 func (*ConcatRequest) ProtoMessage() {}
 
 func (x *ConcatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[19]
+	mi := &file_proto_masterpb_master_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1778,7 @@ func (x *ConcatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcatRequest.ProtoReflect.Descriptor instead.
 func (*ConcatRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{19}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConcatRequest) GetHeader() *RequestHeader {
@@ -1618,7 +1825,7 @@ type ConcatResponse struct {
 
 func (x *ConcatResponse) Reset() {
 	*x = ConcatResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[20]
+	mi := &file_proto_masterpb_master_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1837,7 @@ func (x *ConcatResponse) String() string {
 func (*ConcatResponse) ProtoMessage() {}
 
 func (x *ConcatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[20]
+	mi := &file_proto_masterpb_master_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1850,7 @@ func (x *ConcatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcatResponse.ProtoReflect.Descriptor instead.
 func (*ConcatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{20}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConcatResponse) GetAttr() *Attr {
@@ -1667,7 +1874,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[21]
+	mi := &file_proto_masterpb_master_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1886,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[21]
+	mi := &file_proto_masterpb_master_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1899,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{21}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RenameRequest) GetHeader() *RequestHeader {
@@ -1745,7 +1952,7 @@ type RenameResponse struct {
 
 func (x *RenameResponse) Reset() {
 	*x = RenameResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[22]
+	mi := &file_proto_masterpb_master_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1964,7 @@ func (x *RenameResponse) String() string {
 func (*RenameResponse) ProtoMessage() {}
 
 func (x *RenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[22]
+	mi := &file_proto_masterpb_master_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1977,7 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{22}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{26}
 }
 
 type LinkRequest struct {
@@ -1785,7 +1992,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[23]
+	mi := &file_proto_masterpb_master_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +2004,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[23]
+	mi := &file_proto_masterpb_master_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +2017,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{23}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LinkRequest) GetHeader() *RequestHeader {
@@ -1850,7 +2057,7 @@ type LinkResponse struct {
 
 func (x *LinkResponse) Reset() {
 	*x = LinkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[24]
+	mi := &file_proto_masterpb_master_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2069,7 @@ func (x *LinkResponse) String() string {
 func (*LinkResponse) ProtoMessage() {}
 
 func (x *LinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[24]
+	mi := &file_proto_masterpb_master_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2082,7 @@ func (x *LinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkResponse.ProtoReflect.Descriptor instead.
 func (*LinkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{24}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LinkResponse) GetAttr() *Attr {
@@ -1897,7 +2104,7 @@ type SymlinkRequest struct {
 
 func (x *SymlinkRequest) Reset() {
 	*x = SymlinkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[25]
+	mi := &file_proto_masterpb_master_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2116,7 @@ func (x *SymlinkRequest) String() string {
 func (*SymlinkRequest) ProtoMessage() {}
 
 func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[25]
+	mi := &file_proto_masterpb_master_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2129,7 @@ func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymlinkRequest.ProtoReflect.Descriptor instead.
 func (*SymlinkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{25}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SymlinkRequest) GetHeader() *RequestHeader {
@@ -1962,7 +2169,7 @@ type SymlinkResponse struct {
 
 func (x *SymlinkResponse) Reset() {
 	*x = SymlinkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[26]
+	mi := &file_proto_masterpb_master_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2181,7 @@ func (x *SymlinkResponse) String() string {
 func (*SymlinkResponse) ProtoMessage() {}
 
 func (x *SymlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[26]
+	mi := &file_proto_masterpb_master_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2194,7 @@ func (x *SymlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymlinkResponse.ProtoReflect.Descriptor instead.
 func (*SymlinkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{26}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SymlinkResponse) GetAttr() *Attr {
@@ -2006,7 +2213,7 @@ type ReadlinkRequest struct {
 
 func (x *ReadlinkRequest) Reset() {
 	*x = ReadlinkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[27]
+	mi := &file_proto_masterpb_master_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2225,7 @@ func (x *ReadlinkRequest) String() string {
 func (*ReadlinkRequest) ProtoMessage() {}
 
 func (x *ReadlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[27]
+	mi := &file_proto_masterpb_master_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2238,7 @@ func (x *ReadlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadlinkRequest.ProtoReflect.Descriptor instead.
 func (*ReadlinkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{27}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReadlinkRequest) GetInode() uint64 {
@@ -2050,7 +2257,7 @@ type ReadlinkResponse struct {
 
 func (x *ReadlinkResponse) Reset() {
 	*x = ReadlinkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[28]
+	mi := &file_proto_masterpb_master_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2269,7 @@ func (x *ReadlinkResponse) String() string {
 func (*ReadlinkResponse) ProtoMessage() {}
 
 func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[28]
+	mi := &file_proto_masterpb_master_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2282,7 @@ func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadlinkResponse.ProtoReflect.Descriptor instead.
 func (*ReadlinkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{28}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReadlinkResponse) GetTarget() string {
@@ -2098,7 +2305,7 @@ type DirEntry struct {
 
 func (x *DirEntry) Reset() {
 	*x = DirEntry{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[29]
+	mi := &file_proto_masterpb_master_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2317,7 @@ func (x *DirEntry) String() string {
 func (*DirEntry) ProtoMessage() {}
 
 func (x *DirEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[29]
+	mi := &file_proto_masterpb_master_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2330,7 @@ func (x *DirEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirEntry.ProtoReflect.Descriptor instead.
 func (*DirEntry) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{29}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DirEntry) GetName() string {
@@ -2168,7 +2375,7 @@ type ReadDirRequest struct {
 
 func (x *ReadDirRequest) Reset() {
 	*x = ReadDirRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[30]
+	mi := &file_proto_masterpb_master_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2387,7 @@ func (x *ReadDirRequest) String() string {
 func (*ReadDirRequest) ProtoMessage() {}
 
 func (x *ReadDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[30]
+	mi := &file_proto_masterpb_master_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2400,7 @@ func (x *ReadDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadDirRequest.ProtoReflect.Descriptor instead.
 func (*ReadDirRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{30}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReadDirRequest) GetInode() uint64 {
@@ -2234,7 +2441,7 @@ type ReadDirResponse struct {
 
 func (x *ReadDirResponse) Reset() {
 	*x = ReadDirResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[31]
+	mi := &file_proto_masterpb_master_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2453,7 @@ func (x *ReadDirResponse) String() string {
 func (*ReadDirResponse) ProtoMessage() {}
 
 func (x *ReadDirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[31]
+	mi := &file_proto_masterpb_master_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2466,7 @@ func (x *ReadDirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadDirResponse.ProtoReflect.Descriptor instead.
 func (*ReadDirResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{31}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReadDirResponse) GetEntries() []*DirEntry {
@@ -2286,7 +2493,7 @@ type GetXattrRequest struct {
 
 func (x *GetXattrRequest) Reset() {
 	*x = GetXattrRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[32]
+	mi := &file_proto_masterpb_master_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2505,7 @@ func (x *GetXattrRequest) String() string {
 func (*GetXattrRequest) ProtoMessage() {}
 
 func (x *GetXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[32]
+	mi := &file_proto_masterpb_master_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2518,7 @@ func (x *GetXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetXattrRequest.ProtoReflect.Descriptor instead.
 func (*GetXattrRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{32}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetXattrRequest) GetInode() uint64 {
@@ -2337,7 +2544,7 @@ type GetXattrResponse struct {
 
 func (x *GetXattrResponse) Reset() {
 	*x = GetXattrResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[33]
+	mi := &file_proto_masterpb_master_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2556,7 @@ func (x *GetXattrResponse) String() string {
 func (*GetXattrResponse) ProtoMessage() {}
 
 func (x *GetXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[33]
+	mi := &file_proto_masterpb_master_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2569,7 @@ func (x *GetXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetXattrResponse.ProtoReflect.Descriptor instead.
 func (*GetXattrResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{33}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetXattrResponse) GetValue() []byte {
@@ -2385,7 +2592,7 @@ type SetXattrRequest struct {
 
 func (x *SetXattrRequest) Reset() {
 	*x = SetXattrRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[34]
+	mi := &file_proto_masterpb_master_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2604,7 @@ func (x *SetXattrRequest) String() string {
 func (*SetXattrRequest) ProtoMessage() {}
 
 func (x *SetXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[34]
+	mi := &file_proto_masterpb_master_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2617,7 @@ func (x *SetXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXattrRequest.ProtoReflect.Descriptor instead.
 func (*SetXattrRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{34}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetXattrRequest) GetHeader() *RequestHeader {
@@ -2456,7 +2663,7 @@ type SetXattrResponse struct {
 
 func (x *SetXattrResponse) Reset() {
 	*x = SetXattrResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[35]
+	mi := &file_proto_masterpb_master_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2675,7 @@ func (x *SetXattrResponse) String() string {
 func (*SetXattrResponse) ProtoMessage() {}
 
 func (x *SetXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[35]
+	mi := &file_proto_masterpb_master_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2688,7 @@ func (x *SetXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXattrResponse.ProtoReflect.Descriptor instead.
 func (*SetXattrResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{35}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{39}
 }
 
 type ListXattrRequest struct {
@@ -2493,7 +2700,7 @@ type ListXattrRequest struct {
 
 func (x *ListXattrRequest) Reset() {
 	*x = ListXattrRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[36]
+	mi := &file_proto_masterpb_master_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2712,7 @@ func (x *ListXattrRequest) String() string {
 func (*ListXattrRequest) ProtoMessage() {}
 
 func (x *ListXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[36]
+	mi := &file_proto_masterpb_master_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2725,7 @@ func (x *ListXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListXattrRequest.ProtoReflect.Descriptor instead.
 func (*ListXattrRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{36}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListXattrRequest) GetInode() uint64 {
@@ -2537,7 +2744,7 @@ type ListXattrResponse struct {
 
 func (x *ListXattrResponse) Reset() {
 	*x = ListXattrResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[37]
+	mi := &file_proto_masterpb_master_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2756,7 @@ func (x *ListXattrResponse) String() string {
 func (*ListXattrResponse) ProtoMessage() {}
 
 func (x *ListXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[37]
+	mi := &file_proto_masterpb_master_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2769,7 @@ func (x *ListXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListXattrResponse.ProtoReflect.Descriptor instead.
 func (*ListXattrResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{37}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListXattrResponse) GetNames() []string {
@@ -2583,7 +2790,7 @@ type RemoveXattrRequest struct {
 
 func (x *RemoveXattrRequest) Reset() {
 	*x = RemoveXattrRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[38]
+	mi := &file_proto_masterpb_master_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2595,7 +2802,7 @@ func (x *RemoveXattrRequest) String() string {
 func (*RemoveXattrRequest) ProtoMessage() {}
 
 func (x *RemoveXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[38]
+	mi := &file_proto_masterpb_master_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2608,7 +2815,7 @@ func (x *RemoveXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveXattrRequest.ProtoReflect.Descriptor instead.
 func (*RemoveXattrRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{38}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveXattrRequest) GetHeader() *RequestHeader {
@@ -2640,7 +2847,7 @@ type RemoveXattrResponse struct {
 
 func (x *RemoveXattrResponse) Reset() {
 	*x = RemoveXattrResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[39]
+	mi := &file_proto_masterpb_master_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2652,7 +2859,7 @@ func (x *RemoveXattrResponse) String() string {
 func (*RemoveXattrResponse) ProtoMessage() {}
 
 func (x *RemoveXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[39]
+	mi := &file_proto_masterpb_master_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2665,7 +2872,7 @@ func (x *RemoveXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveXattrResponse.ProtoReflect.Descriptor instead.
 func (*RemoveXattrResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{39}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{43}
 }
 
 type StatFSRequest struct {
@@ -2676,7 +2883,7 @@ type StatFSRequest struct {
 
 func (x *StatFSRequest) Reset() {
 	*x = StatFSRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[40]
+	mi := &file_proto_masterpb_master_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2688,7 +2895,7 @@ func (x *StatFSRequest) String() string {
 func (*StatFSRequest) ProtoMessage() {}
 
 func (x *StatFSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[40]
+	mi := &file_proto_masterpb_master_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2701,7 +2908,7 @@ func (x *StatFSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFSRequest.ProtoReflect.Descriptor instead.
 func (*StatFSRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{40}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{44}
 }
 
 type StatFSResponse struct {
@@ -2716,7 +2923,7 @@ type StatFSResponse struct {
 
 func (x *StatFSResponse) Reset() {
 	*x = StatFSResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[41]
+	mi := &file_proto_masterpb_master_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2728,7 +2935,7 @@ func (x *StatFSResponse) String() string {
 func (*StatFSResponse) ProtoMessage() {}
 
 func (x *StatFSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[41]
+	mi := &file_proto_masterpb_master_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2741,7 +2948,7 @@ func (x *StatFSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFSResponse.ProtoReflect.Descriptor instead.
 func (*StatFSResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{41}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StatFSResponse) GetTotalBytes() uint64 {
@@ -2782,7 +2989,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[42]
+	mi := &file_proto_masterpb_master_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2794,7 +3001,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[42]
+	mi := &file_proto_masterpb_master_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2807,7 +3014,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{42}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *OpenRequest) GetHeader() *RequestHeader {
@@ -2834,7 +3041,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[43]
+	mi := &file_proto_masterpb_master_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +3053,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[43]
+	mi := &file_proto_masterpb_master_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +3066,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{43}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *OpenResponse) GetAttr() *Attr {
@@ -2892,7 +3099,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[44]
+	mi := &file_proto_masterpb_master_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3111,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[44]
+	mi := &file_proto_masterpb_master_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3124,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{44}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReleaseRequest) GetHeader() *RequestHeader {
@@ -2959,7 +3166,7 @@ type HandleRef struct {
 
 func (x *HandleRef) Reset() {
 	*x = HandleRef{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[45]
+	mi := &file_proto_masterpb_master_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3178,7 @@ func (x *HandleRef) String() string {
 func (*HandleRef) ProtoMessage() {}
 
 func (x *HandleRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[45]
+	mi := &file_proto_masterpb_master_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3191,7 @@ func (x *HandleRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleRef.ProtoReflect.Descriptor instead.
 func (*HandleRef) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{45}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *HandleRef) GetInode() uint64 {
@@ -3009,7 +3216,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[46]
+	mi := &file_proto_masterpb_master_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3021,7 +3228,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[46]
+	mi := &file_proto_masterpb_master_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3034,7 +3241,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{46}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{50}
 }
 
 // ShardLocation is where one shard of a slice lives.
@@ -3051,7 +3258,7 @@ type ShardLocation struct {
 
 func (x *ShardLocation) Reset() {
 	*x = ShardLocation{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[47]
+	mi := &file_proto_masterpb_master_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3063,7 +3270,7 @@ func (x *ShardLocation) String() string {
 func (*ShardLocation) ProtoMessage() {}
 
 func (x *ShardLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[47]
+	mi := &file_proto_masterpb_master_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3076,7 +3283,7 @@ func (x *ShardLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardLocation.ProtoReflect.Descriptor instead.
 func (*ShardLocation) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{47}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ShardLocation) GetIndex() uint32 {
@@ -3119,7 +3326,7 @@ type AllocateSliceRequest struct {
 
 func (x *AllocateSliceRequest) Reset() {
 	*x = AllocateSliceRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[48]
+	mi := &file_proto_masterpb_master_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3338,7 @@ func (x *AllocateSliceRequest) String() string {
 func (*AllocateSliceRequest) ProtoMessage() {}
 
 func (x *AllocateSliceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[48]
+	mi := &file_proto_masterpb_master_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3351,7 @@ func (x *AllocateSliceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateSliceRequest.ProtoReflect.Descriptor instead.
 func (*AllocateSliceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{48}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AllocateSliceRequest) GetHeader() *RequestHeader {
@@ -3179,7 +3386,7 @@ type AllocateSliceResponse struct {
 
 func (x *AllocateSliceResponse) Reset() {
 	*x = AllocateSliceResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[49]
+	mi := &file_proto_masterpb_master_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3191,7 +3398,7 @@ func (x *AllocateSliceResponse) String() string {
 func (*AllocateSliceResponse) ProtoMessage() {}
 
 func (x *AllocateSliceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[49]
+	mi := &file_proto_masterpb_master_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3204,7 +3411,7 @@ func (x *AllocateSliceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateSliceResponse.ProtoReflect.Descriptor instead.
 func (*AllocateSliceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{49}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AllocateSliceResponse) GetSliceId() uint64 {
@@ -3242,7 +3449,7 @@ type ReplaceShardRequest struct {
 
 func (x *ReplaceShardRequest) Reset() {
 	*x = ReplaceShardRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[50]
+	mi := &file_proto_masterpb_master_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3254,7 +3461,7 @@ func (x *ReplaceShardRequest) String() string {
 func (*ReplaceShardRequest) ProtoMessage() {}
 
 func (x *ReplaceShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[50]
+	mi := &file_proto_masterpb_master_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3267,7 +3474,7 @@ func (x *ReplaceShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceShardRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceShardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{50}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplaceShardRequest) GetHeader() *RequestHeader {
@@ -3307,7 +3514,7 @@ type ReplaceShardResponse struct {
 
 func (x *ReplaceShardResponse) Reset() {
 	*x = ReplaceShardResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[51]
+	mi := &file_proto_masterpb_master_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +3526,7 @@ func (x *ReplaceShardResponse) String() string {
 func (*ReplaceShardResponse) ProtoMessage() {}
 
 func (x *ReplaceShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[51]
+	mi := &file_proto_masterpb_master_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +3539,7 @@ func (x *ReplaceShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceShardResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceShardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{51}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReplaceShardResponse) GetShard() *ShardLocation {
@@ -3363,7 +3570,7 @@ type CommitSliceRequest struct {
 
 func (x *CommitSliceRequest) Reset() {
 	*x = CommitSliceRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[52]
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3375,7 +3582,7 @@ func (x *CommitSliceRequest) String() string {
 func (*CommitSliceRequest) ProtoMessage() {}
 
 func (x *CommitSliceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[52]
+	mi := &file_proto_masterpb_master_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3388,7 +3595,7 @@ func (x *CommitSliceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSliceRequest.ProtoReflect.Descriptor instead.
 func (*CommitSliceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{52}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CommitSliceRequest) GetHeader() *RequestHeader {
@@ -3456,7 +3663,7 @@ type CommitSliceResponse struct {
 
 func (x *CommitSliceResponse) Reset() {
 	*x = CommitSliceResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +3675,7 @@ func (x *CommitSliceResponse) String() string {
 func (*CommitSliceResponse) ProtoMessage() {}
 
 func (x *CommitSliceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[53]
+	mi := &file_proto_masterpb_master_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +3688,7 @@ func (x *CommitSliceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSliceResponse.ProtoReflect.Descriptor instead.
 func (*CommitSliceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{53}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CommitSliceResponse) GetAttr() *Attr {
@@ -3514,7 +3721,7 @@ type WriteInlineRequest struct {
 
 func (x *WriteInlineRequest) Reset() {
 	*x = WriteInlineRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3733,7 @@ func (x *WriteInlineRequest) String() string {
 func (*WriteInlineRequest) ProtoMessage() {}
 
 func (x *WriteInlineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[54]
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3746,7 @@ func (x *WriteInlineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteInlineRequest.ProtoReflect.Descriptor instead.
 func (*WriteInlineRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{54}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *WriteInlineRequest) GetHeader() *RequestHeader {
@@ -3593,7 +3800,7 @@ type WriteInlineResponse struct {
 
 func (x *WriteInlineResponse) Reset() {
 	*x = WriteInlineResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[55]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3605,7 +3812,7 @@ func (x *WriteInlineResponse) String() string {
 func (*WriteInlineResponse) ProtoMessage() {}
 
 func (x *WriteInlineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[55]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3618,7 +3825,7 @@ func (x *WriteInlineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteInlineResponse.ProtoReflect.Descriptor instead.
 func (*WriteInlineResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{55}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *WriteInlineResponse) GetAttr() *Attr {
@@ -3648,7 +3855,7 @@ type AttrUpdate struct {
 
 func (x *AttrUpdate) Reset() {
 	*x = AttrUpdate{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3660,7 +3867,7 @@ func (x *AttrUpdate) String() string {
 func (*AttrUpdate) ProtoMessage() {}
 
 func (x *AttrUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[56]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3673,7 +3880,7 @@ func (x *AttrUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttrUpdate.ProtoReflect.Descriptor instead.
 func (*AttrUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{56}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AttrUpdate) GetMode() uint32 {
@@ -3729,7 +3936,7 @@ type SliceRef struct {
 
 func (x *SliceRef) Reset() {
 	*x = SliceRef{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3741,7 +3948,7 @@ func (x *SliceRef) String() string {
 func (*SliceRef) ProtoMessage() {}
 
 func (x *SliceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[57]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3754,7 +3961,7 @@ func (x *SliceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SliceRef.ProtoReflect.Descriptor instead.
 func (*SliceRef) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{57}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SliceRef) GetSliceId() uint64 {
@@ -3818,7 +4025,7 @@ type GetLayoutRequest struct {
 
 func (x *GetLayoutRequest) Reset() {
 	*x = GetLayoutRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3830,7 +4037,7 @@ func (x *GetLayoutRequest) String() string {
 func (*GetLayoutRequest) ProtoMessage() {}
 
 func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3843,7 +4050,7 @@ func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutRequest.ProtoReflect.Descriptor instead.
 func (*GetLayoutRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetLayoutRequest) GetInode() uint64 {
@@ -3881,7 +4088,7 @@ type GetLayoutResponse struct {
 
 func (x *GetLayoutResponse) Reset() {
 	*x = GetLayoutResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3893,7 +4100,7 @@ func (x *GetLayoutResponse) String() string {
 func (*GetLayoutResponse) ProtoMessage() {}
 
 func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3906,7 +4113,7 @@ func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutResponse.ProtoReflect.Descriptor instead.
 func (*GetLayoutResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetLayoutResponse) GetAttr() *Attr {
@@ -3942,7 +4149,7 @@ type NextCompactionRequest struct {
 
 func (x *NextCompactionRequest) Reset() {
 	*x = NextCompactionRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3954,7 +4161,7 @@ func (x *NextCompactionRequest) String() string {
 func (*NextCompactionRequest) ProtoMessage() {}
 
 func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3967,7 +4174,7 @@ func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextCompactionRequest.ProtoReflect.Descriptor instead.
 func (*NextCompactionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
 }
 
 type NextCompactionResponse struct {
@@ -3986,7 +4193,7 @@ type NextCompactionResponse struct {
 
 func (x *NextCompactionResponse) Reset() {
 	*x = NextCompactionResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3998,7 +4205,7 @@ func (x *NextCompactionResponse) String() string {
 func (*NextCompactionResponse) ProtoMessage() {}
 
 func (x *NextCompactionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4011,7 +4218,7 @@ func (x *NextCompactionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextCompactionResponse.ProtoReflect.Descriptor instead.
 func (*NextCompactionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *NextCompactionResponse) GetFound() bool {
@@ -4069,7 +4276,7 @@ type CompactChunkRequest struct {
 
 func (x *CompactChunkRequest) Reset() {
 	*x = CompactChunkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4081,7 +4288,7 @@ func (x *CompactChunkRequest) String() string {
 func (*CompactChunkRequest) ProtoMessage() {}
 
 func (x *CompactChunkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4094,7 +4301,7 @@ func (x *CompactChunkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactChunkRequest.ProtoReflect.Descriptor instead.
 func (*CompactChunkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CompactChunkRequest) GetHeader() *RequestHeader {
@@ -4162,7 +4369,7 @@ type CompactChunkResponse struct {
 
 func (x *CompactChunkResponse) Reset() {
 	*x = CompactChunkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4174,7 +4381,7 @@ func (x *CompactChunkResponse) String() string {
 func (*CompactChunkResponse) ProtoMessage() {}
 
 func (x *CompactChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4187,7 +4394,7 @@ func (x *CompactChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactChunkResponse.ProtoReflect.Descriptor instead.
 func (*CompactChunkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CompactChunkResponse) GetAttr() *Attr {
@@ -4209,7 +4416,7 @@ type ReportBadShardRequest struct {
 
 func (x *ReportBadShardRequest) Reset() {
 	*x = ReportBadShardRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4221,7 +4428,7 @@ func (x *ReportBadShardRequest) String() string {
 func (*ReportBadShardRequest) ProtoMessage() {}
 
 func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4234,7 +4441,7 @@ func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardRequest.ProtoReflect.Descriptor instead.
 func (*ReportBadShardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ReportBadShardRequest) GetSliceId() uint64 {
@@ -4273,7 +4480,7 @@ type ReportBadShardResponse struct {
 
 func (x *ReportBadShardResponse) Reset() {
 	*x = ReportBadShardResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4285,7 +4492,7 @@ func (x *ReportBadShardResponse) String() string {
 func (*ReportBadShardResponse) ProtoMessage() {}
 
 func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4298,7 +4505,7 @@ func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardResponse.ProtoReflect.Descriptor instead.
 func (*ReportBadShardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
 }
 
 type LockRequest struct {
@@ -4318,7 +4525,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4330,7 +4537,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4343,7 +4550,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *LockRequest) GetHeader() *RequestHeader {
@@ -4420,7 +4627,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4432,7 +4639,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4445,7 +4652,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *LockResponse) GetGranted() bool {
@@ -4471,7 +4678,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4483,7 +4690,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4496,7 +4703,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *KeepAliveRequest) GetClientId() string {
@@ -4515,7 +4722,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4527,7 +4734,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4540,7 +4747,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *KeepAliveResponse) GetLeaseUnixNano() int64 {
@@ -4563,7 +4770,7 @@ type MasterInfo struct {
 
 func (x *MasterInfo) Reset() {
 	*x = MasterInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4575,7 +4782,7 @@ func (x *MasterInfo) String() string {
 func (*MasterInfo) ProtoMessage() {}
 
 func (x *MasterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4588,7 +4795,7 @@ func (x *MasterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterInfo.ProtoReflect.Descriptor instead.
 func (*MasterInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *MasterInfo) GetId() string {
@@ -4641,7 +4848,7 @@ type ChunkserverInfo struct {
 
 func (x *ChunkserverInfo) Reset() {
 	*x = ChunkserverInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4653,7 +4860,7 @@ func (x *ChunkserverInfo) String() string {
 func (*ChunkserverInfo) ProtoMessage() {}
 
 func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4666,7 +4873,7 @@ func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkserverInfo.ProtoReflect.Descriptor instead.
 func (*ChunkserverInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ChunkserverInfo) GetId() string {
@@ -4726,7 +4933,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4738,7 +4945,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4751,7 +4958,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
 }
 
 type StatusResponse struct {
@@ -4771,7 +4978,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4783,7 +4990,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4796,7 +5003,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *StatusResponse) GetMasters() []*MasterInfo {
@@ -4857,7 +5064,7 @@ type FsckRequest struct {
 
 func (x *FsckRequest) Reset() {
 	*x = FsckRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4869,7 +5076,7 @@ func (x *FsckRequest) String() string {
 func (*FsckRequest) ProtoMessage() {}
 
 func (x *FsckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4882,7 +5089,7 @@ func (x *FsckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
 func (*FsckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *FsckRequest) GetPath() string {
@@ -4909,7 +5116,7 @@ type FsckResponse struct {
 
 func (x *FsckResponse) Reset() {
 	*x = FsckResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4921,7 +5128,7 @@ func (x *FsckResponse) String() string {
 func (*FsckResponse) ProtoMessage() {}
 
 func (x *FsckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4934,7 +5141,7 @@ func (x *FsckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
 func (*FsckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *FsckResponse) GetPath() string {
@@ -4985,7 +5192,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4997,7 +5204,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5010,7 +5217,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *RegisterRequest) GetId() string {
@@ -5058,7 +5265,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5070,7 +5277,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5083,7 +5290,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *RegisterResponse) GetHeartbeatIntervalMs() uint32 {
@@ -5107,7 +5314,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5119,7 +5326,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5132,7 +5339,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *HeartbeatRequest) GetId() string {
@@ -5192,7 +5399,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5204,7 +5411,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5217,7 +5424,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *Order) GetId() uint64 {
@@ -5280,7 +5487,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5292,7 +5499,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5305,7 +5512,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *HeartbeatResponse) GetOrders() []*Order {
@@ -5333,7 +5540,7 @@ type FullReportRequest struct {
 
 func (x *FullReportRequest) Reset() {
 	*x = FullReportRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5345,7 +5552,7 @@ func (x *FullReportRequest) String() string {
 func (*FullReportRequest) ProtoMessage() {}
 
 func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5358,7 +5565,7 @@ func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportRequest.ProtoReflect.Descriptor instead.
 func (*FullReportRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *FullReportRequest) GetId() string {
@@ -5390,7 +5597,7 @@ type FullReportResponse struct {
 
 func (x *FullReportResponse) Reset() {
 	*x = FullReportResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5402,7 +5609,7 @@ func (x *FullReportResponse) String() string {
 func (*FullReportResponse) ProtoMessage() {}
 
 func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5415,7 +5622,7 @@ func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportResponse.ProtoReflect.Descriptor instead.
 func (*FullReportResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
 }
 
 type ReportCorruptRequest struct {
@@ -5428,7 +5635,7 @@ type ReportCorruptRequest struct {
 
 func (x *ReportCorruptRequest) Reset() {
 	*x = ReportCorruptRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5440,7 +5647,7 @@ func (x *ReportCorruptRequest) String() string {
 func (*ReportCorruptRequest) ProtoMessage() {}
 
 func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5453,7 +5660,7 @@ func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptRequest.ProtoReflect.Descriptor instead.
 func (*ReportCorruptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ReportCorruptRequest) GetId() string {
@@ -5478,7 +5685,7 @@ type ReportCorruptResponse struct {
 
 func (x *ReportCorruptResponse) Reset() {
 	*x = ReportCorruptResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5490,7 +5697,7 @@ func (x *ReportCorruptResponse) String() string {
 func (*ReportCorruptResponse) ProtoMessage() {}
 
 func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5503,7 +5710,7 @@ func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptResponse.ProtoReflect.Descriptor instead.
 func (*ReportCorruptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{88}
 }
 
 type OrderDoneRequest struct {
@@ -5517,7 +5724,7 @@ type OrderDoneRequest struct {
 
 func (x *OrderDoneRequest) Reset() {
 	*x = OrderDoneRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5529,7 +5736,7 @@ func (x *OrderDoneRequest) String() string {
 func (*OrderDoneRequest) ProtoMessage() {}
 
 func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5542,7 +5749,7 @@ func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneRequest.ProtoReflect.Descriptor instead.
 func (*OrderDoneRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *OrderDoneRequest) GetId() string {
@@ -5574,7 +5781,7 @@ type OrderDoneResponse struct {
 
 func (x *OrderDoneResponse) Reset() {
 	*x = OrderDoneResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5586,7 +5793,7 @@ func (x *OrderDoneResponse) String() string {
 func (*OrderDoneResponse) ProtoMessage() {}
 
 func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5599,7 +5806,7 @@ func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneResponse.ProtoReflect.Descriptor instead.
 func (*OrderDoneResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{90}
 }
 
 // AddMasterRequest adds a master to the Raft group. address is its Raft
@@ -5617,7 +5824,7 @@ type AddMasterRequest struct {
 
 func (x *AddMasterRequest) Reset() {
 	*x = AddMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5629,7 +5836,7 @@ func (x *AddMasterRequest) String() string {
 func (*AddMasterRequest) ProtoMessage() {}
 
 func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5642,7 +5849,7 @@ func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterRequest.ProtoReflect.Descriptor instead.
 func (*AddMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{87}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *AddMasterRequest) GetId() string {
@@ -5674,7 +5881,7 @@ type AddMasterResponse struct {
 
 func (x *AddMasterResponse) Reset() {
 	*x = AddMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[88]
+	mi := &file_proto_masterpb_master_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5686,7 +5893,7 @@ func (x *AddMasterResponse) String() string {
 func (*AddMasterResponse) ProtoMessage() {}
 
 func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[88]
+	mi := &file_proto_masterpb_master_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5699,7 +5906,7 @@ func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterResponse.ProtoReflect.Descriptor instead.
 func (*AddMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{88}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{92}
 }
 
 type RemoveMasterRequest struct {
@@ -5711,7 +5918,7 @@ type RemoveMasterRequest struct {
 
 func (x *RemoveMasterRequest) Reset() {
 	*x = RemoveMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[89]
+	mi := &file_proto_masterpb_master_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5723,7 +5930,7 @@ func (x *RemoveMasterRequest) String() string {
 func (*RemoveMasterRequest) ProtoMessage() {}
 
 func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[89]
+	mi := &file_proto_masterpb_master_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5736,7 +5943,7 @@ func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{89}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *RemoveMasterRequest) GetId() string {
@@ -5754,7 +5961,7 @@ type RemoveMasterResponse struct {
 
 func (x *RemoveMasterResponse) Reset() {
 	*x = RemoveMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[90]
+	mi := &file_proto_masterpb_master_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5766,7 +5973,7 @@ func (x *RemoveMasterResponse) String() string {
 func (*RemoveMasterResponse) ProtoMessage() {}
 
 func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[90]
+	mi := &file_proto_masterpb_master_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5779,7 +5986,7 @@ func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{90}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{94}
 }
 
 type DrainRequest struct {
@@ -5791,7 +5998,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[91]
+	mi := &file_proto_masterpb_master_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5803,7 +6010,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[91]
+	mi := &file_proto_masterpb_master_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5816,7 +6023,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{91}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *DrainRequest) GetChunkserverId() string {
@@ -5834,7 +6041,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[92]
+	mi := &file_proto_masterpb_master_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5846,7 +6053,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[92]
+	mi := &file_proto_masterpb_master_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5859,7 +6066,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{92}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{96}
 }
 
 type UndrainRequest struct {
@@ -5871,7 +6078,7 @@ type UndrainRequest struct {
 
 func (x *UndrainRequest) Reset() {
 	*x = UndrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[93]
+	mi := &file_proto_masterpb_master_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5883,7 +6090,7 @@ func (x *UndrainRequest) String() string {
 func (*UndrainRequest) ProtoMessage() {}
 
 func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[93]
+	mi := &file_proto_masterpb_master_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5896,7 +6103,7 @@ func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainRequest.ProtoReflect.Descriptor instead.
 func (*UndrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{93}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *UndrainRequest) GetChunkserverId() string {
@@ -5914,7 +6121,7 @@ type UndrainResponse struct {
 
 func (x *UndrainResponse) Reset() {
 	*x = UndrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[94]
+	mi := &file_proto_masterpb_master_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5926,7 +6133,7 @@ func (x *UndrainResponse) String() string {
 func (*UndrainResponse) ProtoMessage() {}
 
 func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[94]
+	mi := &file_proto_masterpb_master_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5939,7 +6146,7 @@ func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainResponse.ProtoReflect.Descriptor instead.
 func (*UndrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{94}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{98}
 }
 
 type ConcatRequest_Source struct {
@@ -5952,7 +6159,7 @@ type ConcatRequest_Source struct {
 
 func (x *ConcatRequest_Source) Reset() {
 	*x = ConcatRequest_Source{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[95]
+	mi := &file_proto_masterpb_master_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5964,7 +6171,7 @@ func (x *ConcatRequest_Source) String() string {
 func (*ConcatRequest_Source) ProtoMessage() {}
 
 func (x *ConcatRequest_Source) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[95]
+	mi := &file_proto_masterpb_master_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5977,7 +6184,7 @@ func (x *ConcatRequest_Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcatRequest_Source.ProtoReflect.Descriptor instead.
 func (*ConcatRequest_Source) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{19, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{23, 0}
 }
 
 func (x *ConcatRequest_Source) GetParent() uint64 {
@@ -6033,7 +6240,19 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x0eGetAttrRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\"<\n" +
 	"\x0fGetAttrResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xe2\x02\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"5\n" +
+	"\tStatQuery\x12\x14\n" +
+	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"c\n" +
+	"\n" +
+	"StatResult\x12)\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12\x14\n" +
+	"\x05errno\x18\x02 \x01(\rR\x05errno\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"H\n" +
+	"\x10BatchStatRequest\x124\n" +
+	"\aqueries\x18\x01 \x03(\v2\x1a.cairn.master.v1.StatQueryR\aqueries\"J\n" +
+	"\x11BatchStatResponse\x125\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.cairn.master.v1.StatResultR\aresults\"\xe2\x02\n" +
 	"\x0eSetAttrRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x17\n" +
@@ -6417,10 +6636,11 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x14\n" +
 	"\x10FILE_TYPE_SOCKET\x10\x05\x12\x19\n" +
 	"\x15FILE_TYPE_CHAR_DEVICE\x10\x06\x12\x1a\n" +
-	"\x16FILE_TYPE_BLOCK_DEVICE\x10\a2\xe6\x14\n" +
+	"\x16FILE_TYPE_BLOCK_DEVICE\x10\a2\xba\x15\n" +
 	"\x06Master\x12I\n" +
 	"\x06Lookup\x12\x1e.cairn.master.v1.LookupRequest\x1a\x1f.cairn.master.v1.LookupResponse\x12L\n" +
-	"\aGetAttr\x12\x1f.cairn.master.v1.GetAttrRequest\x1a .cairn.master.v1.GetAttrResponse\x12L\n" +
+	"\aGetAttr\x12\x1f.cairn.master.v1.GetAttrRequest\x1a .cairn.master.v1.GetAttrResponse\x12R\n" +
+	"\tBatchStat\x12!.cairn.master.v1.BatchStatRequest\x1a\".cairn.master.v1.BatchStatResponse\x12L\n" +
 	"\aSetAttr\x12\x1f.cairn.master.v1.SetAttrRequest\x1a .cairn.master.v1.SetAttrResponse\x12F\n" +
 	"\x05Mkdir\x12\x1d.cairn.master.v1.MkdirRequest\x1a\x1e.cairn.master.v1.MkdirResponse\x12I\n" +
 	"\x06Create\x12\x1e.cairn.master.v1.CreateRequest\x1a\x1f.cairn.master.v1.CreateResponse\x12F\n" +
@@ -6478,7 +6698,7 @@ func file_proto_masterpb_master_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_masterpb_master_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 96)
+var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 100)
 var file_proto_masterpb_master_proto_goTypes = []any{
 	(FileType)(0),                           // 0: cairn.master.v1.FileType
 	(RenameRequest_Mode)(0),                 // 1: cairn.master.v1.RenameRequest.Mode
@@ -6493,261 +6713,270 @@ var file_proto_masterpb_master_proto_goTypes = []any{
 	(*LookupResponse)(nil),                  // 10: cairn.master.v1.LookupResponse
 	(*GetAttrRequest)(nil),                  // 11: cairn.master.v1.GetAttrRequest
 	(*GetAttrResponse)(nil),                 // 12: cairn.master.v1.GetAttrResponse
-	(*SetAttrRequest)(nil),                  // 13: cairn.master.v1.SetAttrRequest
-	(*SetAttrResponse)(nil),                 // 14: cairn.master.v1.SetAttrResponse
-	(*MkdirRequest)(nil),                    // 15: cairn.master.v1.MkdirRequest
-	(*MkdirResponse)(nil),                   // 16: cairn.master.v1.MkdirResponse
-	(*CreateRequest)(nil),                   // 17: cairn.master.v1.CreateRequest
-	(*CreateResponse)(nil),                  // 18: cairn.master.v1.CreateResponse
-	(*MknodRequest)(nil),                    // 19: cairn.master.v1.MknodRequest
-	(*MknodResponse)(nil),                   // 20: cairn.master.v1.MknodResponse
-	(*UnlinkRequest)(nil),                   // 21: cairn.master.v1.UnlinkRequest
-	(*UnlinkResponse)(nil),                  // 22: cairn.master.v1.UnlinkResponse
-	(*RmdirRequest)(nil),                    // 23: cairn.master.v1.RmdirRequest
-	(*RmdirResponse)(nil),                   // 24: cairn.master.v1.RmdirResponse
-	(*ConcatRequest)(nil),                   // 25: cairn.master.v1.ConcatRequest
-	(*ConcatResponse)(nil),                  // 26: cairn.master.v1.ConcatResponse
-	(*RenameRequest)(nil),                   // 27: cairn.master.v1.RenameRequest
-	(*RenameResponse)(nil),                  // 28: cairn.master.v1.RenameResponse
-	(*LinkRequest)(nil),                     // 29: cairn.master.v1.LinkRequest
-	(*LinkResponse)(nil),                    // 30: cairn.master.v1.LinkResponse
-	(*SymlinkRequest)(nil),                  // 31: cairn.master.v1.SymlinkRequest
-	(*SymlinkResponse)(nil),                 // 32: cairn.master.v1.SymlinkResponse
-	(*ReadlinkRequest)(nil),                 // 33: cairn.master.v1.ReadlinkRequest
-	(*ReadlinkResponse)(nil),                // 34: cairn.master.v1.ReadlinkResponse
-	(*DirEntry)(nil),                        // 35: cairn.master.v1.DirEntry
-	(*ReadDirRequest)(nil),                  // 36: cairn.master.v1.ReadDirRequest
-	(*ReadDirResponse)(nil),                 // 37: cairn.master.v1.ReadDirResponse
-	(*GetXattrRequest)(nil),                 // 38: cairn.master.v1.GetXattrRequest
-	(*GetXattrResponse)(nil),                // 39: cairn.master.v1.GetXattrResponse
-	(*SetXattrRequest)(nil),                 // 40: cairn.master.v1.SetXattrRequest
-	(*SetXattrResponse)(nil),                // 41: cairn.master.v1.SetXattrResponse
-	(*ListXattrRequest)(nil),                // 42: cairn.master.v1.ListXattrRequest
-	(*ListXattrResponse)(nil),               // 43: cairn.master.v1.ListXattrResponse
-	(*RemoveXattrRequest)(nil),              // 44: cairn.master.v1.RemoveXattrRequest
-	(*RemoveXattrResponse)(nil),             // 45: cairn.master.v1.RemoveXattrResponse
-	(*StatFSRequest)(nil),                   // 46: cairn.master.v1.StatFSRequest
-	(*StatFSResponse)(nil),                  // 47: cairn.master.v1.StatFSResponse
-	(*OpenRequest)(nil),                     // 48: cairn.master.v1.OpenRequest
-	(*OpenResponse)(nil),                    // 49: cairn.master.v1.OpenResponse
-	(*ReleaseRequest)(nil),                  // 50: cairn.master.v1.ReleaseRequest
-	(*HandleRef)(nil),                       // 51: cairn.master.v1.HandleRef
-	(*ReleaseResponse)(nil),                 // 52: cairn.master.v1.ReleaseResponse
-	(*ShardLocation)(nil),                   // 53: cairn.master.v1.ShardLocation
-	(*AllocateSliceRequest)(nil),            // 54: cairn.master.v1.AllocateSliceRequest
-	(*AllocateSliceResponse)(nil),           // 55: cairn.master.v1.AllocateSliceResponse
-	(*ReplaceShardRequest)(nil),             // 56: cairn.master.v1.ReplaceShardRequest
-	(*ReplaceShardResponse)(nil),            // 57: cairn.master.v1.ReplaceShardResponse
-	(*CommitSliceRequest)(nil),              // 58: cairn.master.v1.CommitSliceRequest
-	(*CommitSliceResponse)(nil),             // 59: cairn.master.v1.CommitSliceResponse
-	(*WriteInlineRequest)(nil),              // 60: cairn.master.v1.WriteInlineRequest
-	(*WriteInlineResponse)(nil),             // 61: cairn.master.v1.WriteInlineResponse
-	(*AttrUpdate)(nil),                      // 62: cairn.master.v1.AttrUpdate
-	(*SliceRef)(nil),                        // 63: cairn.master.v1.SliceRef
-	(*GetLayoutRequest)(nil),                // 64: cairn.master.v1.GetLayoutRequest
-	(*GetLayoutResponse)(nil),               // 65: cairn.master.v1.GetLayoutResponse
-	(*NextCompactionRequest)(nil),           // 66: cairn.master.v1.NextCompactionRequest
-	(*NextCompactionResponse)(nil),          // 67: cairn.master.v1.NextCompactionResponse
-	(*CompactChunkRequest)(nil),             // 68: cairn.master.v1.CompactChunkRequest
-	(*CompactChunkResponse)(nil),            // 69: cairn.master.v1.CompactChunkResponse
-	(*ReportBadShardRequest)(nil),           // 70: cairn.master.v1.ReportBadShardRequest
-	(*ReportBadShardResponse)(nil),          // 71: cairn.master.v1.ReportBadShardResponse
-	(*LockRequest)(nil),                     // 72: cairn.master.v1.LockRequest
-	(*LockResponse)(nil),                    // 73: cairn.master.v1.LockResponse
-	(*KeepAliveRequest)(nil),                // 74: cairn.master.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),               // 75: cairn.master.v1.KeepAliveResponse
-	(*MasterInfo)(nil),                      // 76: cairn.master.v1.MasterInfo
-	(*ChunkserverInfo)(nil),                 // 77: cairn.master.v1.ChunkserverInfo
-	(*StatusRequest)(nil),                   // 78: cairn.master.v1.StatusRequest
-	(*StatusResponse)(nil),                  // 79: cairn.master.v1.StatusResponse
-	(*FsckRequest)(nil),                     // 80: cairn.master.v1.FsckRequest
-	(*FsckResponse)(nil),                    // 81: cairn.master.v1.FsckResponse
-	(*RegisterRequest)(nil),                 // 82: cairn.master.v1.RegisterRequest
-	(*RegisterResponse)(nil),                // 83: cairn.master.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),                // 84: cairn.master.v1.HeartbeatRequest
-	(*Order)(nil),                           // 85: cairn.master.v1.Order
-	(*HeartbeatResponse)(nil),               // 86: cairn.master.v1.HeartbeatResponse
-	(*FullReportRequest)(nil),               // 87: cairn.master.v1.FullReportRequest
-	(*FullReportResponse)(nil),              // 88: cairn.master.v1.FullReportResponse
-	(*ReportCorruptRequest)(nil),            // 89: cairn.master.v1.ReportCorruptRequest
-	(*ReportCorruptResponse)(nil),           // 90: cairn.master.v1.ReportCorruptResponse
-	(*OrderDoneRequest)(nil),                // 91: cairn.master.v1.OrderDoneRequest
-	(*OrderDoneResponse)(nil),               // 92: cairn.master.v1.OrderDoneResponse
-	(*AddMasterRequest)(nil),                // 93: cairn.master.v1.AddMasterRequest
-	(*AddMasterResponse)(nil),               // 94: cairn.master.v1.AddMasterResponse
-	(*RemoveMasterRequest)(nil),             // 95: cairn.master.v1.RemoveMasterRequest
-	(*RemoveMasterResponse)(nil),            // 96: cairn.master.v1.RemoveMasterResponse
-	(*DrainRequest)(nil),                    // 97: cairn.master.v1.DrainRequest
-	(*DrainResponse)(nil),                   // 98: cairn.master.v1.DrainResponse
-	(*UndrainRequest)(nil),                  // 99: cairn.master.v1.UndrainRequest
-	(*UndrainResponse)(nil),                 // 100: cairn.master.v1.UndrainResponse
-	(*ConcatRequest_Source)(nil),            // 101: cairn.master.v1.ConcatRequest.Source
-	(*chunkpb.Layout)(nil),                  // 102: cairn.chunk.v1.Layout
-	(*chunkpb.Token)(nil),                   // 103: cairn.chunk.v1.Token
-	(*chunkpb.ShardID)(nil),                 // 104: cairn.chunk.v1.ShardID
-	(*chunkpb.ReconstructShardRequest)(nil), // 105: cairn.chunk.v1.ReconstructShardRequest
-	(*chunkpb.DeleteShardRequest)(nil),      // 106: cairn.chunk.v1.DeleteShardRequest
-	(*chunkpb.ShardInfo)(nil),               // 107: cairn.chunk.v1.ShardInfo
+	(*StatQuery)(nil),                       // 13: cairn.master.v1.StatQuery
+	(*StatResult)(nil),                      // 14: cairn.master.v1.StatResult
+	(*BatchStatRequest)(nil),                // 15: cairn.master.v1.BatchStatRequest
+	(*BatchStatResponse)(nil),               // 16: cairn.master.v1.BatchStatResponse
+	(*SetAttrRequest)(nil),                  // 17: cairn.master.v1.SetAttrRequest
+	(*SetAttrResponse)(nil),                 // 18: cairn.master.v1.SetAttrResponse
+	(*MkdirRequest)(nil),                    // 19: cairn.master.v1.MkdirRequest
+	(*MkdirResponse)(nil),                   // 20: cairn.master.v1.MkdirResponse
+	(*CreateRequest)(nil),                   // 21: cairn.master.v1.CreateRequest
+	(*CreateResponse)(nil),                  // 22: cairn.master.v1.CreateResponse
+	(*MknodRequest)(nil),                    // 23: cairn.master.v1.MknodRequest
+	(*MknodResponse)(nil),                   // 24: cairn.master.v1.MknodResponse
+	(*UnlinkRequest)(nil),                   // 25: cairn.master.v1.UnlinkRequest
+	(*UnlinkResponse)(nil),                  // 26: cairn.master.v1.UnlinkResponse
+	(*RmdirRequest)(nil),                    // 27: cairn.master.v1.RmdirRequest
+	(*RmdirResponse)(nil),                   // 28: cairn.master.v1.RmdirResponse
+	(*ConcatRequest)(nil),                   // 29: cairn.master.v1.ConcatRequest
+	(*ConcatResponse)(nil),                  // 30: cairn.master.v1.ConcatResponse
+	(*RenameRequest)(nil),                   // 31: cairn.master.v1.RenameRequest
+	(*RenameResponse)(nil),                  // 32: cairn.master.v1.RenameResponse
+	(*LinkRequest)(nil),                     // 33: cairn.master.v1.LinkRequest
+	(*LinkResponse)(nil),                    // 34: cairn.master.v1.LinkResponse
+	(*SymlinkRequest)(nil),                  // 35: cairn.master.v1.SymlinkRequest
+	(*SymlinkResponse)(nil),                 // 36: cairn.master.v1.SymlinkResponse
+	(*ReadlinkRequest)(nil),                 // 37: cairn.master.v1.ReadlinkRequest
+	(*ReadlinkResponse)(nil),                // 38: cairn.master.v1.ReadlinkResponse
+	(*DirEntry)(nil),                        // 39: cairn.master.v1.DirEntry
+	(*ReadDirRequest)(nil),                  // 40: cairn.master.v1.ReadDirRequest
+	(*ReadDirResponse)(nil),                 // 41: cairn.master.v1.ReadDirResponse
+	(*GetXattrRequest)(nil),                 // 42: cairn.master.v1.GetXattrRequest
+	(*GetXattrResponse)(nil),                // 43: cairn.master.v1.GetXattrResponse
+	(*SetXattrRequest)(nil),                 // 44: cairn.master.v1.SetXattrRequest
+	(*SetXattrResponse)(nil),                // 45: cairn.master.v1.SetXattrResponse
+	(*ListXattrRequest)(nil),                // 46: cairn.master.v1.ListXattrRequest
+	(*ListXattrResponse)(nil),               // 47: cairn.master.v1.ListXattrResponse
+	(*RemoveXattrRequest)(nil),              // 48: cairn.master.v1.RemoveXattrRequest
+	(*RemoveXattrResponse)(nil),             // 49: cairn.master.v1.RemoveXattrResponse
+	(*StatFSRequest)(nil),                   // 50: cairn.master.v1.StatFSRequest
+	(*StatFSResponse)(nil),                  // 51: cairn.master.v1.StatFSResponse
+	(*OpenRequest)(nil),                     // 52: cairn.master.v1.OpenRequest
+	(*OpenResponse)(nil),                    // 53: cairn.master.v1.OpenResponse
+	(*ReleaseRequest)(nil),                  // 54: cairn.master.v1.ReleaseRequest
+	(*HandleRef)(nil),                       // 55: cairn.master.v1.HandleRef
+	(*ReleaseResponse)(nil),                 // 56: cairn.master.v1.ReleaseResponse
+	(*ShardLocation)(nil),                   // 57: cairn.master.v1.ShardLocation
+	(*AllocateSliceRequest)(nil),            // 58: cairn.master.v1.AllocateSliceRequest
+	(*AllocateSliceResponse)(nil),           // 59: cairn.master.v1.AllocateSliceResponse
+	(*ReplaceShardRequest)(nil),             // 60: cairn.master.v1.ReplaceShardRequest
+	(*ReplaceShardResponse)(nil),            // 61: cairn.master.v1.ReplaceShardResponse
+	(*CommitSliceRequest)(nil),              // 62: cairn.master.v1.CommitSliceRequest
+	(*CommitSliceResponse)(nil),             // 63: cairn.master.v1.CommitSliceResponse
+	(*WriteInlineRequest)(nil),              // 64: cairn.master.v1.WriteInlineRequest
+	(*WriteInlineResponse)(nil),             // 65: cairn.master.v1.WriteInlineResponse
+	(*AttrUpdate)(nil),                      // 66: cairn.master.v1.AttrUpdate
+	(*SliceRef)(nil),                        // 67: cairn.master.v1.SliceRef
+	(*GetLayoutRequest)(nil),                // 68: cairn.master.v1.GetLayoutRequest
+	(*GetLayoutResponse)(nil),               // 69: cairn.master.v1.GetLayoutResponse
+	(*NextCompactionRequest)(nil),           // 70: cairn.master.v1.NextCompactionRequest
+	(*NextCompactionResponse)(nil),          // 71: cairn.master.v1.NextCompactionResponse
+	(*CompactChunkRequest)(nil),             // 72: cairn.master.v1.CompactChunkRequest
+	(*CompactChunkResponse)(nil),            // 73: cairn.master.v1.CompactChunkResponse
+	(*ReportBadShardRequest)(nil),           // 74: cairn.master.v1.ReportBadShardRequest
+	(*ReportBadShardResponse)(nil),          // 75: cairn.master.v1.ReportBadShardResponse
+	(*LockRequest)(nil),                     // 76: cairn.master.v1.LockRequest
+	(*LockResponse)(nil),                    // 77: cairn.master.v1.LockResponse
+	(*KeepAliveRequest)(nil),                // 78: cairn.master.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),               // 79: cairn.master.v1.KeepAliveResponse
+	(*MasterInfo)(nil),                      // 80: cairn.master.v1.MasterInfo
+	(*ChunkserverInfo)(nil),                 // 81: cairn.master.v1.ChunkserverInfo
+	(*StatusRequest)(nil),                   // 82: cairn.master.v1.StatusRequest
+	(*StatusResponse)(nil),                  // 83: cairn.master.v1.StatusResponse
+	(*FsckRequest)(nil),                     // 84: cairn.master.v1.FsckRequest
+	(*FsckResponse)(nil),                    // 85: cairn.master.v1.FsckResponse
+	(*RegisterRequest)(nil),                 // 86: cairn.master.v1.RegisterRequest
+	(*RegisterResponse)(nil),                // 87: cairn.master.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),                // 88: cairn.master.v1.HeartbeatRequest
+	(*Order)(nil),                           // 89: cairn.master.v1.Order
+	(*HeartbeatResponse)(nil),               // 90: cairn.master.v1.HeartbeatResponse
+	(*FullReportRequest)(nil),               // 91: cairn.master.v1.FullReportRequest
+	(*FullReportResponse)(nil),              // 92: cairn.master.v1.FullReportResponse
+	(*ReportCorruptRequest)(nil),            // 93: cairn.master.v1.ReportCorruptRequest
+	(*ReportCorruptResponse)(nil),           // 94: cairn.master.v1.ReportCorruptResponse
+	(*OrderDoneRequest)(nil),                // 95: cairn.master.v1.OrderDoneRequest
+	(*OrderDoneResponse)(nil),               // 96: cairn.master.v1.OrderDoneResponse
+	(*AddMasterRequest)(nil),                // 97: cairn.master.v1.AddMasterRequest
+	(*AddMasterResponse)(nil),               // 98: cairn.master.v1.AddMasterResponse
+	(*RemoveMasterRequest)(nil),             // 99: cairn.master.v1.RemoveMasterRequest
+	(*RemoveMasterResponse)(nil),            // 100: cairn.master.v1.RemoveMasterResponse
+	(*DrainRequest)(nil),                    // 101: cairn.master.v1.DrainRequest
+	(*DrainResponse)(nil),                   // 102: cairn.master.v1.DrainResponse
+	(*UndrainRequest)(nil),                  // 103: cairn.master.v1.UndrainRequest
+	(*UndrainResponse)(nil),                 // 104: cairn.master.v1.UndrainResponse
+	(*ConcatRequest_Source)(nil),            // 105: cairn.master.v1.ConcatRequest.Source
+	(*chunkpb.Layout)(nil),                  // 106: cairn.chunk.v1.Layout
+	(*chunkpb.Token)(nil),                   // 107: cairn.chunk.v1.Token
+	(*chunkpb.ShardID)(nil),                 // 108: cairn.chunk.v1.ShardID
+	(*chunkpb.ReconstructShardRequest)(nil), // 109: cairn.chunk.v1.ReconstructShardRequest
+	(*chunkpb.DeleteShardRequest)(nil),      // 110: cairn.chunk.v1.DeleteShardRequest
+	(*chunkpb.ShardInfo)(nil),               // 111: cairn.chunk.v1.ShardInfo
 }
 var file_proto_masterpb_master_proto_depIdxs = []int32{
 	0,   // 0: cairn.master.v1.Attr.type:type_name -> cairn.master.v1.FileType
 	8,   // 1: cairn.master.v1.LookupResponse.attr:type_name -> cairn.master.v1.Attr
 	8,   // 2: cairn.master.v1.GetAttrResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 3: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 4: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 5: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	102, // 6: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
-	8,   // 7: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 8: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 9: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 10: cairn.master.v1.MknodRequest.header:type_name -> cairn.master.v1.RequestHeader
-	0,   // 11: cairn.master.v1.MknodRequest.type:type_name -> cairn.master.v1.FileType
-	8,   // 12: cairn.master.v1.MknodResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 13: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,   // 14: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,   // 15: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
-	101, // 16: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
-	8,   // 17: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 18: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
-	1,   // 19: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
-	7,   // 20: cairn.master.v1.LinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 21: cairn.master.v1.LinkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 22: cairn.master.v1.SymlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 23: cairn.master.v1.SymlinkResponse.attr:type_name -> cairn.master.v1.Attr
-	0,   // 24: cairn.master.v1.DirEntry.type:type_name -> cairn.master.v1.FileType
-	8,   // 25: cairn.master.v1.DirEntry.attr:type_name -> cairn.master.v1.Attr
-	35,  // 26: cairn.master.v1.ReadDirResponse.entries:type_name -> cairn.master.v1.DirEntry
-	7,   // 27: cairn.master.v1.SetXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	2,   // 28: cairn.master.v1.SetXattrRequest.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
-	7,   // 29: cairn.master.v1.RemoveXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,   // 30: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 31: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 32: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
-	51,  // 33: cairn.master.v1.ReleaseRequest.more:type_name -> cairn.master.v1.HandleRef
-	103, // 34: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
-	7,   // 35: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	102, // 36: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
-	53,  // 37: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
-	7,   // 38: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
-	53,  // 39: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
-	7,   // 40: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	53,  // 41: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	62,  // 42: cairn.master.v1.CommitSliceRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
-	8,   // 43: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 44: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
-	62,  // 45: cairn.master.v1.WriteInlineRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
-	8,   // 46: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
-	102, // 47: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
-	53,  // 48: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 49: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
-	63,  // 50: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
-	7,   // 51: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	63,  // 52: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
-	53,  // 53: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 54: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 55: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
-	3,   // 56: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
-	4,   // 57: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
-	72,  // 58: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
-	76,  // 59: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
-	77,  // 60: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
-	5,   // 61: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
-	104, // 62: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
-	104, // 63: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
-	105, // 64: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
-	106, // 65: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
-	85,  // 66: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
-	107, // 67: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
-	104, // 68: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
-	9,   // 69: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
-	11,  // 70: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
-	13,  // 71: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
-	15,  // 72: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
-	17,  // 73: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
-	19,  // 74: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
-	21,  // 75: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
-	23,  // 76: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
-	27,  // 77: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
-	25,  // 78: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
-	29,  // 79: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
-	31,  // 80: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
-	33,  // 81: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
-	36,  // 82: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
-	38,  // 83: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
-	40,  // 84: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
-	42,  // 85: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
-	44,  // 86: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
-	46,  // 87: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
-	48,  // 88: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
-	50,  // 89: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
-	54,  // 90: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
-	56,  // 91: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
-	58,  // 92: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
-	60,  // 93: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
-	64,  // 94: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
-	70,  // 95: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
-	66,  // 96: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
-	68,  // 97: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
-	72,  // 98: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
-	74,  // 99: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
-	78,  // 100: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
-	80,  // 101: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
-	82,  // 102: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
-	84,  // 103: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
-	87,  // 104: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
-	89,  // 105: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
-	91,  // 106: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
-	93,  // 107: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
-	95,  // 108: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
-	97,  // 109: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
-	99,  // 110: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
-	10,  // 111: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
-	12,  // 112: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
-	14,  // 113: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
-	16,  // 114: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
-	18,  // 115: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
-	20,  // 116: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
-	22,  // 117: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
-	24,  // 118: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
-	28,  // 119: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
-	26,  // 120: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
-	30,  // 121: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
-	32,  // 122: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
-	34,  // 123: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
-	37,  // 124: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
-	39,  // 125: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
-	41,  // 126: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
-	43,  // 127: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
-	45,  // 128: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
-	47,  // 129: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
-	49,  // 130: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
-	52,  // 131: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
-	55,  // 132: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
-	57,  // 133: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
-	59,  // 134: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
-	61,  // 135: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
-	65,  // 136: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
-	71,  // 137: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
-	67,  // 138: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
-	69,  // 139: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
-	73,  // 140: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
-	75,  // 141: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
-	79,  // 142: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
-	81,  // 143: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
-	83,  // 144: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
-	86,  // 145: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
-	88,  // 146: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
-	90,  // 147: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
-	92,  // 148: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
-	94,  // 149: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
-	96,  // 150: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
-	98,  // 151: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
-	100, // 152: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
-	111, // [111:153] is the sub-list for method output_type
-	69,  // [69:111] is the sub-list for method input_type
-	69,  // [69:69] is the sub-list for extension type_name
-	69,  // [69:69] is the sub-list for extension extendee
-	0,   // [0:69] is the sub-list for field type_name
+	8,   // 3: cairn.master.v1.StatResult.attr:type_name -> cairn.master.v1.Attr
+	13,  // 4: cairn.master.v1.BatchStatRequest.queries:type_name -> cairn.master.v1.StatQuery
+	14,  // 5: cairn.master.v1.BatchStatResponse.results:type_name -> cairn.master.v1.StatResult
+	7,   // 6: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 7: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 8: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
+	106, // 9: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
+	8,   // 10: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 11: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 12: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 13: cairn.master.v1.MknodRequest.header:type_name -> cairn.master.v1.RequestHeader
+	0,   // 14: cairn.master.v1.MknodRequest.type:type_name -> cairn.master.v1.FileType
+	8,   // 15: cairn.master.v1.MknodResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 16: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	7,   // 17: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
+	7,   // 18: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
+	105, // 19: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
+	8,   // 20: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 21: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
+	1,   // 22: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
+	7,   // 23: cairn.master.v1.LinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 24: cairn.master.v1.LinkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 25: cairn.master.v1.SymlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 26: cairn.master.v1.SymlinkResponse.attr:type_name -> cairn.master.v1.Attr
+	0,   // 27: cairn.master.v1.DirEntry.type:type_name -> cairn.master.v1.FileType
+	8,   // 28: cairn.master.v1.DirEntry.attr:type_name -> cairn.master.v1.Attr
+	39,  // 29: cairn.master.v1.ReadDirResponse.entries:type_name -> cairn.master.v1.DirEntry
+	7,   // 30: cairn.master.v1.SetXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	2,   // 31: cairn.master.v1.SetXattrRequest.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
+	7,   // 32: cairn.master.v1.RemoveXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	7,   // 33: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 34: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 35: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
+	55,  // 36: cairn.master.v1.ReleaseRequest.more:type_name -> cairn.master.v1.HandleRef
+	107, // 37: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
+	7,   // 38: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	106, // 39: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
+	57,  // 40: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
+	7,   // 41: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
+	57,  // 42: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
+	7,   // 43: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	57,  // 44: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	66,  // 45: cairn.master.v1.CommitSliceRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
+	8,   // 46: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 47: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
+	66,  // 48: cairn.master.v1.WriteInlineRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
+	8,   // 49: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
+	106, // 50: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
+	57,  // 51: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 52: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
+	67,  // 53: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
+	7,   // 54: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	67,  // 55: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
+	57,  // 56: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 57: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 58: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
+	3,   // 59: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
+	4,   // 60: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
+	76,  // 61: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
+	80,  // 62: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
+	81,  // 63: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
+	5,   // 64: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
+	108, // 65: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
+	108, // 66: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
+	109, // 67: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
+	110, // 68: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
+	89,  // 69: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
+	111, // 70: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
+	108, // 71: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
+	9,   // 72: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
+	11,  // 73: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
+	15,  // 74: cairn.master.v1.Master.BatchStat:input_type -> cairn.master.v1.BatchStatRequest
+	17,  // 75: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
+	19,  // 76: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
+	21,  // 77: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
+	23,  // 78: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
+	25,  // 79: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
+	27,  // 80: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
+	31,  // 81: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
+	29,  // 82: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
+	33,  // 83: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
+	35,  // 84: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
+	37,  // 85: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
+	40,  // 86: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
+	42,  // 87: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
+	44,  // 88: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
+	46,  // 89: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
+	48,  // 90: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
+	50,  // 91: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
+	52,  // 92: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
+	54,  // 93: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
+	58,  // 94: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
+	60,  // 95: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
+	62,  // 96: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
+	64,  // 97: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
+	68,  // 98: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
+	74,  // 99: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
+	70,  // 100: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
+	72,  // 101: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
+	76,  // 102: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
+	78,  // 103: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
+	82,  // 104: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
+	84,  // 105: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
+	86,  // 106: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
+	88,  // 107: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
+	91,  // 108: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
+	93,  // 109: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
+	95,  // 110: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
+	97,  // 111: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
+	99,  // 112: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
+	101, // 113: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
+	103, // 114: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
+	10,  // 115: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
+	12,  // 116: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
+	16,  // 117: cairn.master.v1.Master.BatchStat:output_type -> cairn.master.v1.BatchStatResponse
+	18,  // 118: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
+	20,  // 119: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
+	22,  // 120: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
+	24,  // 121: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
+	26,  // 122: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
+	28,  // 123: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
+	32,  // 124: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
+	30,  // 125: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
+	34,  // 126: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
+	36,  // 127: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
+	38,  // 128: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
+	41,  // 129: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
+	43,  // 130: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
+	45,  // 131: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
+	47,  // 132: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
+	49,  // 133: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
+	51,  // 134: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
+	53,  // 135: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
+	56,  // 136: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
+	59,  // 137: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
+	61,  // 138: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
+	63,  // 139: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
+	65,  // 140: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
+	69,  // 141: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
+	75,  // 142: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
+	71,  // 143: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
+	73,  // 144: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
+	77,  // 145: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
+	79,  // 146: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
+	83,  // 147: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
+	85,  // 148: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
+	87,  // 149: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
+	90,  // 150: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
+	92,  // 151: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
+	94,  // 152: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
+	96,  // 153: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
+	98,  // 154: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
+	100, // 155: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
+	102, // 156: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
+	104, // 157: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
+	115, // [115:158] is the sub-list for method output_type
+	72,  // [72:115] is the sub-list for method input_type
+	72,  // [72:72] is the sub-list for extension type_name
+	72,  // [72:72] is the sub-list for extension extendee
+	0,   // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_proto_masterpb_master_proto_init() }
@@ -6755,9 +6984,9 @@ func file_proto_masterpb_master_proto_init() {
 	if File_proto_masterpb_master_proto != nil {
 		return
 	}
-	file_proto_masterpb_master_proto_msgTypes[7].OneofWrappers = []any{}
-	file_proto_masterpb_master_proto_msgTypes[56].OneofWrappers = []any{}
-	file_proto_masterpb_master_proto_msgTypes[79].OneofWrappers = []any{
+	file_proto_masterpb_master_proto_msgTypes[11].OneofWrappers = []any{}
+	file_proto_masterpb_master_proto_msgTypes[60].OneofWrappers = []any{}
+	file_proto_masterpb_master_proto_msgTypes[83].OneofWrappers = []any{
 		(*Order_Reconstruct)(nil),
 		(*Order_Delete)(nil),
 	}
@@ -6767,7 +6996,7 @@ func file_proto_masterpb_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_masterpb_master_proto_rawDesc), len(file_proto_masterpb_master_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   96,
+			NumMessages:   100,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -27,6 +27,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Master_Lookup_FullMethodName         = "/cairn.master.v1.Master/Lookup"
 	Master_GetAttr_FullMethodName        = "/cairn.master.v1.Master/GetAttr"
+	Master_BatchStat_FullMethodName      = "/cairn.master.v1.Master/BatchStat"
 	Master_SetAttr_FullMethodName        = "/cairn.master.v1.Master/SetAttr"
 	Master_Mkdir_FullMethodName          = "/cairn.master.v1.Master/Mkdir"
 	Master_Create_FullMethodName         = "/cairn.master.v1.Master/Create"
@@ -67,6 +68,10 @@ type MasterClient interface {
 	// Namespace.
 	Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error)
 	GetAttr(ctx context.Context, in *GetAttrRequest, opts ...grpc.CallOption) (*GetAttrResponse, error)
+	// BatchStat answers many lookups and getattrs with one read barrier: a
+	// client sends its concurrent ones together, so a busy mount pays one
+	// RPC for many.
+	BatchStat(ctx context.Context, in *BatchStatRequest, opts ...grpc.CallOption) (*BatchStatResponse, error)
 	SetAttr(ctx context.Context, in *SetAttrRequest, opts ...grpc.CallOption) (*SetAttrResponse, error)
 	Mkdir(ctx context.Context, in *MkdirRequest, opts ...grpc.CallOption) (*MkdirResponse, error)
 	Create(ctx context.Context, in *CreateRequest, opts ...grpc.CallOption) (*CreateResponse, error)
@@ -133,6 +138,16 @@ func (c *masterClient) GetAttr(ctx context.Context, in *GetAttrRequest, opts ...
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetAttrResponse)
 	err := c.cc.Invoke(ctx, Master_GetAttr_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *masterClient) BatchStat(ctx context.Context, in *BatchStatRequest, opts ...grpc.CallOption) (*BatchStatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchStatResponse)
+	err := c.cc.Invoke(ctx, Master_BatchStat_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -465,6 +480,10 @@ type MasterServer interface {
 	// Namespace.
 	Lookup(context.Context, *LookupRequest) (*LookupResponse, error)
 	GetAttr(context.Context, *GetAttrRequest) (*GetAttrResponse, error)
+	// BatchStat answers many lookups and getattrs with one read barrier: a
+	// client sends its concurrent ones together, so a busy mount pays one
+	// RPC for many.
+	BatchStat(context.Context, *BatchStatRequest) (*BatchStatResponse, error)
 	SetAttr(context.Context, *SetAttrRequest) (*SetAttrResponse, error)
 	Mkdir(context.Context, *MkdirRequest) (*MkdirResponse, error)
 	Create(context.Context, *CreateRequest) (*CreateResponse, error)
@@ -522,6 +541,9 @@ func (UnimplementedMasterServer) Lookup(context.Context, *LookupRequest) (*Looku
 }
 func (UnimplementedMasterServer) GetAttr(context.Context, *GetAttrRequest) (*GetAttrResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAttr not implemented")
+}
+func (UnimplementedMasterServer) BatchStat(context.Context, *BatchStatRequest) (*BatchStatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchStat not implemented")
 }
 func (UnimplementedMasterServer) SetAttr(context.Context, *SetAttrRequest) (*SetAttrResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetAttr not implemented")
@@ -669,6 +691,24 @@ func _Master_GetAttr_Handler(srv interface{}, ctx context.Context, dec func(inte
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(MasterServer).GetAttr(ctx, req.(*GetAttrRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Master_BatchStat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchStatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServer).BatchStat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Master_BatchStat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServer).BatchStat(ctx, req.(*BatchStatRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1238,6 +1278,10 @@ var Master_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAttr",
 			Handler:    _Master_GetAttr_Handler,
+		},
+		{
+			MethodName: "BatchStat",
+			Handler:    _Master_BatchStat_Handler,
 		},
 		{
 			MethodName: "SetAttr",
