@@ -140,9 +140,7 @@ func (c *Client) Conn() *MasterConn { return c.conn }
 // header returns a RequestHeader with a fresh request ID; a retry of the
 // same request reuses it.
 func (c *Client) header() *masterpb.RequestHeader {
-	id := make([]byte, 16)
-	rand.Read(id) // never fails
-	return &masterpb.RequestHeader{RequestId: id, ClientId: c.cfg.Data.ClientID, Uid: c.cfg.UID, Gid: c.cfg.GID}
+	return &masterpb.RequestHeader{RequestId: newRequestID(), ClientId: c.cfg.Data.ClientID, Uid: c.cfg.UID, Gid: c.cfg.GID}
 }
 
 // pathErr converts a master error into a *fs.PathError for op on name.

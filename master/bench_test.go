@@ -94,16 +94,19 @@ func (c clientAsServer) GetAttr(ctx context.Context, r *masterpb.GetAttrRequest)
 	return c.c.GetAttr(ctx, r)
 }
 
+// BenchmarkCreate creates files from benchClients goroutines: "grpc" with
+// one Create RPC per file, "clients=8" through 8 client library Clients
+// (request IDs as the client makes them), "direct" calling the service in
+// process.
 func BenchmarkCreate(b *testing.B) {
 	for _, masters := range []int{1, 3} {
-		for _, direct := range []bool{false, true} {
-			path := "grpc"
-			if direct {
-				path = "direct"
-			}
+		for _, path := range []string{"grpc", "clients=8", "direct"} {
 			b.Run(fmt.Sprintf("masters=%d/%s", masters, path), func(b *testing.B) {
 				c := newCluster(b, masters, benchTweak)
-				targets := benchTargets(b, c, direct)
+				targets := benchTargets(b, c, path == "direct")
+				if path == "clients=8" {
+					targets = clientTargets(b, c, benchConns)
+				}
 				ctx := context.Background()
 				runClients(b, func(client, n int) error {
 					_, err := targets[client%benchConns].Create(ctx, &masterpb.CreateRequest{
