@@ -18,9 +18,14 @@ import (
 // ask NextCompaction for a chunk, rewrite it as one slice and swap it in
 // with CompactChunk. The leader hands each chunk to one client at a time
 // and holds back chunks still being written, so that a burst of random
-// writes is compacted once when it ends rather than once per few writes;
-// a chunk that grows past ForceRefs meanwhile is compacted at most once
-// per ForceEvery.
+// writes is compacted once when it ends rather than once per few writes.
+// A chunk that grows past ForceRefs meanwhile is compacted at most once
+// per ForceEvery, and only once the writes have added at least
+// 1/ForceShare of the chunk's bytes: a compaction rewrites the whole chunk
+// (64 MiB, 96 MiB stored under RS(4,2)), and forcing it every ForceRefs 4
+// KiB writes multiplied the bytes written by 50 under fio's random
+// writes. Past ForceRefs*forceCeiling refs a chunk is forced whatever its
+// bytes, to bound what a read of it must resolve.
 
 // Defaults for CompactionConfig fields left zero.
 const (
@@ -31,6 +36,9 @@ const (
 	// out even while it is still being written: past it every read of the
 	// chunk pays for too many pieces.
 	DefaultCompactForceRefs = 256
+	// DefaultCompactForceShare: a chunk still being written is forced
+	// only once writes added a quarter of its bytes.
+	DefaultCompactForceShare = 4
 	// DefaultCompactForceEvery is how often one chunk may be handed out
 	// for being too fragmented while it is still being written: each
 	// such compaction rewrites the whole chunk, and a chunk under steady
@@ -49,11 +57,16 @@ const (
 	compactPages = 4
 )
 
+// forceCeiling: a chunk with ForceRefs*forceCeiling refs is forced even if
+// its writes added little.
+const forceCeiling = 16
+
 // CompactionConfig tunes when fragmented chunks are handed out for
 // compaction. Zero fields take the defaults above.
 type CompactionConfig struct {
 	Quiet      time.Duration
 	ForceRefs  int
+	ForceShare int
 	ForceEvery time.Duration
 	Claim      time.Duration
 }
@@ -64,6 +77,9 @@ func (c CompactionConfig) withDefaults() CompactionConfig {
 	}
 	if c.ForceRefs <= 0 {
 		c.ForceRefs = DefaultCompactForceRefs
+	}
+	if c.ForceShare <= 0 {
+		c.ForceShare = DefaultCompactForceShare
 	}
 	if c.ForceEvery <= 0 {
 		c.ForceEvery = DefaultCompactForceEvery
@@ -93,7 +109,7 @@ type compactClaims struct {
 // chunk, at most limit of them) from the cursor, wrapping at the end, and
 // claims the first chunk due; it reads at most pages pages. Pure but for
 // list.
-func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragmented, error), limit, pages int, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool, error) {
+func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragmented, error), weigh chunkWeigher, limit, pages int, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool, error) {
 	c.mu.Lock()
 	after := c.cursor
 	c.mu.Unlock()
@@ -108,7 +124,7 @@ func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragment
 		if err != nil {
 			return fsm.Fragmented{}, false, err
 		}
-		if f, ok := c.claim(page, cfg, now); ok {
+		if f, ok := c.claim(page, weigh, cfg, now); ok {
 			return f, true, nil
 		}
 		switch {
@@ -126,10 +142,14 @@ func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragment
 	return fsm.Fragmented{}, false, nil
 }
 
+// chunkWeigher returns a chunk's total and main bytes (fsm.ChunkBytes).
+type chunkWeigher func(f fsm.Fragmented) (total, main uint64, err error)
+
 // claim picks the first listed chunk that is quiet enough, or too
-// fragmented to wait and not forced within ForceEvery, and not claimed,
-// and claims it for cfg.Claim. Pure: no I/O, time comes in as now.
-func (c *compactClaims) claim(list []fsm.Fragmented, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool) {
+// fragmented to wait (see forced) and not forced within ForceEvery, and
+// not claimed, and claims it for cfg.Claim. Pure but for weigh; time comes
+// in as now.
+func (c *compactClaims) claim(list []fsm.Fragmented, weigh chunkWeigher, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.claims == nil {
@@ -152,7 +172,7 @@ func (c *compactClaims) claim(list []fsm.Fragmented, cfg CompactionConfig, now t
 			continue
 		}
 		if now.Sub(time.Unix(0, f.ChangedUnixNano)) < cfg.Quiet {
-			if _, recent := c.forced[id]; recent || int(f.Refs) < cfg.ForceRefs {
+			if _, recent := c.forced[id]; recent || !forced(f, weigh, cfg) {
 				continue
 			}
 			c.forced[id] = now
@@ -161,6 +181,24 @@ func (c *compactClaims) claim(list []fsm.Fragmented, cfg CompactionConfig, now t
 		return f, true
 	}
 	return fsm.Fragmented{}, false
+}
+
+// forced reports whether chunk f, still being written, is fragmented
+// enough to compact now: ForceRefs refs whose writes added 1/ForceShare of
+// the main slice's bytes, or ForceRefs*forceCeiling refs.
+func forced(f fsm.Fragmented, weigh chunkWeigher, cfg CompactionConfig) bool {
+	switch {
+	case int(f.Refs) < cfg.ForceRefs:
+		return false
+	case int(f.Refs) >= cfg.ForceRefs*forceCeiling:
+		return true
+	}
+	total, main, err := weigh(f)
+	if err != nil {
+		// Unreadable now: it goes out once quiet.
+		return false
+	}
+	return (total-main)*uint64(cfg.ForceShare) >= main
 }
 
 func (c *compactClaims) release(inode, chunk uint64) {
@@ -179,7 +217,8 @@ func (m *masterService) NextCompaction(ctx context.Context, req *masterpb.NextCo
 	list := func(after chunkID, limit int) ([]fsm.Fragmented, error) {
 		return s.fsm.ListFragmented(after.inode, after.chunk, limit)
 	}
-	f, ok, err := s.compact.find(list, compactScan, compactPages, s.cfg.Compaction.withDefaults(), s.now())
+	weigh := func(f fsm.Fragmented) (uint64, uint64, error) { return s.fsm.ChunkBytes(f.Inode, f.Chunk) }
+	f, ok, err := s.compact.find(list, weigh, compactScan, compactPages, s.cfg.Compaction.withDefaults(), s.now())
 	if err != nil {
 		return nil, s.toStatus(err)
 	}

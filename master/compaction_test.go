@@ -1,6 +1,7 @@
 package master
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -9,7 +10,8 @@ import (
 
 // TestCompactClaims walks the leader's hand-out rules through time: a
 // quiet chunk goes out, a chunk still being written waits unless it is
-// past ForceRefs, a forced chunk is not forced again within ForceEvery
+// past ForceRefs and its writes added 1/ForceShare of its bytes (or it is
+// past the ceiling), a forced chunk is not forced again within ForceEvery
 // (but goes out once quiet), and a claim keeps a chunk from a second
 // client until it lapses or is released.
 func TestCompactClaims(t *testing.T) {
@@ -18,6 +20,17 @@ func TestCompactClaims(t *testing.T) {
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	frag := func(ino uint64, refs uint32, changed time.Duration) fsm.Fragmented {
 		return fsm.Fragmented{Inode: ino, Refs: refs, ChangedUnixNano: at(changed).UnixNano()}
+	}
+	// Chunks of inode 4 gained little over their main slice; inode 5's
+	// cannot be read; the others' writes added a quarter.
+	weigh := func(f fsm.Fragmented) (uint64, uint64, error) {
+		switch f.Inode {
+		case 4:
+			return 64<<20 + 1<<20, 64 << 20, nil
+		case 5:
+			return 0, 0, errors.New("unreadable")
+		}
+		return 80 << 20, 64 << 20, nil
 	}
 	var c compactClaims
 	for i, st := range []struct {
@@ -36,11 +49,15 @@ func TestCompactClaims(t *testing.T) {
 		{now: 99500 * time.Millisecond, list: []fsm.Fragmented{frag(2, 900, 99*time.Second), frag(3, 17, 0)}, want: 3}, // 2 waits, 3 is quiet
 		{now: 100 * time.Second, list: []fsm.Fragmented{frag(2, 900, 100*time.Second)}, want: 2},                       // ForceEvery has passed
 		{now: 104 * time.Second, list: []fsm.Fragmented{frag(1, 20, 0)}, want: 1},                                      // 1's claim from 5 s lapsed at 65 s
+		{now: 200 * time.Second, list: []fsm.Fragmented{frag(4, 1000, 200*time.Second)}, want: 0},                      // many refs, few bytes
+		{now: 201 * time.Second, list: []fsm.Fragmented{frag(5, 1000, 201*time.Second)}, want: 0},                      // cannot weigh: wait
+		{now: 202 * time.Second, list: []fsm.Fragmented{frag(4, 256*forceCeiling, 202*time.Second)}, want: 4},          // past the ceiling
+		{now: 210 * time.Second, list: []fsm.Fragmented{frag(5, 1000, 200*time.Second)}, want: 5},                      // quiet: no weighing
 	} {
 		if st.release != 0 {
 			c.release(st.release, 0)
 		}
-		got, ok := c.claim(st.list, cfg, at(st.now))
+		got, ok := c.claim(st.list, weigh, cfg, at(st.now))
 		if !ok {
 			got.Inode = 0
 		}
@@ -79,7 +96,7 @@ func TestCompactFind(t *testing.T) {
 	c.claims = map[chunkID]time.Time{{2, 0}: now.Add(time.Minute)} // 2 is someone else's
 	for i, want := range []uint64{8, 0, 0} {
 		reads = 0
-		f, ok, err := c.find(list, 3, 8, cfg, now)
+		f, ok, err := c.find(list, nil, 3, 8, cfg, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +120,7 @@ func TestCompactFind(t *testing.T) {
 	}
 	// A search bounded to fewer pages stops where it got to.
 	c.cursor = chunkID{}
-	if _, ok, _ := c.find(list, 3, 2, cfg, now); ok || c.cursor != (chunkID{6, 0}) {
+	if _, ok, _ := c.find(list, nil, 3, 2, cfg, now); ok || c.cursor != (chunkID{6, 0}) {
 		t.Fatalf("bounded search: found %v, cursor %v; want none and after 6", ok, c.cursor)
 	}
 }

@@ -70,6 +70,7 @@ func run() error {
 	fs.BoolVar(&cfg.Repair.Disabled, "repair-off", false, "turn repair, garbage collection and draining off")
 	fs.DurationVar(&cfg.Compaction.Quiet, "compact-quiet", master.DefaultCompactQuiet, "how long a fragmented chunk must go unwritten before clients are asked to compact it")
 	fs.IntVar(&cfg.Compaction.ForceRefs, "compact-force-refs", master.DefaultCompactForceRefs, "slices at which a chunk is compacted even while it is being written")
+	fs.IntVar(&cfg.Compaction.ForceShare, "compact-force-share", master.DefaultCompactForceShare, "a chunk being written is compacted only once its writes added 1/N of its bytes")
 	fs.DurationVar(&cfg.Compaction.ForceEvery, "compact-force-every", master.DefaultCompactForceEvery, "how often one chunk may be compacted while it is being written")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {

@@ -143,6 +143,31 @@ func (t *txn) compactChunk(c *fsmpb.CompactChunk) (Result, error) {
 	return Result{Attr: attrOf(c.Inode, n), SliceID: c.SliceId}, nil
 }
 
+// ChunkBytes returns the sum of chunk idx of ino's refs' lengths (total;
+// refs overlap, the newest winning at read, so bytes written over others
+// count too) and the bytes of the slice that supplies the most (main).
+// total-main is what writes added since the chunk was last written whole:
+// the leader weighs it against the cost of rewriting the chunk before
+// compacting one still being written. A missing chunk is (0, 0).
+func (f *FSM) ChunkBytes(ino, idx uint64) (total, main uint64, err error) {
+	v, err := f.view(false)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer v.close()
+	var cs fsmpb.ChunkSlices
+	if _, err := getProto(v, chunkKey(ino, idx), &cs, "chunk"); err != nil {
+		return 0, 0, err
+	}
+	bySlice := make(map[uint64]uint64)
+	for _, r := range cs.Refs {
+		total += uint64(r.Length)
+		bySlice[r.SliceId] += uint64(r.Length)
+		main = max(main, bySlice[r.SliceId])
+	}
+	return total, main, nil
+}
+
 // ListFragmented returns up to limit chunks listed for compaction, in
 // (inode, chunk) order, starting after the chunk (afterInode, afterChunk)
 // (0, 0 for the first).

@@ -171,3 +171,24 @@ func TestCompactChunkRetry(t *testing.T) {
 		t.Fatal("retry changed the chunk")
 	}
 }
+
+// TestChunkBytes: a chunk's refs' bytes, and the main slice's share;
+// refs overlap (the newest wins at read), so writes over the main slice
+// add to the total.
+func TestChunkBytes(t *testing.T) {
+	d := newDriver(t, true)
+	ino := fragmentedFile(t, d, 20) // 19 distinct 4 KiB writes over 1 MiB
+	for _, tc := range []struct {
+		idx         uint64
+		total, main uint64
+	}{
+		{0, 1<<20 + 19*4096, 1 << 20},
+		{1, 4096, 4096},
+		{2, 0, 0},
+	} {
+		total, main, err := d.f.ChunkBytes(ino, tc.idx)
+		if err != nil || total != tc.total || main != tc.main {
+			t.Errorf("chunk %d: %d, %d, %v; want %d, %d", tc.idx, total, main, err, tc.total, tc.main)
+		}
+	}
+}
