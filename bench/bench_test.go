@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -148,6 +149,16 @@ func TestTinyRun(t *testing.T) {
 	smallFiles := false
 	for _, r := range byWorkload["fuse"] {
 		smallFiles = smallFiles || (r.Op == "small files 4KiB" && r.Status == statusOK)
+		if r.Op == "rand write 4KiB" {
+			// Every byte reaches the disk at least once (three times as
+			// replicas), and the local cluster's writes are the process's.
+			var amp float64
+			if i := strings.Index(r.Note, "the cluster wrote "); i < 0 {
+				t.Errorf("fuse rand write: no write amplification in %q", r.Note)
+			} else if _, err := fmt.Sscanf(r.Note[i:], "the cluster wrote %fx", &amp); err != nil || amp < 1 {
+				t.Errorf("fuse rand write: amplification %v (%v) in %q", amp, err, r.Note)
+			}
+		}
 	}
 	if !smallFiles {
 		t.Error("no fuse small-files figure")

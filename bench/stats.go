@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -62,23 +65,60 @@ func mbps(bytes int64, d time.Duration) float64 {
 // meanwhile (user and system, every goroutine). With --local the whole
 // cluster runs in this process, so cpu/wall tells how many cores the
 // figure cost and whether it was CPU-bound.
+//
+// disk is the bytes the process sent to storage meanwhile (-1 where the
+// kernel does not say), which with --local is what the cluster wrote.
 type span struct {
 	wall, cpu time.Duration
+	disk      int64
 }
 
 // spanStart marks the beginning of a span.
 type spanStart struct {
 	wall time.Time
 	cpu  time.Duration
+	disk int64
 }
 
-func startSpan() spanStart { return spanStart{wall: time.Now(), cpu: processCPU()} }
+func startSpan() spanStart {
+	return spanStart{wall: time.Now(), cpu: processCPU(), disk: processDiskWritten()}
+}
 
 func (s spanStart) end() span {
-	return span{wall: time.Since(s.wall), cpu: processCPU() - s.cpu}
+	disk := int64(-1)
+	if now := processDiskWritten(); now >= 0 && s.disk >= 0 {
+		disk = now - s.disk
+	}
+	return span{wall: time.Since(s.wall), cpu: processCPU() - s.cpu, disk: disk}
 }
 
-func (s span) plus(o span) span { return span{wall: s.wall + o.wall, cpu: s.cpu + o.cpu} }
+func (s span) plus(o span) span {
+	disk := int64(-1)
+	if s.disk >= 0 && o.disk >= 0 {
+		disk = s.disk + o.disk
+	}
+	return span{wall: s.wall + o.wall, cpu: s.cpu + o.cpu, disk: disk}
+}
+
+// processDiskWritten returns the bytes the process has caused to be
+// written to storage (write_bytes of /proc/self/io: counted when pages
+// are dirtied, so deferred writeback is included), or -1.
+func processDiskWritten() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
 
 // processCPU returns the CPU time the process has used so far.
 func processCPU() time.Duration {
