@@ -184,11 +184,11 @@ func (b *statBatcher) send(batch []*statWait) {
 			continue
 		}
 		r := resp.Results[i]
-		if r.Errno != 0 {
-			w.err = masterpb.ErrnoError(syscall.Errno(r.Errno), r.Error)
+		if r.GetErrno() != 0 {
+			w.err = masterpb.ErrnoError(syscall.Errno(r.GetErrno()), r.GetError())
 			continue
 		}
-		w.attr = r.Attr
+		w.attr = r.GetAttr()
 	}
 }
 

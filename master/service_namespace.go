@@ -93,10 +93,10 @@ func (m *masterService) BatchStat(ctx context.Context, req *masterpb.BatchStatRe
 	for i, q := range req.Queries {
 		var a *masterpb.Attr
 		var err error
-		if q.Name == "" {
-			a, err = m.s.fsm.GetAttr(q.Inode)
+		if q.GetName() == "" {
+			a, err = m.s.fsm.GetAttr(q.GetInode())
 		} else {
-			a, err = m.s.fsm.Lookup(q.Inode, q.Name)
+			a, err = m.s.fsm.Lookup(q.GetInode(), q.GetName())
 		}
 		var fe *fsm.Error
 		switch {
