@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/cairnfs/cairn/client"
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
@@ -94,19 +93,16 @@ func (c clientAsServer) GetAttr(ctx context.Context, r *masterpb.GetAttrRequest)
 	return c.c.GetAttr(ctx, r)
 }
 
-// BenchmarkCreate creates files from benchClients goroutines: "grpc" with
-// one Create RPC per file, "clients=8" through 8 client library Clients
-// (request IDs as the client makes them), "direct" calling the service in
-// process.
 func BenchmarkCreate(b *testing.B) {
 	for _, masters := range []int{1, 3} {
-		for _, path := range []string{"grpc", "clients=8", "direct"} {
+		for _, direct := range []bool{false, true} {
+			path := "grpc"
+			if direct {
+				path = "direct"
+			}
 			b.Run(fmt.Sprintf("masters=%d/%s", masters, path), func(b *testing.B) {
 				c := newCluster(b, masters, benchTweak)
-				targets := benchTargets(b, c, path == "direct")
-				if path == "clients=8" {
-					targets = clientTargets(b, c, benchConns)
-				}
+				targets := benchTargets(b, c, direct)
 				ctx := context.Background()
 				runClients(b, func(client, n int) error {
 					_, err := targets[client%benchConns].Create(ctx, &masterpb.CreateRequest{
@@ -120,23 +116,16 @@ func BenchmarkCreate(b *testing.B) {
 	}
 }
 
-// BenchmarkGetAttr reads attributes from benchClients goroutines three
-// ways: "grpc" sends one GetAttr RPC per call; "clients=N" goes through the
-// client library as a mount or gateway does, with N Clients (like N
-// processes) whose concurrent calls share BatchStat round trips; and
-// "direct" calls the service in process.
 func BenchmarkGetAttr(b *testing.B) {
 	for _, masters := range []int{1, 3} {
-		for _, path := range []string{"grpc", "clients=8", "clients=1", "direct"} {
+		for _, direct := range []bool{false, true} {
+			path := "grpc"
+			if direct {
+				path = "direct"
+			}
 			b.Run(fmt.Sprintf("masters=%d/%s", masters, path), func(b *testing.B) {
 				c := newCluster(b, masters, nil)
-				targets := benchTargets(b, c, path == "direct")
-				switch path {
-				case "clients=8":
-					targets = clientTargets(b, c, benchConns)
-				case "clients=1":
-					targets = clientTargets(b, c, 1)
-				}
+				targets := benchTargets(b, c, direct)
 				ctx := context.Background()
 				const files = 1000
 				inodes := make([]uint64, files)
@@ -155,43 +144,6 @@ func BenchmarkGetAttr(b *testing.B) {
 			})
 		}
 	}
-}
-
-// clientTargets returns benchConns client library targets over n Clients
-// of c.
-func clientTargets(b *testing.B, c *cluster, n int) []benchTarget {
-	var addrs []string
-	for _, n := range c.nodes {
-		addrs = append(addrs, n.grpcAddr)
-	}
-	out := make([]benchTarget, benchConns)
-	for i := range out {
-		if i >= n {
-			out[i] = out[i%n]
-			continue
-		}
-		cl, err := client.Dial(context.Background(), client.ClientConfig{Masters: addrs})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { cl.Close() })
-		out[i] = clientTarget{cl.Inodes()}
-	}
-	return out
-}
-
-// clientTarget is a client library Client where the benchmarks expect a
-// server.
-type clientTarget struct{ in client.Inodes }
-
-func (c clientTarget) Create(ctx context.Context, r *masterpb.CreateRequest) (*masterpb.CreateResponse, error) {
-	a, created, err := c.in.Create(ctx, r.Parent, r.Name, r.Mode, r.Exclusive, false)
-	return &masterpb.CreateResponse{Attr: a, Created: created}, err
-}
-
-func (c clientTarget) GetAttr(ctx context.Context, r *masterpb.GetAttrRequest) (*masterpb.GetAttrResponse, error) {
-	a, err := c.in.GetAttr(ctx, r.Inode)
-	return &masterpb.GetAttrResponse{Attr: a}, err
 }
 
 func dumpMetrics(b *testing.B, s *Server) {
