@@ -192,3 +192,32 @@ func TestChunkBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitCostFlat: a commit into a chunk writes one ref, however many
+// the chunk has, so its bytes in Pebble's log stay flat as random writes
+// fragment the chunk (they grew with the list when a commit rewrote it).
+func TestCommitCostFlat(t *testing.T) {
+	d := newDriver(t, false)
+	ino := fragmentedFile(t, d, 20)
+	walBytes := func() uint64 { return d.f.db.Metrics().WAL.BytesIn }
+	commitCost := func() uint64 {
+		before := walBytes()
+		d.write(ino, 12345*4096%(1<<20), 4096)
+		return walBytes() - before
+	}
+	early := commitCost()
+	for i := range 2000 {
+		if r, _ := d.write(ino, uint64(i*7919%256)*4096, 4096); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	late := commitCost()
+	if late > 2*early {
+		t.Fatalf("an allocate and commit cost %d log bytes at 20 refs and %d at 2000", early, late)
+	}
+	// The list reads back whole: every ref, the last one last.
+	refs := chunkRefs(t, d.f, ino, 0)
+	if len(refs) < 2000 {
+		t.Fatalf("chunk 0 lists %d refs after 2000 more writes", len(refs))
+	}
+}

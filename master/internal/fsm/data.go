@@ -435,19 +435,16 @@ func (t *txn) commitSlice(c *fsmpb.CommitSlice) (Result, error) {
 	for idx := c.Offset / ChunkSize; idx*ChunkSize < end; idx++ {
 		base := idx * ChunkSize
 		from, to := max(c.Offset, base), min(end, base+ChunkSize)
-		key := chunkKey(c.Inode, idx)
-		var cs fsmpb.ChunkSlices
-		if _, err := getProto(t.b, key, &cs, "chunk"); err != nil {
+		had, err := t.chunkRefCount(c.Inode, idx)
+		if err != nil {
 			return Result{}, err
 		}
-		had := len(cs.Refs)
-		cs.Refs = append(cs.Refs, &fsmpb.ChunkRef{
+		if err := t.appendChunkRef(c.Inode, idx, &fsmpb.ChunkRef{
 			SliceId:     c.SliceId,
 			ChunkOffset: uint32(from - base),
 			SliceOffset: from - c.Offset,
 			Length:      uint32(to - from),
-		})
-		if err := t.putChunk(c.Inode, idx, &cs, had); err != nil {
+		}, had); err != nil {
 			return Result{}, err
 		}
 		refs++
