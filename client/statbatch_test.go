@@ -54,6 +54,24 @@ func (m *statMaster) single(ctx context.Context, q *masterpb.StatQuery) (*master
 	return m.answer(q)
 }
 
+// waitSingles waits until the master holds n single calls at its gate.
+func (m *statMaster) waitSingles(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m.mu.Lock()
+		got := m.singles
+		m.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("master holds %d single calls, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (m *statMaster) GetAttr(ctx context.Context, req *masterpb.GetAttrRequest) (*masterpb.GetAttrResponse, error) {
 	a, err := m.single(ctx, &masterpb.StatQuery{Inode: req.Inode})
 	return &masterpb.GetAttrResponse{Attr: a}, err
@@ -168,15 +186,7 @@ func runStats(t *testing.T, m *statMaster, b *statBatcher, qs []*masterpb.StatQu
 	for i := range statMaxRunning {
 		start(i)
 	}
-	for {
-		m.mu.Lock()
-		n := m.singles
-		m.mu.Unlock()
-		if n == statMaxRunning {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	m.waitSingles(t, statMaxRunning)
 	for i := statMaxRunning; i < len(qs); i++ {
 		start(i)
 	}
@@ -249,15 +259,7 @@ func TestStatWaitCanceled(t *testing.T) {
 			b.stat(ctx, &masterpb.StatQuery{Inode: 1})
 		}()
 	}
-	for {
-		m.mu.Lock()
-		n := m.singles
-		m.mu.Unlock()
-		if n == statMaxRunning {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	m.waitSingles(t, statMaxRunning)
 	wctx, wcancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {

@@ -99,6 +99,10 @@ type compactClaims struct {
 	mu     sync.Mutex
 	claims map[chunkID]time.Time // chunk -> claim expiry
 	forced map[chunkID]time.Time // chunk -> when it was last handed out unquiet
+	// light: chunk -> when it was weighed and found not worth forcing.
+	// Every client's poll would otherwise decode its whole ref list
+	// again; like a forcing, a verdict holds for ForceEvery.
+	light map[chunkID]time.Time
 	// cursor is where the next search starts (after it; zero: at the
 	// start of the index). It moves past pages with nothing due, so
 	// chunks beyond a page of claimed or busy ones are reached too.
@@ -155,15 +159,18 @@ func (c *compactClaims) claim(list []fsm.Fragmented, weigh chunkWeigher, cfg Com
 	if c.claims == nil {
 		c.claims = make(map[chunkID]time.Time)
 		c.forced = make(map[chunkID]time.Time)
+		c.light = make(map[chunkID]time.Time)
 	}
 	for id, exp := range c.claims {
 		if !now.Before(exp) {
 			delete(c.claims, id)
 		}
 	}
-	for id, at := range c.forced {
-		if now.Sub(at) >= cfg.ForceEvery {
-			delete(c.forced, id)
+	for _, m := range []map[chunkID]time.Time{c.forced, c.light} {
+		for id, at := range m {
+			if now.Sub(at) >= cfg.ForceEvery {
+				delete(m, id)
+			}
 		}
 	}
 	for _, f := range list {
@@ -172,7 +179,7 @@ func (c *compactClaims) claim(list []fsm.Fragmented, weigh chunkWeigher, cfg Com
 			continue
 		}
 		if now.Sub(time.Unix(0, f.ChangedUnixNano)) < cfg.Quiet {
-			if _, recent := c.forced[id]; recent || !forced(f, weigh, cfg) {
+			if _, recent := c.forced[id]; recent || !c.forceable(id, f, weigh, cfg, now) {
 				continue
 			}
 			c.forced[id] = now
@@ -183,22 +190,31 @@ func (c *compactClaims) claim(list []fsm.Fragmented, weigh chunkWeigher, cfg Com
 	return fsm.Fragmented{}, false
 }
 
-// forced reports whether chunk f, still being written, is fragmented
-// enough to compact now: ForceRefs refs whose writes added 1/ForceShare of
-// the main slice's bytes, or ForceRefs*forceCeiling refs.
-func forced(f fsm.Fragmented, weigh chunkWeigher, cfg CompactionConfig) bool {
+// forceable reports whether chunk f (id), still being written, is
+// fragmented enough to compact now: ForceRefs refs whose writes added
+// 1/ForceShare of the main slice's bytes, or ForceRefs*forceCeiling refs.
+// A chunk found too light is not weighed again within ForceEvery. c.mu is
+// held.
+func (c *compactClaims) forceable(id chunkID, f fsm.Fragmented, weigh chunkWeigher, cfg CompactionConfig, now time.Time) bool {
 	switch {
 	case int(f.Refs) < cfg.ForceRefs:
 		return false
 	case int(f.Refs) >= cfg.ForceRefs*forceCeiling:
 		return true
 	}
+	if _, ok := c.light[id]; ok {
+		return false
+	}
 	total, main, err := weigh(f)
 	if err != nil {
 		// Unreadable now: it goes out once quiet.
 		return false
 	}
-	return (total-main)*uint64(cfg.ForceShare) >= main
+	if (total-main)*uint64(cfg.ForceShare) < main {
+		c.light[id] = now
+		return false
+	}
+	return true
 }
 
 func (c *compactClaims) release(inode, chunk uint64) {

@@ -22,13 +22,19 @@ func TestCompactClaims(t *testing.T) {
 		return fsm.Fragmented{Inode: ino, Refs: refs, ChangedUnixNano: at(changed).UnixNano()}
 	}
 	// Chunks of inode 4 gained little over their main slice; inode 5's
-	// cannot be read; the others' writes added a quarter.
+	// cannot be read; inode 6's gained little when first weighed and a
+	// quarter since; the others' writes added a quarter.
+	weighed6 := 0
 	weigh := func(f fsm.Fragmented) (uint64, uint64, error) {
 		switch f.Inode {
 		case 4:
 			return 64<<20 + 1<<20, 64 << 20, nil
 		case 5:
 			return 0, 0, errors.New("unreadable")
+		case 6:
+			if weighed6++; weighed6 == 1 {
+				return 64<<20 + 1<<20, 64 << 20, nil
+			}
 		}
 		return 80 << 20, 64 << 20, nil
 	}
@@ -53,6 +59,9 @@ func TestCompactClaims(t *testing.T) {
 		{now: 201 * time.Second, list: []fsm.Fragmented{frag(5, 1000, 201*time.Second)}, want: 0},                      // cannot weigh: wait
 		{now: 202 * time.Second, list: []fsm.Fragmented{frag(4, 256*forceCeiling, 202*time.Second)}, want: 4},          // past the ceiling
 		{now: 210 * time.Second, list: []fsm.Fragmented{frag(5, 1000, 200*time.Second)}, want: 5},                      // quiet: no weighing
+		{now: 300 * time.Second, list: []fsm.Fragmented{frag(6, 1000, 300*time.Second)}, want: 0},                      // light
+		{now: 310 * time.Second, list: []fsm.Fragmented{frag(6, 1000, 310*time.Second)}, want: 0},                      // not weighed again yet
+		{now: 330 * time.Second, list: []fsm.Fragmented{frag(6, 1000, 330*time.Second)}, want: 6},                      // ForceEvery on: heavy now
 	} {
 		if st.release != 0 {
 			c.release(st.release, 0)
@@ -64,6 +73,9 @@ func TestCompactClaims(t *testing.T) {
 		if got.Inode != st.want {
 			t.Fatalf("step %d at %v: handed out inode %d, want %d", i, st.now, got.Inode, st.want)
 		}
+	}
+	if weighed6 != 2 {
+		t.Fatalf("inode 6 weighed %d times, want 2 (once light, once after ForceEvery)", weighed6)
 	}
 }
 
