@@ -237,7 +237,7 @@ func (m *masterService) CommitSlice(ctx context.Context, req *masterpb.CommitSli
 	}
 	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_CommitSlice{CommitSlice: &fsmpb.CommitSlice{
 		Inode: req.Inode, SliceId: req.SliceId, Offset: req.Offset, Length: req.Length,
-		Shards: shards, MtimeUnixNano: req.MtimeUnixNano, Attrs: req.Attrs,
+		Shards: shards, MtimeUnixNano: req.MtimeUnixNano, Attrs: req.Attrs, Extents: req.Extents,
 	}}})
 	if err != nil {
 		return nil, err

@@ -1598,7 +1598,10 @@ type CommitSlice struct {
 	// time is used.
 	MtimeUnixNano int64 `protobuf:"varint,6,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
 	// attrs, when set, apply after the write.
-	Attrs         *masterpb.AttrUpdate `protobuf:"bytes,7,opt,name=attrs,proto3" json:"attrs,omitempty"`
+	Attrs *masterpb.AttrUpdate `protobuf:"bytes,7,opt,name=attrs,proto3" json:"attrs,omitempty"`
+	// extents, when set, place the slice's bytes instead of offset and
+	// length (which are then 0; see masterpb.CommitSliceRequest).
+	Extents       []*masterpb.Extent `protobuf:"bytes,8,rep,name=extents,proto3" json:"extents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1678,6 +1681,13 @@ func (x *CommitSlice) GetMtimeUnixNano() int64 {
 func (x *CommitSlice) GetAttrs() *masterpb.AttrUpdate {
 	if x != nil {
 		return x.Attrs
+	}
+	return nil
+}
+
+func (x *CommitSlice) GetExtents() []*masterpb.Extent {
+	if x != nil {
+		return x.Extents
 	}
 	return nil
 }
@@ -3574,7 +3584,7 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x11expires_unix_nano\x18\x05 \x01(\x03R\x0fexpiresUnixNano\"_\n" +
 	"\fReplaceShard\x12\x19\n" +
 	"\bslice_id\x18\x01 \x01(\x04R\asliceId\x124\n" +
-	"\x05shard\x18\x02 \x01(\v2\x1e.cairn.master.v1.ShardLocationR\x05shard\"\x81\x02\n" +
+	"\x05shard\x18\x02 \x01(\v2\x1e.cairn.master.v1.ShardLocationR\x05shard\"\xb4\x02\n" +
 	"\vCommitSlice\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x19\n" +
 	"\bslice_id\x18\x02 \x01(\x04R\asliceId\x12\x16\n" +
@@ -3582,7 +3592,8 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06length\x18\x04 \x01(\x04R\x06length\x126\n" +
 	"\x06shards\x18\x05 \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\x12&\n" +
 	"\x0fmtime_unix_nano\x18\x06 \x01(\x03R\rmtimeUnixNano\x121\n" +
-	"\x05attrs\x18\a \x01(\v2\x1b.cairn.master.v1.AttrUpdateR\x05attrs\"\xfc\x01\n" +
+	"\x05attrs\x18\a \x01(\v2\x1b.cairn.master.v1.AttrUpdateR\x05attrs\x121\n" +
+	"\aextents\x18\b \x03(\v2\x17.cairn.master.v1.ExtentR\aextents\"\xfc\x01\n" +
 	"\fCompactChunk\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x14\n" +
 	"\x05chunk\x18\x02 \x01(\x04R\x05chunk\x122\n" +
@@ -3778,8 +3789,9 @@ var file_proto_fsmpb_fsm_proto_goTypes = []any{
 	(masterpb.SetXattrRequest_Flag)(0), // 45: cairn.master.v1.SetXattrRequest.Flag
 	(*masterpb.ShardLocation)(nil),     // 46: cairn.master.v1.ShardLocation
 	(*masterpb.AttrUpdate)(nil),        // 47: cairn.master.v1.AttrUpdate
-	(*masterpb.Attr)(nil),              // 48: cairn.master.v1.Attr
-	(*masterpb.HandleRef)(nil),         // 49: cairn.master.v1.HandleRef
+	(*masterpb.Extent)(nil),            // 48: cairn.master.v1.Extent
+	(*masterpb.Attr)(nil),              // 49: cairn.master.v1.Attr
+	(*masterpb.HandleRef)(nil),         // 50: cairn.master.v1.HandleRef
 }
 var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	1,  // 0: cairn.fsm.v1.Entry.commands:type_name -> cairn.fsm.v1.Command
@@ -3820,27 +3832,28 @@ var file_proto_fsmpb_fsm_proto_depIdxs = []int32{
 	46, // 35: cairn.fsm.v1.ReplaceShard.shard:type_name -> cairn.master.v1.ShardLocation
 	46, // 36: cairn.fsm.v1.CommitSlice.shards:type_name -> cairn.master.v1.ShardLocation
 	47, // 37: cairn.fsm.v1.CommitSlice.attrs:type_name -> cairn.master.v1.AttrUpdate
-	25, // 38: cairn.fsm.v1.CompactChunk.replaced:type_name -> cairn.fsm.v1.ChunkRef
-	46, // 39: cairn.fsm.v1.CompactChunk.shards:type_name -> cairn.master.v1.ShardLocation
-	47, // 40: cairn.fsm.v1.WriteInline.attrs:type_name -> cairn.master.v1.AttrUpdate
-	22, // 41: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
-	43, // 42: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
-	42, // 43: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
-	25, // 44: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
-	42, // 45: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
-	46, // 46: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
-	48, // 47: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
-	29, // 48: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
-	29, // 49: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
-	49, // 50: cairn.fsm.v1.ReleaseHandle.more:type_name -> cairn.master.v1.HandleRef
-	35, // 51: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
-	35, // 52: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
-	46, // 53: cairn.fsm.v1.MoveShard.shard:type_name -> cairn.master.v1.ShardLocation
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	48, // 38: cairn.fsm.v1.CommitSlice.extents:type_name -> cairn.master.v1.Extent
+	25, // 39: cairn.fsm.v1.CompactChunk.replaced:type_name -> cairn.fsm.v1.ChunkRef
+	46, // 40: cairn.fsm.v1.CompactChunk.shards:type_name -> cairn.master.v1.ShardLocation
+	47, // 41: cairn.fsm.v1.WriteInline.attrs:type_name -> cairn.master.v1.AttrUpdate
+	22, // 42: cairn.fsm.v1.Meta.stats:type_name -> cairn.fsm.v1.Stats
+	43, // 43: cairn.fsm.v1.Inode.type:type_name -> cairn.master.v1.FileType
+	42, // 44: cairn.fsm.v1.Inode.layout:type_name -> cairn.chunk.v1.Layout
+	25, // 45: cairn.fsm.v1.ChunkSlices.refs:type_name -> cairn.fsm.v1.ChunkRef
+	42, // 46: cairn.fsm.v1.Slice.layout:type_name -> cairn.chunk.v1.Layout
+	46, // 47: cairn.fsm.v1.Slice.shards:type_name -> cairn.master.v1.ShardLocation
+	49, // 48: cairn.fsm.v1.RequestRecord.attr:type_name -> cairn.master.v1.Attr
+	29, // 49: cairn.fsm.v1.Concat.dst:type_name -> cairn.fsm.v1.EntryName
+	29, // 50: cairn.fsm.v1.Concat.srcs:type_name -> cairn.fsm.v1.EntryName
+	50, // 51: cairn.fsm.v1.ReleaseHandle.more:type_name -> cairn.master.v1.HandleRef
+	35, // 52: cairn.fsm.v1.FileLocks.locks:type_name -> cairn.fsm.v1.FileLock
+	35, // 53: cairn.fsm.v1.SetLock.lock:type_name -> cairn.fsm.v1.FileLock
+	46, // 54: cairn.fsm.v1.MoveShard.shard:type_name -> cairn.master.v1.ShardLocation
+	55, // [55:55] is the sub-list for method output_type
+	55, // [55:55] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_proto_fsmpb_fsm_proto_init() }

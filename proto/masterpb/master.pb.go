@@ -233,7 +233,7 @@ func (x LockRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Kind.Descriptor instead.
 func (LockRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71, 0}
 }
 
 type LockRequest_Type int32
@@ -282,7 +282,7 @@ func (x LockRequest_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockRequest_Type.Descriptor instead.
 func (LockRequest_Type) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70, 1}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71, 1}
 }
 
 type FsckResponse_Health int32
@@ -331,7 +331,7 @@ func (x FsckResponse_Health) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FsckResponse_Health.Descriptor instead.
 func (FsckResponse_Health) EnumDescriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79, 0}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80, 0}
 }
 
 // ErrorDetail rides in a gRPC status's details.
@@ -3549,6 +3549,12 @@ func (x *ReplaceShardResponse) GetShard() *ShardLocation {
 	return nil
 }
 
+// CommitSliceRequest commits a pending slice: either its first length
+// bytes land at file offset offset, or, when extents are given, each
+// extent's bytes land where it says (a writer packs scattered writes into
+// one slice). With extents, offset and length must be 0, so that a master
+// that predates extents refuses the commit rather than misplace the
+// bytes; the slice's length is then the end of its furthest extent.
 type CommitSliceRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Header  *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -3563,7 +3569,10 @@ type CommitSliceRequest struct {
 	MtimeUnixNano int64 `protobuf:"varint,7,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
 	// attrs, when set, change the file's attributes after the write, in the
 	// same commit (see AttrUpdate).
-	Attrs         *AttrUpdate `protobuf:"bytes,8,opt,name=attrs,proto3" json:"attrs,omitempty"`
+	Attrs *AttrUpdate `protobuf:"bytes,8,opt,name=attrs,proto3" json:"attrs,omitempty"`
+	// extents, at most MaxCommitExtents of them, place the slice's bytes;
+	// later extents win where they overlap earlier ones.
+	Extents       []*Extent `protobuf:"bytes,9,rep,name=extents,proto3" json:"extents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3654,6 +3663,13 @@ func (x *CommitSliceRequest) GetAttrs() *AttrUpdate {
 	return nil
 }
 
+func (x *CommitSliceRequest) GetExtents() []*Extent {
+	if x != nil {
+		return x.Extents
+	}
+	return nil
+}
+
 type CommitSliceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
@@ -3698,6 +3714,68 @@ func (x *CommitSliceResponse) GetAttr() *Attr {
 	return nil
 }
 
+// Extent places length bytes of a slice, from slice_offset, at file
+// offset file_offset.
+type Extent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileOffset    uint64                 `protobuf:"varint,1,opt,name=file_offset,json=fileOffset,proto3" json:"file_offset,omitempty"`
+	SliceOffset   uint64                 `protobuf:"varint,2,opt,name=slice_offset,json=sliceOffset,proto3" json:"slice_offset,omitempty"`
+	Length        uint64                 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Extent) Reset() {
+	*x = Extent{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Extent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Extent) ProtoMessage() {}
+
+func (x *Extent) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Extent.ProtoReflect.Descriptor instead.
+func (*Extent) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *Extent) GetFileOffset() uint64 {
+	if x != nil {
+		return x.FileOffset
+	}
+	return 0
+}
+
+func (x *Extent) GetSliceOffset() uint64 {
+	if x != nil {
+		return x.SliceOffset
+	}
+	return 0
+}
+
+func (x *Extent) GetLength() uint64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
 // WriteInlineRequest writes data at offset of a small file whose bytes
 // live in the namespace (replicated by Raft) rather than on chunkservers:
 // one commit instead of an allocation, m+1 synced shard writes and a
@@ -3721,7 +3799,7 @@ type WriteInlineRequest struct {
 
 func (x *WriteInlineRequest) Reset() {
 	*x = WriteInlineRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +3811,7 @@ func (x *WriteInlineRequest) String() string {
 func (*WriteInlineRequest) ProtoMessage() {}
 
 func (x *WriteInlineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[58]
+	mi := &file_proto_masterpb_master_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +3824,7 @@ func (x *WriteInlineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteInlineRequest.ProtoReflect.Descriptor instead.
 func (*WriteInlineRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{58}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *WriteInlineRequest) GetHeader() *RequestHeader {
@@ -3800,7 +3878,7 @@ type WriteInlineResponse struct {
 
 func (x *WriteInlineResponse) Reset() {
 	*x = WriteInlineResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3812,7 +3890,7 @@ func (x *WriteInlineResponse) String() string {
 func (*WriteInlineResponse) ProtoMessage() {}
 
 func (x *WriteInlineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[59]
+	mi := &file_proto_masterpb_master_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3825,7 +3903,7 @@ func (x *WriteInlineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteInlineResponse.ProtoReflect.Descriptor instead.
 func (*WriteInlineResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{59}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *WriteInlineResponse) GetAttr() *Attr {
@@ -3855,7 +3933,7 @@ type AttrUpdate struct {
 
 func (x *AttrUpdate) Reset() {
 	*x = AttrUpdate{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3867,7 +3945,7 @@ func (x *AttrUpdate) String() string {
 func (*AttrUpdate) ProtoMessage() {}
 
 func (x *AttrUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[60]
+	mi := &file_proto_masterpb_master_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3880,7 +3958,7 @@ func (x *AttrUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttrUpdate.ProtoReflect.Descriptor instead.
 func (*AttrUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{60}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *AttrUpdate) GetMode() uint32 {
@@ -3936,7 +4014,7 @@ type SliceRef struct {
 
 func (x *SliceRef) Reset() {
 	*x = SliceRef{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3948,7 +4026,7 @@ func (x *SliceRef) String() string {
 func (*SliceRef) ProtoMessage() {}
 
 func (x *SliceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[61]
+	mi := &file_proto_masterpb_master_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3961,7 +4039,7 @@ func (x *SliceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SliceRef.ProtoReflect.Descriptor instead.
 func (*SliceRef) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{61}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SliceRef) GetSliceId() uint64 {
@@ -4025,7 +4103,7 @@ type GetLayoutRequest struct {
 
 func (x *GetLayoutRequest) Reset() {
 	*x = GetLayoutRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4037,7 +4115,7 @@ func (x *GetLayoutRequest) String() string {
 func (*GetLayoutRequest) ProtoMessage() {}
 
 func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[62]
+	mi := &file_proto_masterpb_master_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4050,7 +4128,7 @@ func (x *GetLayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutRequest.ProtoReflect.Descriptor instead.
 func (*GetLayoutRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{62}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetLayoutRequest) GetInode() uint64 {
@@ -4088,7 +4166,7 @@ type GetLayoutResponse struct {
 
 func (x *GetLayoutResponse) Reset() {
 	*x = GetLayoutResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4100,7 +4178,7 @@ func (x *GetLayoutResponse) String() string {
 func (*GetLayoutResponse) ProtoMessage() {}
 
 func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[63]
+	mi := &file_proto_masterpb_master_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4113,7 +4191,7 @@ func (x *GetLayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLayoutResponse.ProtoReflect.Descriptor instead.
 func (*GetLayoutResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{63}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetLayoutResponse) GetAttr() *Attr {
@@ -4149,7 +4227,7 @@ type NextCompactionRequest struct {
 
 func (x *NextCompactionRequest) Reset() {
 	*x = NextCompactionRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4161,7 +4239,7 @@ func (x *NextCompactionRequest) String() string {
 func (*NextCompactionRequest) ProtoMessage() {}
 
 func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[64]
+	mi := &file_proto_masterpb_master_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4174,7 +4252,7 @@ func (x *NextCompactionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextCompactionRequest.ProtoReflect.Descriptor instead.
 func (*NextCompactionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{64}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
 }
 
 type NextCompactionResponse struct {
@@ -4193,7 +4271,7 @@ type NextCompactionResponse struct {
 
 func (x *NextCompactionResponse) Reset() {
 	*x = NextCompactionResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4205,7 +4283,7 @@ func (x *NextCompactionResponse) String() string {
 func (*NextCompactionResponse) ProtoMessage() {}
 
 func (x *NextCompactionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[65]
+	mi := &file_proto_masterpb_master_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4218,7 +4296,7 @@ func (x *NextCompactionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextCompactionResponse.ProtoReflect.Descriptor instead.
 func (*NextCompactionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{65}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *NextCompactionResponse) GetFound() bool {
@@ -4276,7 +4354,7 @@ type CompactChunkRequest struct {
 
 func (x *CompactChunkRequest) Reset() {
 	*x = CompactChunkRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4288,7 +4366,7 @@ func (x *CompactChunkRequest) String() string {
 func (*CompactChunkRequest) ProtoMessage() {}
 
 func (x *CompactChunkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[66]
+	mi := &file_proto_masterpb_master_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4301,7 +4379,7 @@ func (x *CompactChunkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactChunkRequest.ProtoReflect.Descriptor instead.
 func (*CompactChunkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{66}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CompactChunkRequest) GetHeader() *RequestHeader {
@@ -4369,7 +4447,7 @@ type CompactChunkResponse struct {
 
 func (x *CompactChunkResponse) Reset() {
 	*x = CompactChunkResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4381,7 +4459,7 @@ func (x *CompactChunkResponse) String() string {
 func (*CompactChunkResponse) ProtoMessage() {}
 
 func (x *CompactChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[67]
+	mi := &file_proto_masterpb_master_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4394,7 +4472,7 @@ func (x *CompactChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactChunkResponse.ProtoReflect.Descriptor instead.
 func (*CompactChunkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{67}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CompactChunkResponse) GetAttr() *Attr {
@@ -4416,7 +4494,7 @@ type ReportBadShardRequest struct {
 
 func (x *ReportBadShardRequest) Reset() {
 	*x = ReportBadShardRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4428,7 +4506,7 @@ func (x *ReportBadShardRequest) String() string {
 func (*ReportBadShardRequest) ProtoMessage() {}
 
 func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[68]
+	mi := &file_proto_masterpb_master_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4441,7 +4519,7 @@ func (x *ReportBadShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardRequest.ProtoReflect.Descriptor instead.
 func (*ReportBadShardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{68}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ReportBadShardRequest) GetSliceId() uint64 {
@@ -4480,7 +4558,7 @@ type ReportBadShardResponse struct {
 
 func (x *ReportBadShardResponse) Reset() {
 	*x = ReportBadShardResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4492,7 +4570,7 @@ func (x *ReportBadShardResponse) String() string {
 func (*ReportBadShardResponse) ProtoMessage() {}
 
 func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[69]
+	mi := &file_proto_masterpb_master_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4505,7 +4583,7 @@ func (x *ReportBadShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBadShardResponse.ProtoReflect.Descriptor instead.
 func (*ReportBadShardResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{69}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
 }
 
 type LockRequest struct {
@@ -4525,7 +4603,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4537,7 +4615,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[70]
+	mi := &file_proto_masterpb_master_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4550,7 +4628,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{70}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *LockRequest) GetHeader() *RequestHeader {
@@ -4627,7 +4705,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4639,7 +4717,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[71]
+	mi := &file_proto_masterpb_master_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4652,7 +4730,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{71}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *LockResponse) GetGranted() bool {
@@ -4678,7 +4756,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4690,7 +4768,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[72]
+	mi := &file_proto_masterpb_master_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4703,7 +4781,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{72}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *KeepAliveRequest) GetClientId() string {
@@ -4722,7 +4800,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4734,7 +4812,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[73]
+	mi := &file_proto_masterpb_master_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4747,7 +4825,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{73}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *KeepAliveResponse) GetLeaseUnixNano() int64 {
@@ -4770,7 +4848,7 @@ type MasterInfo struct {
 
 func (x *MasterInfo) Reset() {
 	*x = MasterInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4782,7 +4860,7 @@ func (x *MasterInfo) String() string {
 func (*MasterInfo) ProtoMessage() {}
 
 func (x *MasterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[74]
+	mi := &file_proto_masterpb_master_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4795,7 +4873,7 @@ func (x *MasterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterInfo.ProtoReflect.Descriptor instead.
 func (*MasterInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{74}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *MasterInfo) GetId() string {
@@ -4848,7 +4926,7 @@ type ChunkserverInfo struct {
 
 func (x *ChunkserverInfo) Reset() {
 	*x = ChunkserverInfo{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4860,7 +4938,7 @@ func (x *ChunkserverInfo) String() string {
 func (*ChunkserverInfo) ProtoMessage() {}
 
 func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[75]
+	mi := &file_proto_masterpb_master_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4873,7 +4951,7 @@ func (x *ChunkserverInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkserverInfo.ProtoReflect.Descriptor instead.
 func (*ChunkserverInfo) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{75}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ChunkserverInfo) GetId() string {
@@ -4933,7 +5011,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4945,7 +5023,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[76]
+	mi := &file_proto_masterpb_master_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4958,7 +5036,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{76}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
 }
 
 type StatusResponse struct {
@@ -4978,7 +5056,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4990,7 +5068,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[77]
+	mi := &file_proto_masterpb_master_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5003,7 +5081,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{77}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *StatusResponse) GetMasters() []*MasterInfo {
@@ -5064,7 +5142,7 @@ type FsckRequest struct {
 
 func (x *FsckRequest) Reset() {
 	*x = FsckRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5076,7 +5154,7 @@ func (x *FsckRequest) String() string {
 func (*FsckRequest) ProtoMessage() {}
 
 func (x *FsckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[78]
+	mi := &file_proto_masterpb_master_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5089,7 +5167,7 @@ func (x *FsckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
 func (*FsckRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{78}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *FsckRequest) GetPath() string {
@@ -5116,7 +5194,7 @@ type FsckResponse struct {
 
 func (x *FsckResponse) Reset() {
 	*x = FsckResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5128,7 +5206,7 @@ func (x *FsckResponse) String() string {
 func (*FsckResponse) ProtoMessage() {}
 
 func (x *FsckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[79]
+	mi := &file_proto_masterpb_master_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5141,7 +5219,7 @@ func (x *FsckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
 func (*FsckResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{79}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *FsckResponse) GetPath() string {
@@ -5192,7 +5270,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5204,7 +5282,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[80]
+	mi := &file_proto_masterpb_master_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5217,7 +5295,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{80}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *RegisterRequest) GetId() string {
@@ -5265,7 +5343,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5277,7 +5355,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[81]
+	mi := &file_proto_masterpb_master_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5290,7 +5368,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{81}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *RegisterResponse) GetHeartbeatIntervalMs() uint32 {
@@ -5314,7 +5392,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5326,7 +5404,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[82]
+	mi := &file_proto_masterpb_master_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5339,7 +5417,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{82}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *HeartbeatRequest) GetId() string {
@@ -5399,7 +5477,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5411,7 +5489,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[83]
+	mi := &file_proto_masterpb_master_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5424,7 +5502,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{83}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *Order) GetId() uint64 {
@@ -5487,7 +5565,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5499,7 +5577,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[84]
+	mi := &file_proto_masterpb_master_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5512,7 +5590,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{84}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *HeartbeatResponse) GetOrders() []*Order {
@@ -5540,7 +5618,7 @@ type FullReportRequest struct {
 
 func (x *FullReportRequest) Reset() {
 	*x = FullReportRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5552,7 +5630,7 @@ func (x *FullReportRequest) String() string {
 func (*FullReportRequest) ProtoMessage() {}
 
 func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[85]
+	mi := &file_proto_masterpb_master_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5565,7 +5643,7 @@ func (x *FullReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportRequest.ProtoReflect.Descriptor instead.
 func (*FullReportRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{85}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *FullReportRequest) GetId() string {
@@ -5597,7 +5675,7 @@ type FullReportResponse struct {
 
 func (x *FullReportResponse) Reset() {
 	*x = FullReportResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5609,7 +5687,7 @@ func (x *FullReportResponse) String() string {
 func (*FullReportResponse) ProtoMessage() {}
 
 func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[86]
+	mi := &file_proto_masterpb_master_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5622,7 +5700,7 @@ func (x *FullReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullReportResponse.ProtoReflect.Descriptor instead.
 func (*FullReportResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{86}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{87}
 }
 
 type ReportCorruptRequest struct {
@@ -5635,7 +5713,7 @@ type ReportCorruptRequest struct {
 
 func (x *ReportCorruptRequest) Reset() {
 	*x = ReportCorruptRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5647,7 +5725,7 @@ func (x *ReportCorruptRequest) String() string {
 func (*ReportCorruptRequest) ProtoMessage() {}
 
 func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[87]
+	mi := &file_proto_masterpb_master_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5660,7 +5738,7 @@ func (x *ReportCorruptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptRequest.ProtoReflect.Descriptor instead.
 func (*ReportCorruptRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{87}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ReportCorruptRequest) GetId() string {
@@ -5685,7 +5763,7 @@ type ReportCorruptResponse struct {
 
 func (x *ReportCorruptResponse) Reset() {
 	*x = ReportCorruptResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[88]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5697,7 +5775,7 @@ func (x *ReportCorruptResponse) String() string {
 func (*ReportCorruptResponse) ProtoMessage() {}
 
 func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[88]
+	mi := &file_proto_masterpb_master_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5710,7 +5788,7 @@ func (x *ReportCorruptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCorruptResponse.ProtoReflect.Descriptor instead.
 func (*ReportCorruptResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{88}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{89}
 }
 
 type OrderDoneRequest struct {
@@ -5724,7 +5802,7 @@ type OrderDoneRequest struct {
 
 func (x *OrderDoneRequest) Reset() {
 	*x = OrderDoneRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[89]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5736,7 +5814,7 @@ func (x *OrderDoneRequest) String() string {
 func (*OrderDoneRequest) ProtoMessage() {}
 
 func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[89]
+	mi := &file_proto_masterpb_master_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5749,7 +5827,7 @@ func (x *OrderDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneRequest.ProtoReflect.Descriptor instead.
 func (*OrderDoneRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{89}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *OrderDoneRequest) GetId() string {
@@ -5781,7 +5859,7 @@ type OrderDoneResponse struct {
 
 func (x *OrderDoneResponse) Reset() {
 	*x = OrderDoneResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[90]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5793,7 +5871,7 @@ func (x *OrderDoneResponse) String() string {
 func (*OrderDoneResponse) ProtoMessage() {}
 
 func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[90]
+	mi := &file_proto_masterpb_master_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5806,7 +5884,7 @@ func (x *OrderDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDoneResponse.ProtoReflect.Descriptor instead.
 func (*OrderDoneResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{90}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{91}
 }
 
 // AddMasterRequest adds a master to the Raft group. address is its Raft
@@ -5824,7 +5902,7 @@ type AddMasterRequest struct {
 
 func (x *AddMasterRequest) Reset() {
 	*x = AddMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[91]
+	mi := &file_proto_masterpb_master_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5836,7 +5914,7 @@ func (x *AddMasterRequest) String() string {
 func (*AddMasterRequest) ProtoMessage() {}
 
 func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[91]
+	mi := &file_proto_masterpb_master_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5849,7 +5927,7 @@ func (x *AddMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterRequest.ProtoReflect.Descriptor instead.
 func (*AddMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{91}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *AddMasterRequest) GetId() string {
@@ -5881,7 +5959,7 @@ type AddMasterResponse struct {
 
 func (x *AddMasterResponse) Reset() {
 	*x = AddMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[92]
+	mi := &file_proto_masterpb_master_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5893,7 +5971,7 @@ func (x *AddMasterResponse) String() string {
 func (*AddMasterResponse) ProtoMessage() {}
 
 func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[92]
+	mi := &file_proto_masterpb_master_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5906,7 +5984,7 @@ func (x *AddMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMasterResponse.ProtoReflect.Descriptor instead.
 func (*AddMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{92}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{93}
 }
 
 type RemoveMasterRequest struct {
@@ -5918,7 +5996,7 @@ type RemoveMasterRequest struct {
 
 func (x *RemoveMasterRequest) Reset() {
 	*x = RemoveMasterRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[93]
+	mi := &file_proto_masterpb_master_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5930,7 +6008,7 @@ func (x *RemoveMasterRequest) String() string {
 func (*RemoveMasterRequest) ProtoMessage() {}
 
 func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[93]
+	mi := &file_proto_masterpb_master_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5943,7 +6021,7 @@ func (x *RemoveMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{93}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *RemoveMasterRequest) GetId() string {
@@ -5961,7 +6039,7 @@ type RemoveMasterResponse struct {
 
 func (x *RemoveMasterResponse) Reset() {
 	*x = RemoveMasterResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[94]
+	mi := &file_proto_masterpb_master_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5973,7 +6051,7 @@ func (x *RemoveMasterResponse) String() string {
 func (*RemoveMasterResponse) ProtoMessage() {}
 
 func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[94]
+	mi := &file_proto_masterpb_master_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5986,7 +6064,7 @@ func (x *RemoveMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMasterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{94}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{95}
 }
 
 type DrainRequest struct {
@@ -5998,7 +6076,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[95]
+	mi := &file_proto_masterpb_master_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6010,7 +6088,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[95]
+	mi := &file_proto_masterpb_master_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6023,7 +6101,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{95}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *DrainRequest) GetChunkserverId() string {
@@ -6041,7 +6119,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[96]
+	mi := &file_proto_masterpb_master_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6053,7 +6131,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[96]
+	mi := &file_proto_masterpb_master_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6066,7 +6144,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{96}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{97}
 }
 
 type UndrainRequest struct {
@@ -6078,7 +6156,7 @@ type UndrainRequest struct {
 
 func (x *UndrainRequest) Reset() {
 	*x = UndrainRequest{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[97]
+	mi := &file_proto_masterpb_master_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6090,7 +6168,7 @@ func (x *UndrainRequest) String() string {
 func (*UndrainRequest) ProtoMessage() {}
 
 func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[97]
+	mi := &file_proto_masterpb_master_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6103,7 +6181,7 @@ func (x *UndrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainRequest.ProtoReflect.Descriptor instead.
 func (*UndrainRequest) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{97}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *UndrainRequest) GetChunkserverId() string {
@@ -6121,7 +6199,7 @@ type UndrainResponse struct {
 
 func (x *UndrainResponse) Reset() {
 	*x = UndrainResponse{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[98]
+	mi := &file_proto_masterpb_master_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6133,7 +6211,7 @@ func (x *UndrainResponse) String() string {
 func (*UndrainResponse) ProtoMessage() {}
 
 func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[98]
+	mi := &file_proto_masterpb_master_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6146,7 +6224,7 @@ func (x *UndrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainResponse.ProtoReflect.Descriptor instead.
 func (*UndrainResponse) Descriptor() ([]byte, []int) {
-	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{98}
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{99}
 }
 
 type ConcatRequest_Source struct {
@@ -6159,7 +6237,7 @@ type ConcatRequest_Source struct {
 
 func (x *ConcatRequest_Source) Reset() {
 	*x = ConcatRequest_Source{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[99]
+	mi := &file_proto_masterpb_master_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6171,7 +6249,7 @@ func (x *ConcatRequest_Source) String() string {
 func (*ConcatRequest_Source) ProtoMessage() {}
 
 func (x *ConcatRequest_Source) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[99]
+	mi := &file_proto_masterpb_master_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6436,7 +6514,7 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x05index\x18\x03 \x01(\rR\x05index\x121\n" +
 	"\x14exclude_chunkservers\x18\x04 \x03(\tR\x13excludeChunkservers\"L\n" +
 	"\x14ReplaceShardResponse\x124\n" +
-	"\x05shard\x18\x01 \x01(\v2\x1e.cairn.master.v1.ShardLocationR\x05shard\"\xc0\x02\n" +
+	"\x05shard\x18\x01 \x01(\v2\x1e.cairn.master.v1.ShardLocationR\x05shard\"\xf3\x02\n" +
 	"\x12CommitSliceRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x19\n" +
@@ -6445,9 +6523,15 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x06length\x18\x05 \x01(\x04R\x06length\x126\n" +
 	"\x06shards\x18\x06 \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\x12&\n" +
 	"\x0fmtime_unix_nano\x18\a \x01(\x03R\rmtimeUnixNano\x121\n" +
-	"\x05attrs\x18\b \x01(\v2\x1b.cairn.master.v1.AttrUpdateR\x05attrs\"@\n" +
+	"\x05attrs\x18\b \x01(\v2\x1b.cairn.master.v1.AttrUpdateR\x05attrs\x121\n" +
+	"\aextents\x18\t \x03(\v2\x17.cairn.master.v1.ExtentR\aextents\"@\n" +
 	"\x13CommitSliceResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xe9\x01\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"d\n" +
+	"\x06Extent\x12\x1f\n" +
+	"\vfile_offset\x18\x01 \x01(\x04R\n" +
+	"fileOffset\x12!\n" +
+	"\fslice_offset\x18\x02 \x01(\x04R\vsliceOffset\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x04R\x06length\"\xe9\x01\n" +
 	"\x12WriteInlineRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x16\n" +
@@ -6698,7 +6782,7 @@ func file_proto_masterpb_master_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_masterpb_master_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 100)
+var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 101)
 var file_proto_masterpb_master_proto_goTypes = []any{
 	(FileType)(0),                           // 0: cairn.master.v1.FileType
 	(RenameRequest_Mode)(0),                 // 1: cairn.master.v1.RenameRequest.Mode
@@ -6764,54 +6848,55 @@ var file_proto_masterpb_master_proto_goTypes = []any{
 	(*ReplaceShardResponse)(nil),            // 61: cairn.master.v1.ReplaceShardResponse
 	(*CommitSliceRequest)(nil),              // 62: cairn.master.v1.CommitSliceRequest
 	(*CommitSliceResponse)(nil),             // 63: cairn.master.v1.CommitSliceResponse
-	(*WriteInlineRequest)(nil),              // 64: cairn.master.v1.WriteInlineRequest
-	(*WriteInlineResponse)(nil),             // 65: cairn.master.v1.WriteInlineResponse
-	(*AttrUpdate)(nil),                      // 66: cairn.master.v1.AttrUpdate
-	(*SliceRef)(nil),                        // 67: cairn.master.v1.SliceRef
-	(*GetLayoutRequest)(nil),                // 68: cairn.master.v1.GetLayoutRequest
-	(*GetLayoutResponse)(nil),               // 69: cairn.master.v1.GetLayoutResponse
-	(*NextCompactionRequest)(nil),           // 70: cairn.master.v1.NextCompactionRequest
-	(*NextCompactionResponse)(nil),          // 71: cairn.master.v1.NextCompactionResponse
-	(*CompactChunkRequest)(nil),             // 72: cairn.master.v1.CompactChunkRequest
-	(*CompactChunkResponse)(nil),            // 73: cairn.master.v1.CompactChunkResponse
-	(*ReportBadShardRequest)(nil),           // 74: cairn.master.v1.ReportBadShardRequest
-	(*ReportBadShardResponse)(nil),          // 75: cairn.master.v1.ReportBadShardResponse
-	(*LockRequest)(nil),                     // 76: cairn.master.v1.LockRequest
-	(*LockResponse)(nil),                    // 77: cairn.master.v1.LockResponse
-	(*KeepAliveRequest)(nil),                // 78: cairn.master.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),               // 79: cairn.master.v1.KeepAliveResponse
-	(*MasterInfo)(nil),                      // 80: cairn.master.v1.MasterInfo
-	(*ChunkserverInfo)(nil),                 // 81: cairn.master.v1.ChunkserverInfo
-	(*StatusRequest)(nil),                   // 82: cairn.master.v1.StatusRequest
-	(*StatusResponse)(nil),                  // 83: cairn.master.v1.StatusResponse
-	(*FsckRequest)(nil),                     // 84: cairn.master.v1.FsckRequest
-	(*FsckResponse)(nil),                    // 85: cairn.master.v1.FsckResponse
-	(*RegisterRequest)(nil),                 // 86: cairn.master.v1.RegisterRequest
-	(*RegisterResponse)(nil),                // 87: cairn.master.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),                // 88: cairn.master.v1.HeartbeatRequest
-	(*Order)(nil),                           // 89: cairn.master.v1.Order
-	(*HeartbeatResponse)(nil),               // 90: cairn.master.v1.HeartbeatResponse
-	(*FullReportRequest)(nil),               // 91: cairn.master.v1.FullReportRequest
-	(*FullReportResponse)(nil),              // 92: cairn.master.v1.FullReportResponse
-	(*ReportCorruptRequest)(nil),            // 93: cairn.master.v1.ReportCorruptRequest
-	(*ReportCorruptResponse)(nil),           // 94: cairn.master.v1.ReportCorruptResponse
-	(*OrderDoneRequest)(nil),                // 95: cairn.master.v1.OrderDoneRequest
-	(*OrderDoneResponse)(nil),               // 96: cairn.master.v1.OrderDoneResponse
-	(*AddMasterRequest)(nil),                // 97: cairn.master.v1.AddMasterRequest
-	(*AddMasterResponse)(nil),               // 98: cairn.master.v1.AddMasterResponse
-	(*RemoveMasterRequest)(nil),             // 99: cairn.master.v1.RemoveMasterRequest
-	(*RemoveMasterResponse)(nil),            // 100: cairn.master.v1.RemoveMasterResponse
-	(*DrainRequest)(nil),                    // 101: cairn.master.v1.DrainRequest
-	(*DrainResponse)(nil),                   // 102: cairn.master.v1.DrainResponse
-	(*UndrainRequest)(nil),                  // 103: cairn.master.v1.UndrainRequest
-	(*UndrainResponse)(nil),                 // 104: cairn.master.v1.UndrainResponse
-	(*ConcatRequest_Source)(nil),            // 105: cairn.master.v1.ConcatRequest.Source
-	(*chunkpb.Layout)(nil),                  // 106: cairn.chunk.v1.Layout
-	(*chunkpb.Token)(nil),                   // 107: cairn.chunk.v1.Token
-	(*chunkpb.ShardID)(nil),                 // 108: cairn.chunk.v1.ShardID
-	(*chunkpb.ReconstructShardRequest)(nil), // 109: cairn.chunk.v1.ReconstructShardRequest
-	(*chunkpb.DeleteShardRequest)(nil),      // 110: cairn.chunk.v1.DeleteShardRequest
-	(*chunkpb.ShardInfo)(nil),               // 111: cairn.chunk.v1.ShardInfo
+	(*Extent)(nil),                          // 64: cairn.master.v1.Extent
+	(*WriteInlineRequest)(nil),              // 65: cairn.master.v1.WriteInlineRequest
+	(*WriteInlineResponse)(nil),             // 66: cairn.master.v1.WriteInlineResponse
+	(*AttrUpdate)(nil),                      // 67: cairn.master.v1.AttrUpdate
+	(*SliceRef)(nil),                        // 68: cairn.master.v1.SliceRef
+	(*GetLayoutRequest)(nil),                // 69: cairn.master.v1.GetLayoutRequest
+	(*GetLayoutResponse)(nil),               // 70: cairn.master.v1.GetLayoutResponse
+	(*NextCompactionRequest)(nil),           // 71: cairn.master.v1.NextCompactionRequest
+	(*NextCompactionResponse)(nil),          // 72: cairn.master.v1.NextCompactionResponse
+	(*CompactChunkRequest)(nil),             // 73: cairn.master.v1.CompactChunkRequest
+	(*CompactChunkResponse)(nil),            // 74: cairn.master.v1.CompactChunkResponse
+	(*ReportBadShardRequest)(nil),           // 75: cairn.master.v1.ReportBadShardRequest
+	(*ReportBadShardResponse)(nil),          // 76: cairn.master.v1.ReportBadShardResponse
+	(*LockRequest)(nil),                     // 77: cairn.master.v1.LockRequest
+	(*LockResponse)(nil),                    // 78: cairn.master.v1.LockResponse
+	(*KeepAliveRequest)(nil),                // 79: cairn.master.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),               // 80: cairn.master.v1.KeepAliveResponse
+	(*MasterInfo)(nil),                      // 81: cairn.master.v1.MasterInfo
+	(*ChunkserverInfo)(nil),                 // 82: cairn.master.v1.ChunkserverInfo
+	(*StatusRequest)(nil),                   // 83: cairn.master.v1.StatusRequest
+	(*StatusResponse)(nil),                  // 84: cairn.master.v1.StatusResponse
+	(*FsckRequest)(nil),                     // 85: cairn.master.v1.FsckRequest
+	(*FsckResponse)(nil),                    // 86: cairn.master.v1.FsckResponse
+	(*RegisterRequest)(nil),                 // 87: cairn.master.v1.RegisterRequest
+	(*RegisterResponse)(nil),                // 88: cairn.master.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),                // 89: cairn.master.v1.HeartbeatRequest
+	(*Order)(nil),                           // 90: cairn.master.v1.Order
+	(*HeartbeatResponse)(nil),               // 91: cairn.master.v1.HeartbeatResponse
+	(*FullReportRequest)(nil),               // 92: cairn.master.v1.FullReportRequest
+	(*FullReportResponse)(nil),              // 93: cairn.master.v1.FullReportResponse
+	(*ReportCorruptRequest)(nil),            // 94: cairn.master.v1.ReportCorruptRequest
+	(*ReportCorruptResponse)(nil),           // 95: cairn.master.v1.ReportCorruptResponse
+	(*OrderDoneRequest)(nil),                // 96: cairn.master.v1.OrderDoneRequest
+	(*OrderDoneResponse)(nil),               // 97: cairn.master.v1.OrderDoneResponse
+	(*AddMasterRequest)(nil),                // 98: cairn.master.v1.AddMasterRequest
+	(*AddMasterResponse)(nil),               // 99: cairn.master.v1.AddMasterResponse
+	(*RemoveMasterRequest)(nil),             // 100: cairn.master.v1.RemoveMasterRequest
+	(*RemoveMasterResponse)(nil),            // 101: cairn.master.v1.RemoveMasterResponse
+	(*DrainRequest)(nil),                    // 102: cairn.master.v1.DrainRequest
+	(*DrainResponse)(nil),                   // 103: cairn.master.v1.DrainResponse
+	(*UndrainRequest)(nil),                  // 104: cairn.master.v1.UndrainRequest
+	(*UndrainResponse)(nil),                 // 105: cairn.master.v1.UndrainResponse
+	(*ConcatRequest_Source)(nil),            // 106: cairn.master.v1.ConcatRequest.Source
+	(*chunkpb.Layout)(nil),                  // 107: cairn.chunk.v1.Layout
+	(*chunkpb.Token)(nil),                   // 108: cairn.chunk.v1.Token
+	(*chunkpb.ShardID)(nil),                 // 109: cairn.chunk.v1.ShardID
+	(*chunkpb.ReconstructShardRequest)(nil), // 110: cairn.chunk.v1.ReconstructShardRequest
+	(*chunkpb.DeleteShardRequest)(nil),      // 111: cairn.chunk.v1.DeleteShardRequest
+	(*chunkpb.ShardInfo)(nil),               // 112: cairn.chunk.v1.ShardInfo
 }
 var file_proto_masterpb_master_proto_depIdxs = []int32{
 	0,   // 0: cairn.master.v1.Attr.type:type_name -> cairn.master.v1.FileType
@@ -6823,7 +6908,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 6: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 7: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 8: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	106, // 9: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
+	107, // 9: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
 	8,   // 10: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 11: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 12: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
@@ -6833,7 +6918,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 16: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
 	7,   // 17: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
 	7,   // 18: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
-	105, // 19: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
+	106, // 19: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
 	8,   // 20: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 21: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
 	1,   // 22: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
@@ -6851,132 +6936,133 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	8,   // 34: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 35: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
 	55,  // 36: cairn.master.v1.ReleaseRequest.more:type_name -> cairn.master.v1.HandleRef
-	107, // 37: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
+	108, // 37: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
 	7,   // 38: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	106, // 39: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
+	107, // 39: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
 	57,  // 40: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
 	7,   // 41: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
 	57,  // 42: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
 	7,   // 43: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
 	57,  // 44: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	66,  // 45: cairn.master.v1.CommitSliceRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
-	8,   // 46: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 47: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
-	66,  // 48: cairn.master.v1.WriteInlineRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
-	8,   // 49: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
-	106, // 50: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
-	57,  // 51: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 52: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
-	67,  // 53: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
-	7,   // 54: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	67,  // 55: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
-	57,  // 56: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 57: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 58: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
-	3,   // 59: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
-	4,   // 60: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
-	76,  // 61: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
-	80,  // 62: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
-	81,  // 63: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
-	5,   // 64: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
-	108, // 65: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
-	108, // 66: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
-	109, // 67: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
-	110, // 68: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
-	89,  // 69: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
-	111, // 70: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
-	108, // 71: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
-	9,   // 72: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
-	11,  // 73: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
-	15,  // 74: cairn.master.v1.Master.BatchStat:input_type -> cairn.master.v1.BatchStatRequest
-	17,  // 75: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
-	19,  // 76: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
-	21,  // 77: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
-	23,  // 78: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
-	25,  // 79: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
-	27,  // 80: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
-	31,  // 81: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
-	29,  // 82: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
-	33,  // 83: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
-	35,  // 84: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
-	37,  // 85: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
-	40,  // 86: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
-	42,  // 87: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
-	44,  // 88: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
-	46,  // 89: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
-	48,  // 90: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
-	50,  // 91: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
-	52,  // 92: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
-	54,  // 93: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
-	58,  // 94: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
-	60,  // 95: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
-	62,  // 96: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
-	64,  // 97: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
-	68,  // 98: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
-	74,  // 99: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
-	70,  // 100: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
-	72,  // 101: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
-	76,  // 102: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
-	78,  // 103: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
-	82,  // 104: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
-	84,  // 105: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
-	86,  // 106: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
-	88,  // 107: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
-	91,  // 108: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
-	93,  // 109: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
-	95,  // 110: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
-	97,  // 111: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
-	99,  // 112: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
-	101, // 113: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
-	103, // 114: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
-	10,  // 115: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
-	12,  // 116: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
-	16,  // 117: cairn.master.v1.Master.BatchStat:output_type -> cairn.master.v1.BatchStatResponse
-	18,  // 118: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
-	20,  // 119: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
-	22,  // 120: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
-	24,  // 121: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
-	26,  // 122: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
-	28,  // 123: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
-	32,  // 124: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
-	30,  // 125: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
-	34,  // 126: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
-	36,  // 127: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
-	38,  // 128: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
-	41,  // 129: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
-	43,  // 130: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
-	45,  // 131: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
-	47,  // 132: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
-	49,  // 133: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
-	51,  // 134: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
-	53,  // 135: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
-	56,  // 136: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
-	59,  // 137: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
-	61,  // 138: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
-	63,  // 139: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
-	65,  // 140: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
-	69,  // 141: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
-	75,  // 142: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
-	71,  // 143: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
-	73,  // 144: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
-	77,  // 145: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
-	79,  // 146: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
-	83,  // 147: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
-	85,  // 148: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
-	87,  // 149: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
-	90,  // 150: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
-	92,  // 151: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
-	94,  // 152: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
-	96,  // 153: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
-	98,  // 154: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
-	100, // 155: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
-	102, // 156: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
-	104, // 157: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
-	115, // [115:158] is the sub-list for method output_type
-	72,  // [72:115] is the sub-list for method input_type
-	72,  // [72:72] is the sub-list for extension type_name
-	72,  // [72:72] is the sub-list for extension extendee
-	0,   // [0:72] is the sub-list for field type_name
+	67,  // 45: cairn.master.v1.CommitSliceRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
+	64,  // 46: cairn.master.v1.CommitSliceRequest.extents:type_name -> cairn.master.v1.Extent
+	8,   // 47: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 48: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
+	67,  // 49: cairn.master.v1.WriteInlineRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
+	8,   // 50: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
+	107, // 51: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
+	57,  // 52: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 53: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
+	68,  // 54: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
+	7,   // 55: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	68,  // 56: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
+	57,  // 57: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 58: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 59: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
+	3,   // 60: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
+	4,   // 61: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
+	77,  // 62: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
+	81,  // 63: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
+	82,  // 64: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
+	5,   // 65: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
+	109, // 66: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
+	109, // 67: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
+	110, // 68: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
+	111, // 69: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
+	90,  // 70: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
+	112, // 71: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
+	109, // 72: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
+	9,   // 73: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
+	11,  // 74: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
+	15,  // 75: cairn.master.v1.Master.BatchStat:input_type -> cairn.master.v1.BatchStatRequest
+	17,  // 76: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
+	19,  // 77: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
+	21,  // 78: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
+	23,  // 79: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
+	25,  // 80: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
+	27,  // 81: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
+	31,  // 82: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
+	29,  // 83: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
+	33,  // 84: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
+	35,  // 85: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
+	37,  // 86: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
+	40,  // 87: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
+	42,  // 88: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
+	44,  // 89: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
+	46,  // 90: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
+	48,  // 91: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
+	50,  // 92: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
+	52,  // 93: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
+	54,  // 94: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
+	58,  // 95: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
+	60,  // 96: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
+	62,  // 97: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
+	65,  // 98: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
+	69,  // 99: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
+	75,  // 100: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
+	71,  // 101: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
+	73,  // 102: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
+	77,  // 103: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
+	79,  // 104: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
+	83,  // 105: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
+	85,  // 106: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
+	87,  // 107: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
+	89,  // 108: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
+	92,  // 109: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
+	94,  // 110: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
+	96,  // 111: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
+	98,  // 112: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
+	100, // 113: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
+	102, // 114: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
+	104, // 115: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
+	10,  // 116: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
+	12,  // 117: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
+	16,  // 118: cairn.master.v1.Master.BatchStat:output_type -> cairn.master.v1.BatchStatResponse
+	18,  // 119: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
+	20,  // 120: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
+	22,  // 121: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
+	24,  // 122: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
+	26,  // 123: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
+	28,  // 124: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
+	32,  // 125: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
+	30,  // 126: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
+	34,  // 127: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
+	36,  // 128: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
+	38,  // 129: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
+	41,  // 130: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
+	43,  // 131: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
+	45,  // 132: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
+	47,  // 133: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
+	49,  // 134: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
+	51,  // 135: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
+	53,  // 136: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
+	56,  // 137: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
+	59,  // 138: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
+	61,  // 139: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
+	63,  // 140: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
+	66,  // 141: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
+	70,  // 142: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
+	76,  // 143: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
+	72,  // 144: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
+	74,  // 145: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
+	78,  // 146: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
+	80,  // 147: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
+	84,  // 148: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
+	86,  // 149: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
+	88,  // 150: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
+	91,  // 151: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
+	93,  // 152: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
+	95,  // 153: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
+	97,  // 154: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
+	99,  // 155: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
+	101, // 156: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
+	103, // 157: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
+	105, // 158: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
+	116, // [116:159] is the sub-list for method output_type
+	73,  // [73:116] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_proto_masterpb_master_proto_init() }
@@ -6985,8 +7071,8 @@ func file_proto_masterpb_master_proto_init() {
 		return
 	}
 	file_proto_masterpb_master_proto_msgTypes[11].OneofWrappers = []any{}
-	file_proto_masterpb_master_proto_msgTypes[60].OneofWrappers = []any{}
-	file_proto_masterpb_master_proto_msgTypes[83].OneofWrappers = []any{
+	file_proto_masterpb_master_proto_msgTypes[61].OneofWrappers = []any{}
+	file_proto_masterpb_master_proto_msgTypes[84].OneofWrappers = []any{
 		(*Order_Reconstruct)(nil),
 		(*Order_Delete)(nil),
 	}
@@ -6996,7 +7082,7 @@ func file_proto_masterpb_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_masterpb_master_proto_rawDesc), len(file_proto_masterpb_master_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   100,
+			NumMessages:   101,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -70,21 +70,22 @@ func (t *txn) putChunk(ino, idx uint64, cs *fsmpb.ChunkSlices, had int) error {
 	return nil
 }
 
-// appendChunkRef adds ref to chunk idx of ino, which has had refs, as a
-// Pebble merge operand rather than a rewrite of the chunk's list: Pebble's
-// default merger concatenates, and concatenated ChunkSlices encodings
-// decode as one list with the refs appended. A commit into a chunk
-// fragmented by random writes thus writes one ref, not thousands (it had
-// cost the master 15 KiB per 4 KiB write, and grew with the chunk).
-func (t *txn) appendChunkRef(ino, idx uint64, ref *fsmpb.ChunkRef, had int) error {
-	v, err := marshal(&fsmpb.ChunkSlices{Refs: []*fsmpb.ChunkRef{ref}})
+// appendChunkRefs adds refs to chunk idx of ino, which has had refs, as
+// a Pebble merge operand rather than a rewrite of the chunk's list:
+// Pebble's default merger concatenates, and concatenated ChunkSlices
+// encodings decode as one list with the refs appended. A commit into a
+// chunk fragmented by random writes thus writes its own refs, not the
+// thousands before them (rewriting them had cost the master 15 KiB per
+// 4 KiB write, and grew with the chunk).
+func (t *txn) appendChunkRefs(ino, idx uint64, refs []*fsmpb.ChunkRef, had int) error {
+	v, err := marshal(&fsmpb.ChunkSlices{Refs: refs})
 	if err != nil {
-		return fmt.Errorf("fsm: encode a chunk ref: %w", err)
+		return fmt.Errorf("fsm: encode chunk refs: %w", err)
 	}
 	if err := t.b.Merge(chunkKey(ino, idx), v, nil); err != nil {
 		return err
 	}
-	if n := had + 1; n >= FragmentedRefs {
+	if n := had + len(refs); n >= FragmentedRefs {
 		return t.b.Set(fragmentKey(ino, idx), fragmentValue(t.now, n), nil)
 	}
 	return nil

@@ -421,41 +421,84 @@ func (t *txn) replaceShard(c *fsmpb.ReplaceShard) (Result, error) {
 func (t *txn) commitSlice(c *fsmpb.CommitSlice) (Result, error) {
 	const op = "commit"
 	obj := objIno(c.Inode) + " " + objSlice(c.SliceId)
-	s, n, err := t.pendingOf(op, obj, c.SliceId, c.Inode, c.Length, c.Shards)
+	exts, length, err := commitExtents(op, obj, c)
 	if err != nil {
 		return Result{}, err
 	}
-	if c.Offset > MaxFileSize || c.Offset+c.Length > MaxFileSize {
-		return Result{}, newErr(op, obj, syscall.EFBIG, "")
+	s, n, err := t.pendingOf(op, obj, c.SliceId, c.Inode, length, c.Shards)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, e := range exts {
+		if e.FileOffset > MaxFileSize || e.FileOffset+e.Length > MaxFileSize {
+			return Result{}, newErr(op, obj, syscall.EFBIG, "")
+		}
 	}
 
-	// Write phase: one ref per chunk covered.
-	end := c.Offset + c.Length
+	// Write phase: one ref per chunk an extent covers, appended to each
+	// chunk in the extents' order (later ones win) with one merge per
+	// chunk.
+	var end uint64
+	var order []uint64
+	byChunk := make(map[uint64][]*fsmpb.ChunkRef)
 	refs := uint32(0)
-	for idx := c.Offset / ChunkSize; idx*ChunkSize < end; idx++ {
-		base := idx * ChunkSize
-		from, to := max(c.Offset, base), min(end, base+ChunkSize)
+	for _, e := range exts {
+		eEnd := e.FileOffset + e.Length
+		end = max(end, eEnd)
+		for idx := e.FileOffset / ChunkSize; idx*ChunkSize < eEnd; idx++ {
+			base := idx * ChunkSize
+			from, to := max(e.FileOffset, base), min(eEnd, base+ChunkSize)
+			if _, ok := byChunk[idx]; !ok {
+				order = append(order, idx)
+			}
+			byChunk[idx] = append(byChunk[idx], &fsmpb.ChunkRef{
+				SliceId:     c.SliceId,
+				ChunkOffset: uint32(from - base),
+				SliceOffset: e.SliceOffset + (from - e.FileOffset),
+				Length:      uint32(to - from),
+			})
+			refs++
+		}
+	}
+	for _, idx := range order {
 		had, err := t.chunkRefCount(c.Inode, idx)
 		if err != nil {
 			return Result{}, err
 		}
-		if err := t.appendChunkRef(c.Inode, idx, &fsmpb.ChunkRef{
-			SliceId:     c.SliceId,
-			ChunkOffset: uint32(from - base),
-			SliceOffset: from - c.Offset,
-			Length:      uint32(to - from),
-		}, had); err != nil {
+		if err := t.appendChunkRefs(c.Inode, idx, byChunk[idx], had); err != nil {
 			return Result{}, err
 		}
-		refs++
 	}
-	if err := t.markCommitted(s, c.Length, refs, c.Shards); err != nil {
+	if err := t.markCommitted(s, length, refs, c.Shards); err != nil {
 		return Result{}, err
 	}
 	if err := t.wrote(c.Inode, n, end, c.MtimeUnixNano, c.Attrs); err != nil {
 		return Result{}, err
 	}
 	return Result{Attr: attrOf(c.Inode, n), SliceID: c.SliceId}, nil
+}
+
+// commitExtents returns where commit c places its slice's bytes and the
+// slice's length: its extents, or else its first length bytes at offset.
+// Check phase.
+func commitExtents(op, obj string, c *fsmpb.CommitSlice) ([]*masterpb.Extent, uint64, error) {
+	if len(c.Extents) == 0 {
+		return []*masterpb.Extent{{FileOffset: c.Offset, Length: c.Length}}, c.Length, nil
+	}
+	if c.Offset != 0 || c.Length != 0 {
+		return nil, 0, newErr(op, obj, errInval, "offset and length given with extents")
+	}
+	if len(c.Extents) > masterpb.MaxCommitExtents {
+		return nil, 0, newErr(op, obj, errInval, "too many extents")
+	}
+	var length uint64
+	for _, e := range c.Extents {
+		if e.Length == 0 || e.Length > MaxSliceLength || e.SliceOffset > MaxSliceLength {
+			return nil, 0, newErr(op, obj, errInval, "bad extent")
+		}
+		length = max(length, e.SliceOffset+e.Length)
+	}
+	return c.Extents, length, nil
 }
 
 // pendingOf is the check phase of committing slice id as length bytes of

@@ -29,7 +29,7 @@ import (
 //	getxattr PATH name=N   listxattr PATH   readlink PATH   stat PATH
 //	setlayout PATH layout=rs63|rep3|none
 //	write PATH off=N len=N        (allocate and commit a slice)
-//	allocate PATH len=N [ttl=D]   commit PATH slice=N off=N len=N
+//	allocate PATH len=N [ttl=D]   commit PATH slice=N (off=N len=N | ext=FILE:SLICE:LEN,...)
 //	layout PATH [off=N] [len=N]   ls PATH [after=NAME] [limit=N] [plus]
 //	tree   statfs   garbage   ack IDS...   tick D
 //
@@ -111,6 +111,30 @@ func parseSize(s string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(s, 0, 64)
 	return n * mult, err
+}
+
+// extentsArg parses ext=FILE:SLICE:LEN[,FILE:SLICE:LEN...] (none: nil).
+func extentsArg(a args) ([]*masterpb.Extent, error) {
+	v, ok := a.str("ext")
+	if !ok {
+		return nil, nil
+	}
+	var out []*masterpb.Extent
+	for _, e := range strings.Split(v, ",") {
+		parts := strings.Split(e, ":")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("extent %q is not FILE:SLICE:LEN", e)
+		}
+		var n [3]uint64
+		for i, p := range parts {
+			var err error
+			if n[i], err = parseSize(p); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, &masterpb.Extent{FileOffset: n[0], SliceOffset: n[1], Length: n[2]})
+	}
+	return out, nil
 }
 
 func layoutArg(s string) (*chunkpb.Layout, error) {
@@ -666,7 +690,11 @@ func (s *scenario) build(name string, a args) (*fsmpb.Command, error) {
 			if err != nil {
 				return nil, err
 			}
-			c = cmd(&fsmpb.CommitSlice{Inode: ino, SliceId: id, Offset: off, Length: n})
+			exts, err := extentsArg(a)
+			if err != nil {
+				return nil, err
+			}
+			c = cmd(&fsmpb.CommitSlice{Inode: ino, SliceId: id, Offset: off, Length: n, Extents: exts})
 		}
 	case "concat":
 		if len(p) < 1 {
