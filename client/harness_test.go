@@ -182,10 +182,22 @@ func (f *fakeMeta) CommitSlice(ctx context.Context, in *masterpb.CommitSliceRequ
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	sl := f.slices[in.SliceId]
+	exts, length := in.Extents, in.Length
+	if len(exts) == 0 {
+		exts = []*masterpb.Extent{{FileOffset: in.Offset, Length: in.Length}}
+	} else if in.Offset != 0 || in.Length != 0 || len(exts) > masterpb.MaxCommitExtents {
+		return nil, status.Error(codes.InvalidArgument, "fake: bad extents")
+	}
+	for _, e := range in.Extents {
+		if e.Length == 0 {
+			return nil, status.Error(codes.InvalidArgument, "fake: empty extent")
+		}
+		length = max(length, e.SliceOffset+e.Length)
+	}
 	switch {
 	case sl == nil || sl.committed:
 		return nil, status.Error(codes.NotFound, "fake: no such pending slice")
-	case in.Length == 0 || in.Length > sl.length:
+	case length == 0 || length > sl.length:
 		return nil, status.Error(codes.InvalidArgument, "fake: bad length")
 	case len(in.Shards) < min(sl.layout.DataShards()+1, sl.layout.Shards()):
 		return nil, status.Errorf(codes.InvalidArgument, "fake: %d shards", len(in.Shards))
@@ -195,7 +207,7 @@ func (f *fakeMeta) CommitSlice(ctx context.Context, in *masterpb.CommitSliceRequ
 			return nil, status.Errorf(codes.InvalidArgument, "fake: shard %d not placed on %s", sh.Index, sh.ChunkserverId)
 		}
 	}
-	sl.committed, sl.length = true, in.Length
+	sl.committed, sl.length = true, length
 	var shards []*masterpb.ShardLocation
 	for _, sh := range in.Shards {
 		shards = append(shards, &masterpb.ShardLocation{Index: sh.Index, ChunkserverId: sh.ChunkserverId, Address: sh.Address})
@@ -204,16 +216,18 @@ func (f *fakeMeta) CommitSlice(ctx context.Context, in *masterpb.CommitSliceRequ
 	if f.chunks[in.Inode] == nil {
 		f.chunks[in.Inode] = map[uint64][]*masterpb.SliceRef{}
 	}
-	end := in.Offset + in.Length
-	for idx := in.Offset / f.chunkSize; idx*f.chunkSize < end; idx++ {
-		base := idx * f.chunkSize
-		from, to := max(in.Offset, base), min(end, base+f.chunkSize)
-		f.chunks[in.Inode][idx] = append(f.chunks[in.Inode][idx], &masterpb.SliceRef{
-			SliceId: in.SliceId, FileOffset: from, SliceOffset: from - in.Offset, Length: to - from,
-			SliceLength: in.Length, Layout: wirelayout.ToProto(sl.layout), Shards: shards,
-		})
+	for _, e := range exts {
+		end := e.FileOffset + e.Length
+		for idx := e.FileOffset / f.chunkSize; idx*f.chunkSize < end; idx++ {
+			base := idx * f.chunkSize
+			from, to := max(e.FileOffset, base), min(end, base+f.chunkSize)
+			f.chunks[in.Inode][idx] = append(f.chunks[in.Inode][idx], &masterpb.SliceRef{
+				SliceId: in.SliceId, FileOffset: from, SliceOffset: e.SliceOffset + from - e.FileOffset, Length: to - from,
+				SliceLength: length, Layout: wirelayout.ToProto(sl.layout), Shards: shards,
+			})
+		}
+		f.sizes[in.Inode] = max(f.sizes[in.Inode], end)
 	}
-	f.sizes[in.Inode] = max(f.sizes[in.Inode], end)
 	return &masterpb.CommitSliceResponse{Attr: &masterpb.Attr{Inode: in.Inode, Size: f.sizes[in.Inode]}}, nil
 }
 

@@ -17,26 +17,32 @@ import (
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
-// upload stores data as one new slice of inode at file offset off and
-// commits it, with the attribute changes after (nil: none). data must not
-// cross a chunk boundary (the Writer sees to that) and is only read. It
-// returns once the commit is done, or with an error naming what failed;
-// on error nothing was committed.
-func (d *DataPath) upload(ctx context.Context, inode uint64, off int64, data []byte, after *masterpb.AttrUpdate) error {
+// upload stores data as one new slice of inode and commits it, placed as
+// exts say (see masterpb.CommitSliceRequest; one extent covering all of
+// data goes as a plain offset and length), with the attribute changes
+// after (nil: none). data is only read. It returns once the commit is
+// done, or with an error naming what failed; on error nothing was
+// committed.
+func (d *DataPath) upload(ctx context.Context, inode uint64, data []byte, exts []*masterpb.Extent, after *masterpb.AttrUpdate) error {
 	n := int64(len(data))
-	if n == 0 {
+	if n == 0 || len(exts) == 0 {
 		return nil
 	}
 	id, good, err := d.store(ctx, inode, data)
 	if err != nil {
 		return err
 	}
-	_, err = d.meta.CommitSlice(ctx, &masterpb.CommitSliceRequest{
-		Header: d.header(), Inode: inode, SliceId: id, Offset: uint64(off), Length: uint64(n),
+	req := &masterpb.CommitSliceRequest{
+		Header: d.header(), Inode: inode, SliceId: id,
 		Shards: good, MtimeUnixNano: d.cfg.Now().UnixNano(), Attrs: after,
-	})
-	if err != nil {
-		return fmt.Errorf("client: commit slice %d of inode %d at %d+%d: %w", id, inode, off, n, err)
+	}
+	if e := exts[0]; len(exts) == 1 && e.SliceOffset == 0 && e.Length == uint64(n) {
+		req.Offset, req.Length = e.FileOffset, e.Length
+	} else {
+		req.Extents = exts
+	}
+	if _, err = d.meta.CommitSlice(ctx, req); err != nil {
+		return fmt.Errorf("client: commit slice %d of inode %d at %d+%d (%d extents): %w", id, inode, exts[0].FileOffset, n, len(exts), err)
 	}
 	return nil
 }

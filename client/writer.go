@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -13,12 +15,20 @@ import (
 // Writer writes one file's bytes as slices. Open one with
 // DataPath.NewWriter per open file handle.
 //
-// Writes are buffered: contiguous writes (and rewrites of bytes still in
-// the buffer) accumulate into one pending slice of up to Config.WriteBuffer
-// bytes that never crosses a chunk boundary. A pending slice is uploaded
-// and committed when it is full, when a write lands elsewhere in the file,
-// and on Flush and Close; only then do readers see its bytes. Memory is the
-// buffer (grown on demand, pooled) plus the parity of the rows in flight.
+// Writes are buffered, up to Config.WriteBuffer bytes, as runs of file
+// bytes: a write continues the run it follows if that run was the last
+// one written, overwrites buffered bytes in place, and otherwise starts a
+// run of its own; a run never crosses a chunk boundary. A flush stores
+// every run as one slice, packed in file order, and commits it with one
+// extent per run, so that scattered small writes cost one slice and one
+// commit per buffer rather than each (random 4 KiB writes had made one
+// slice each, stored as m+1 copies and each a Raft commit). A flush
+// happens when the buffer is full, when it holds MaxCommitExtents runs,
+// when a lone run reaches the end of its chunk (so that a sequential
+// writer's slices line up with chunks), and on Flush and Close; only then
+// do readers see the bytes. Memory is the buffer (grown on demand,
+// pooled), a copy of it while a flush of runs written out of file order
+// is packed, and the parity of the rows in flight.
 //
 // A Writer is safe for concurrent use; calls are serialised. After an
 // upload fails, the Writer is broken: the buffered bytes are dropped and
@@ -30,9 +40,15 @@ type Writer struct {
 
 	mu struct {
 		sync.Mutex
-		buf    []byte // pooled; buf[:n] holds file bytes [off, off+n)
-		off    int64
-		n      int
+		// buf[:used] holds the runs' bytes, in the order written.
+		buf  []byte // pooled
+		used int
+		// runs are the buffered file bytes, sorted by file offset and
+		// disjoint.
+		runs []run
+		// tail is the index in runs of the run whose bytes end buf[:used]
+		// (-1: none), the one a write may extend in place.
+		tail   int
 		err    error // sticky
 		closed bool
 		// noInline: flush slices only (DisableInline, or the master
@@ -46,17 +62,26 @@ type Writer struct {
 	}
 }
 
+// run is n buffered bytes of the file at off, held at buf[at:at+n].
+type run struct {
+	off   int64
+	at, n int
+}
+
+func (r run) end() int64 { return r.off + int64(r.n) }
+
 // NewWriter returns a Writer for inode. It makes no RPC; the first slice
 // is allocated when the first buffer is uploaded.
 func (d *DataPath) NewWriter(inode uint64) *Writer {
-	return &Writer{d: d, inode: inode}
+	w := &Writer{d: d, inode: inode}
+	w.mu.tail = -1
+	return w
 }
 
-// WriteAt buffers p at file offset off, uploading (and committing) the
-// pending slice first if p does not continue it, and whenever the buffer
-// fills. ctx bounds those uploads. It returns len(p) and nil, or the number
-// of bytes accepted before an upload failed and the error. p is not
-// retained.
+// WriteAt buffers p at file offset off, uploading (and committing) what
+// is buffered whenever the buffer fills (see Writer). ctx bounds those
+// uploads. It returns len(p) and nil, or the number of bytes accepted
+// before an upload failed and the error. p is not retained.
 func (w *Writer) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("client: write inode %d at %d: negative offset", w.inode, off)
@@ -73,30 +98,65 @@ func (w *Writer) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	done := 0
 	for done < len(p) {
 		pos := off + int64(done)
-		// A write continues the pending slice if it starts within it or
-		// right at its end and stays within the slice's limit.
-		if w.mu.n > 0 && (pos < w.mu.off || pos > w.mu.off+int64(w.mu.n) || pos >= w.limitLocked()) {
+		if int64(w.mu.used) >= w.d.cfg.WriteBuffer {
 			if err := w.flushLocked(ctx); err != nil {
 				return done, err
 			}
 		}
-		if w.mu.n == 0 {
-			w.mu.off = pos
-		}
-		limit := w.limitLocked()
-		rel := int(pos - w.mu.off)
-		take := int(min(int64(len(p)-done), limit-pos))
-		w.growLocked(rel + take)
-		copy(w.mu.buf[rel:], p[done:done+take])
-		w.mu.n = max(w.mu.n, rel+take)
-		done += take
-		if w.mu.off+int64(w.mu.n) >= limit {
+		done += w.placeLocked(p[done:], pos)
+		if w.fullLocked() {
 			if err := w.flushLocked(ctx); err != nil {
 				return done, err
 			}
 		}
 	}
 	return done, nil
+}
+
+// placeLocked buffers a prefix of p at file offset pos and returns its
+// length (at least 1): over a buffered run in place, at the end of the
+// run last written, or as a new run up to the next run, the chunk's end
+// and the buffer's room (which the caller ensured is not zero).
+func (w *Writer) placeLocked(p []byte, pos int64) int {
+	runs := w.mu.runs
+	// i is the first run ending after pos.
+	i := sort.Search(len(runs), func(j int) bool { return runs[j].end() > pos })
+	if i < len(runs) && runs[i].off <= pos {
+		r := runs[i]
+		take := int(min(int64(len(p)), r.end()-pos))
+		copy(w.mu.buf[r.at+int(pos-r.off):], p[:take])
+		return take
+	}
+	cs := w.d.cfg.ChunkSize
+	limit := min((pos/cs+1)*cs, pos+w.d.cfg.WriteBuffer-int64(w.mu.used))
+	if i < len(runs) {
+		limit = min(limit, runs[i].off)
+	}
+	take := int(min(int64(len(p)), limit-pos))
+	w.growLocked(w.mu.used + take)
+	copy(w.mu.buf[w.mu.used:], p[:take])
+	if t := w.mu.tail; t == i-1 && t >= 0 && runs[t].end() == pos && pos%cs != 0 {
+		w.mu.runs[t].n += take
+	} else {
+		w.mu.runs = slices.Insert(w.mu.runs, i, run{off: pos, at: w.mu.used, n: take})
+		w.mu.tail = i
+	}
+	w.mu.used += take
+	return take
+}
+
+// fullLocked reports whether the buffer must be flushed now: it is full,
+// holds as many runs as a commit may place, or holds one run that reached
+// the end of its chunk.
+func (w *Writer) fullLocked() bool {
+	runs := w.mu.runs
+	switch {
+	case int64(w.mu.used) >= w.d.cfg.WriteBuffer, len(runs) >= masterpb.MaxCommitExtents:
+		return true
+	case len(runs) == 1:
+		return runs[0].end()%w.d.cfg.ChunkSize == 0
+	}
+	return false
 }
 
 // Flush uploads and commits the pending slice, if any. When it returns nil
@@ -136,14 +196,6 @@ func (w *Writer) usableLocked() error {
 	return w.mu.err
 }
 
-// limitLocked is the file offset the pending slice may not reach: the end
-// of its chunk or the buffer bound, whichever comes first.
-func (w *Writer) limitLocked() int64 {
-	cs := w.d.cfg.ChunkSize
-	chunkEnd := (w.mu.off/cs + 1) * cs
-	return min(chunkEnd, w.mu.off+w.d.cfg.WriteBuffer)
-}
-
 // growLocked makes the buffer hold at least n bytes, doubling so that a
 // sequential writer copies each byte about once more in total.
 func (w *Writer) growLocked(n int) {
@@ -157,7 +209,7 @@ func (w *Writer) growLocked(n int) {
 	size := max(n, 2*cap(w.mu.buf))
 	size = int(min(int64(size), max(int64(n), w.d.cfg.WriteBuffer)))
 	nb := w.d.bufs.get(size)
-	copy(nb, w.mu.buf[:w.mu.n])
+	copy(nb, w.mu.buf[:w.mu.used])
 	w.d.bufs.put(w.mu.buf)
 	w.mu.buf = nb[:n]
 }
@@ -185,7 +237,7 @@ func (w *Writer) DisableInline() {
 func (w *Writer) DeferAttrs(ch AttrChange) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.usableLocked() != nil || w.mu.n == 0 || ch.Size != nil {
+	if w.usableLocked() != nil || len(w.mu.runs) == 0 || ch.Size != nil {
 		return false
 	}
 	if w.mu.attrs == nil {
@@ -209,7 +261,7 @@ func (w *Writer) Commits() uint64 {
 func (w *Writer) Buffered() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.mu.n > 0
+	return len(w.mu.runs) > 0
 }
 
 // PendingAttrs returns the deferred attribute changes not yet committed
@@ -217,31 +269,22 @@ func (w *Writer) Buffered() bool {
 func (w *Writer) PendingAttrs() *masterpb.AttrUpdate {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.mu.attrs == nil || w.mu.n == 0 {
+	if w.mu.attrs == nil || len(w.mu.runs) == 0 {
 		return nil
 	}
 	return proto.CloneOf(w.mu.attrs)
 }
 
 func (w *Writer) flushLocked(ctx context.Context) error {
-	if w.mu.n == 0 {
+	if len(w.mu.runs) == 0 {
 		return nil
 	}
-	data := w.mu.buf[:w.mu.n]
 	after := w.mu.attrs
 	w.mu.attrs = nil
-	var err error
-	if !w.mu.noInline && w.mu.off+int64(w.mu.n) <= w.d.cfg.InlineMax {
-		var inline bool
-		inline, err = w.d.writeInline(ctx, w.inode, w.mu.off, data, after)
-		if !inline && err == nil {
-			w.mu.noInline = true
-			err = w.d.upload(ctx, w.inode, w.mu.off, data, after)
-		}
-	} else {
-		err = w.d.upload(ctx, w.inode, w.mu.off, data, after)
-	}
-	w.mu.n = 0
+	err := w.commitRunsLocked(ctx, after)
+	w.mu.runs = w.mu.runs[:0]
+	w.mu.used = 0
+	w.mu.tail = -1
 	if err != nil {
 		w.mu.err = err
 		w.releaseLocked()
@@ -251,8 +294,76 @@ func (w *Writer) flushLocked(ctx context.Context) error {
 	return nil
 }
 
+// commitRunsLocked stores and commits the buffered runs, inline in the
+// namespace if they all lie below InlineMax and the master takes them,
+// else as one slice.
+func (w *Writer) commitRunsLocked(ctx context.Context, after *masterpb.AttrUpdate) error {
+	runs := w.mu.runs
+	if !w.mu.noInline && runs[len(runs)-1].end() <= w.d.cfg.InlineMax {
+		// Small files: each run is one inline write, the changes after
+		// going with the last.
+		for j, r := range runs {
+			var with *masterpb.AttrUpdate
+			if j == len(runs)-1 {
+				with = after
+			}
+			inline, err := w.d.writeInline(ctx, w.inode, r.off, w.mu.buf[r.at:r.at+r.n], with)
+			if err != nil {
+				return err
+			}
+			if !inline {
+				w.mu.noInline = true
+				runs = runs[j:]
+				break
+			}
+			if j == len(runs)-1 {
+				return nil
+			}
+		}
+	}
+	data, exts, packed := w.packLocked(runs)
+	err := w.d.upload(ctx, w.inode, data, exts, after)
+	if packed {
+		w.d.bufs.put(data)
+	}
+	return err
+}
+
+// packLocked lays runs out as one slice in file order and returns its
+// bytes, the extents placing them (file-adjacent runs share one), and
+// whether the bytes are a pooled copy rather than the buffer itself,
+// which they are unless the runs were written in file order.
+func (w *Writer) packLocked(runs []run) (data []byte, exts []*masterpb.Extent, packed bool) {
+	total, inOrder := 0, true
+	for _, r := range runs {
+		if r.at != total {
+			inOrder = false
+		}
+		total += r.n
+	}
+	data = w.mu.buf[:total]
+	if !inOrder {
+		data, packed = w.d.bufs.get(total), true
+	}
+	at := 0
+	for _, r := range runs {
+		if packed {
+			copy(data[at:], w.mu.buf[r.at:r.at+r.n])
+		}
+		if k := len(exts) - 1; k >= 0 && int64(exts[k].FileOffset+exts[k].Length) == r.off {
+			exts[k].Length += uint64(r.n)
+		} else {
+			exts = append(exts, &masterpb.Extent{FileOffset: uint64(r.off), SliceOffset: uint64(at), Length: uint64(r.n)})
+		}
+		at += r.n
+	}
+	return data, exts, packed
+}
+
 func (w *Writer) releaseLocked() {
 	w.d.bufs.put(w.mu.buf)
 	w.mu.buf = nil
-	w.mu.n = 0
+	w.mu.runs = nil
+	w.mu.used = 0
+	w.mu.tail = -1
 }

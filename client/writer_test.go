@@ -1,0 +1,117 @@
+package client_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/cairnfs/cairn/client"
+	"github.com/cairnfs/cairn/erasure"
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+// TestWriterPacksRuns: scattered writes are buffered as runs and flushed
+// as one slice in file order, one extent per run of adjacent bytes; a
+// lone run that reaches its chunk's end is flushed at once. The bytes
+// read back are the model's either way.
+func TestWriterPacksRuns(t *testing.T) {
+	const K = 1 << 10
+	type write struct{ off, n int }
+	for _, tc := range []struct {
+		name   string
+		writes []write
+		// want is one line per commit: its extents as FILE+LEN@SLICE.
+		want []string
+	}{
+		{"one write", []write{{4 * K, 4 * K}}, []string{"4096+4096@0"}},
+		{"forward", []write{{0, 4 * K}, {8 * K, 4 * K}, {16 * K, 4 * K}},
+			[]string{"0+4096@0 8192+4096@4096 16384+4096@8192"}},
+		{"backward", []write{{16 * K, 4 * K}, {8 * K, 4 * K}, {0, 4 * K}},
+			[]string{"0+4096@0 8192+4096@4096 16384+4096@8192"}},
+		// A write just before a run is a run of its own, merged at flush.
+		{"adjacent", []write{{4 * K, 4 * K}, {0, 4 * K}}, []string{"0+8192@0"}},
+		{"sequential", []write{{0, 4 * K}, {4 * K, 4 * K}, {8 * K, 1}}, []string{"0+8193@0"}},
+		{"overwrite", []write{{0, 8 * K}, {2 * K, K}, {7 * K, 2 * K}}, []string{"0+9216@0"}},
+		// A write over two runs and the gap between them fills the gap.
+		{"bridge", []write{{0, 4 * K}, {8 * K, 4 * K}, {2 * K, 8 * K}, {40 * K, 1}},
+			[]string{"0+12288@0 40960+1@12288"}},
+		// Runs stop at chunk ends; a lone run reaching one commits.
+		{"chunk end", []write{{testChunk - 2*K, 4 * K}},
+			[]string{fmt.Sprintf("%d+2048@0", testChunk-2*K), fmt.Sprintf("%d+2048@0", testChunk)}},
+		{"two chunks", []write{{testChunk + 4*K, 4 * K}, {testChunk - 8*K, 4 * K}},
+			[]string{fmt.Sprintf("%d+4096@0 %d+4096@4096", testChunk-8*K, testChunk+4*K)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, erasure.RS(4, 2), 6, func(c *client.Config) { c.WriteBuffer = 512 * K })
+			r := rand.New(rand.NewPCG(5, uint64(len(tc.writes))))
+			ctx := ctxT(t)
+			const inode = 7
+			var model []byte
+			w := e.dp.NewWriter(inode)
+			for _, wr := range tc.writes {
+				p := randBytes(r, wr.n)
+				if n, err := w.WriteAt(ctx, p, int64(wr.off)); err != nil || n != wr.n {
+					t.Fatalf("WriteAt(%d, %d) = %d, %v", wr.off, wr.n, n, err)
+				}
+				if end := wr.off + wr.n; end > len(model) {
+					model = append(model, make([]byte, end-len(model))...)
+				}
+				copy(model[wr.off:], p)
+			}
+			if err := w.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			e.meta.mu.Lock()
+			var got []string
+			for _, c := range e.meta.committed {
+				got = append(got, extentsString(c))
+			}
+			e.meta.mu.Unlock()
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("commits:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			verify(t, e.dp, inode, model, r)
+		})
+	}
+}
+
+func extentsString(c *masterpb.CommitSliceRequest) string {
+	if len(c.Extents) == 0 {
+		return fmt.Sprintf("%d+%d@0", c.Offset, c.Length)
+	}
+	var parts []string
+	for _, x := range c.Extents {
+		parts = append(parts, fmt.Sprintf("%d+%d@%d", x.FileOffset, x.Length, x.SliceOffset))
+	}
+	return strings.Join(parts, " ")
+}
+
+// TestWriterExtentLimit: a Writer holding as many runs as one commit may
+// place flushes them.
+func TestWriterExtentLimit(t *testing.T) {
+	e := newEnv(t, erasure.RS(4, 2), 6, func(c *client.Config) { c.WriteBuffer = 1 << 20 })
+	ctx := ctxT(t)
+	w := e.dp.NewWriter(9)
+	for i := range masterpb.MaxCommitExtents {
+		if w.Commits() != 0 {
+			t.Fatalf("committed after %d runs, before the limit", i)
+		}
+		// Every other byte: no two runs touch.
+		if _, err := w.WriteAt(ctx, []byte{byte(i)}, int64(2*i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.Commits() != 1 || w.Buffered() {
+		t.Fatalf("after %d runs: %d commits, buffered %v; want one commit of them all", masterpb.MaxCommitExtents, w.Commits(), w.Buffered())
+	}
+	e.meta.mu.Lock()
+	n := len(e.meta.committed[0].Extents)
+	e.meta.mu.Unlock()
+	if n != masterpb.MaxCommitExtents {
+		t.Errorf("commit placed %d extents, want %d", n, masterpb.MaxCommitExtents)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
