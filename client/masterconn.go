@@ -117,13 +117,23 @@ func (c *MasterConn) target() (string, *grpc.ClientConn, error) {
 	return addr, cc, err
 }
 
+// maxMasterReply bounds one master answer. A layout lists every ref of
+// the file's chunks, and a chunk rewritten in small pieces holds tens of
+// thousands until it is compacted (about 200 bytes each): gRPC's default
+// 4 MiB refused such files' layouts, which made them unreadable and
+// uncompactable.
+const maxMasterReply = 256 << 20
+
 // connLocked returns the connection to the master at addr, dialling
 // (lazily) if there is none yet.
 func (c *MasterConn) connLocked(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.mu.conns[addr]; ok {
 		return cc, nil
 	}
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.cfg.DialOptions...)
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMasterReply)),
+	}, c.cfg.DialOptions...)
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: dial master %s: %w", addr, err)

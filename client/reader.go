@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"sync"
 
 	"github.com/cairnfs/cairn/proto/masterpb"
@@ -354,7 +355,9 @@ type piece struct {
 }
 
 // resolve returns the pieces of [off, end) that slices cover, newest
-// first wins; what no piece covers is a hole.
+// first wins; what no piece covers is a hole. A chunk rewritten in small
+// pieces has refs by the ten thousand, so the covered intervals are
+// searched and replaced in place rather than scanned and copied per ref.
 func (lay *fileLayout) resolve(off, end int64) []piece {
 	var covered [][2]int64 // sorted, disjoint
 	var out []piece
@@ -364,44 +367,25 @@ func (lay *fileLayout) resolve(off, end int64) []piece {
 		if a >= b {
 			continue
 		}
-		// Emit the gaps of covered within [a, b).
-		pos := a
-		for _, c := range covered {
-			if c[1] <= pos {
-				continue
-			}
-			if c[0] >= b {
-				break
-			}
+		// Intervals j..k-1 overlap or touch [a, b): emit the gaps
+		// between them within [a, b), and merge them into one.
+		j := sort.Search(len(covered), func(x int) bool { return covered[x][1] >= a })
+		pos, lo, hi := a, a, b
+		k := j
+		for ; k < len(covered) && covered[k][0] <= b; k++ {
+			c := covered[k]
 			if c[0] > pos {
 				out = append(out, piece{ref, pos, c[0]})
 			}
 			pos = max(pos, c[1])
-			if pos >= b {
-				break
-			}
+			lo, hi = min(lo, c[0]), max(hi, c[1])
 		}
 		if pos < b {
 			out = append(out, piece{ref, pos, b})
 		}
-		covered = insertInterval(covered, a, b)
+		covered = slices.Replace(covered, j, k, [2]int64{lo, hi})
 	}
 	return out
-}
-
-// insertInterval adds [a, b) to a sorted list of disjoint intervals,
-// merging overlaps.
-func insertInterval(list [][2]int64, a, b int64) [][2]int64 {
-	out := make([][2]int64, 0, len(list)+1)
-	i := 0
-	for ; i < len(list) && list[i][1] < a; i++ {
-		out = append(out, list[i])
-	}
-	for ; i < len(list) && list[i][0] <= b; i++ {
-		a, b = min(a, list[i][0]), max(b, list[i][1])
-	}
-	out = append(out, [2]int64{a, b})
-	return append(out, list[i:]...)
 }
 
 // fillHoles fills the parts of dst (file bytes [off, off+len(dst))) that
@@ -436,8 +420,54 @@ func fillHoles(dst []byte, off int64, pieces []piece, inline []byte) {
 // maxParallelPieces bounds the slices one read fetches at once.
 const maxParallelPieces = 16
 
-// readRange reads len(p) bytes at off from the file as lay describes it,
-// as io.ReaderAt does.
+// maxSpan bounds the bytes of one slice a read fetches as one span.
+const maxSpan = 8 << 20
+
+// span is a stretch of one slice a read fetches at once, for the pieces
+// that lie in it.
+type span struct {
+	s        *sliceInfo
+	from, to int64 // slice offsets
+	pieces   []piece
+}
+
+// sliceOff returns where piece pc starts in its slice.
+func (pc piece) sliceOff() int64 { return pc.ref.sliceOff + (pc.from - pc.ref.fileOff) }
+
+// spans groups pieces into spans: per slice, pieces whose slice bytes lie
+// within a cell of each other share one. A chunk rewritten by scattered
+// writes resolves into thousands of small pieces of a few packed slices,
+// and a slice is read and verified in whole cells: read one by one, each
+// piece would fetch its cell again.
+func spans(pieces []piece) []span {
+	bySlice := make(map[*sliceInfo][]piece)
+	var order []*sliceInfo
+	for _, pc := range pieces {
+		if _, ok := bySlice[pc.ref.s]; !ok {
+			order = append(order, pc.ref.s)
+		}
+		bySlice[pc.ref.s] = append(bySlice[pc.ref.s], pc)
+	}
+	var out []span
+	for _, si := range order {
+		ps := bySlice[si]
+		slices.SortFunc(ps, func(a, b piece) int { return cmp.Compare(a.sliceOff(), b.sliceOff()) })
+		gap := int64(si.layout.CellSize())
+		for _, pc := range ps {
+			from, to := pc.sliceOff(), pc.sliceOff()+(pc.to-pc.from)
+			if k := len(out) - 1; k >= 0 && out[k].s == si && from <= out[k].to+gap && max(to, out[k].to)-out[k].from <= maxSpan {
+				out[k].to = max(out[k].to, to)
+				out[k].pieces = append(out[k].pieces, pc)
+				continue
+			}
+			out = append(out, span{s: si, from: from, to: to, pieces: []piece{pc}})
+		}
+	}
+	return out
+}
+
+// readRange reads file bytes [off, off+len(p)) of lay into p, holes as
+// zeros, fetching the pieces' slices in parallel.
 func (d *DataPath) readRange(ctx context.Context, lay *fileLayout, p []byte, off int64) (int, error) {
 	if off >= lay.size {
 		return 0, io.EOF
@@ -446,16 +476,29 @@ func (d *DataPath) readRange(ctx context.Context, lay *fileLayout, p []byte, off
 	dst := p[:n]
 	pieces := lay.resolve(off, off+int64(n))
 	fillHoles(dst, off, pieces, lay.inline)
-	errs := make([]error, len(pieces))
+	sps := spans(pieces)
+	errs := make([]error, len(sps))
 	sem := make(chan struct{}, maxParallelPieces)
 	var wg sync.WaitGroup
-	for i, pc := range pieces {
+	for i, sp := range sps {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			so := pc.ref.sliceOff + (pc.from - pc.ref.fileOff)
-			errs[i] = d.readSlice(ctx, pc.ref.s, so, dst[pc.from-off:pc.to-off])
+			if len(sp.pieces) == 1 {
+				pc := sp.pieces[0]
+				errs[i] = d.readSlice(ctx, sp.s, sp.from, dst[pc.from-off:pc.to-off])
+				return
+			}
+			buf := d.bufs.get(int(sp.to - sp.from))
+			defer d.bufs.put(buf)
+			if errs[i] = d.readSlice(ctx, sp.s, sp.from, buf); errs[i] != nil {
+				return
+			}
+			for _, pc := range sp.pieces {
+				at := pc.sliceOff() - sp.from
+				copy(dst[pc.from-off:pc.to-off], buf[at:at+(pc.to-pc.from)])
+			}
 		}()
 	}
 	wg.Wait()
