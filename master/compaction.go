@@ -17,15 +17,19 @@ import (
 // work (the master moves no file data): clients that run background jobs
 // ask NextCompaction for a chunk, rewrite it as one slice and swap it in
 // with CompactChunk. The leader hands each chunk to one client at a time
-// and holds back chunks still being written, so that a burst of random
+// and holds back chunks still being written — changed within Quiet, or
+// of a file someone holds open (a writer buffers up to 64 MiB between
+// commits, longer than any quiet period) — so that a burst of random
 // writes is compacted once when it ends rather than once per few writes.
 // A chunk that grows past ForceRefs meanwhile is compacted at most once
 // per ForceEvery, and only once the writes have added at least
 // 1/ForceShare of the chunk's bytes: a compaction rewrites the whole chunk
 // (64 MiB, 96 MiB stored under RS(4,2)), and forcing it every ForceRefs 4
 // KiB writes multiplied the bytes written by 50 under fio's random
-// writes. Past ForceRefs*forceCeiling refs a chunk is forced whatever its
-// bytes, to bound what a read of it must resolve.
+// writes; at a share of 1 the rewrites cost at most what the writes did.
+// Past ForceRefs*forceCeiling refs (a chunk rewritten in 4 KiB pieces) a
+// chunk is forced whatever its bytes, to bound what a read of it must
+// resolve.
 
 // Defaults for CompactionConfig fields left zero.
 const (
@@ -37,8 +41,8 @@ const (
 	// chunk pays for too many pieces.
 	DefaultCompactForceRefs = 256
 	// DefaultCompactForceShare: a chunk still being written is forced
-	// only once writes added a quarter of its bytes.
-	DefaultCompactForceShare = 4
+	// only once writes added as many bytes as it holds.
+	DefaultCompactForceShare = 1
 	// DefaultCompactForceEvery is how often one chunk may be handed out
 	// for being too fragmented while it is still being written: each
 	// such compaction rewrites the whole chunk, and a chunk under steady
@@ -58,8 +62,8 @@ const (
 )
 
 // forceCeiling: a chunk with ForceRefs*forceCeiling refs is forced even if
-// its writes added little.
-const forceCeiling = 16
+// its writes added little: 16384 refs, a chunk overwritten in 4 KiB pieces.
+const forceCeiling = 64
 
 // CompactionConfig tunes when fragmented chunks are handed out for
 // compaction. Zero fields take the defaults above.
@@ -113,7 +117,7 @@ type compactClaims struct {
 // chunk, at most limit of them) from the cursor, wrapping at the end, and
 // claims the first chunk due; it reads at most pages pages. Pure but for
 // list.
-func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragmented, error), weigh chunkWeigher, limit, pages int, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool, error) {
+func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragmented, error), probe chunkProbe, limit, pages int, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool, error) {
 	c.mu.Lock()
 	after := c.cursor
 	c.mu.Unlock()
@@ -128,7 +132,7 @@ func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragment
 		if err != nil {
 			return fsm.Fragmented{}, false, err
 		}
-		if f, ok := c.claim(page, weigh, cfg, now); ok {
+		if f, ok := c.claim(page, probe, cfg, now); ok {
 			return f, true, nil
 		}
 		switch {
@@ -146,14 +150,21 @@ func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragment
 	return fsm.Fragmented{}, false, nil
 }
 
-// chunkWeigher returns a chunk's total and main bytes (fsm.ChunkBytes).
-type chunkWeigher func(f fsm.Fragmented) (total, main uint64, err error)
+// chunkProbe reads what the hand-out rules need beyond a chunk's index
+// entry.
+type chunkProbe struct {
+	// weigh returns a chunk's total and main bytes (fsm.ChunkBytes).
+	weigh func(f fsm.Fragmented) (total, main uint64, err error)
+	// open reports whether a file has open handles, and so may still be
+	// written; nil: none has.
+	open func(inode uint64) bool
+}
 
-// claim picks the first listed chunk that is quiet enough, or too
-// fragmented to wait (see forced) and not forced within ForceEvery, and
-// not claimed, and claims it for cfg.Claim. Pure but for weigh; time comes
-// in as now.
-func (c *compactClaims) claim(list []fsm.Fragmented, weigh chunkWeigher, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool) {
+// claim picks the first listed chunk that is done being written (quiet
+// and its file not open), or too fragmented to wait (see forceable) and
+// not forced within ForceEvery, and not claimed, and claims it for
+// cfg.Claim. Pure but for probe; time comes in as now.
+func (c *compactClaims) claim(list []fsm.Fragmented, probe chunkProbe, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.claims == nil {
@@ -178,8 +189,9 @@ func (c *compactClaims) claim(list []fsm.Fragmented, weigh chunkWeigher, cfg Com
 		if _, taken := c.claims[id]; taken {
 			continue
 		}
-		if now.Sub(time.Unix(0, f.ChangedUnixNano)) < cfg.Quiet {
-			if _, recent := c.forced[id]; recent || !c.forceable(id, f, weigh, cfg, now) {
+		busy := now.Sub(time.Unix(0, f.ChangedUnixNano)) < cfg.Quiet || (probe.open != nil && probe.open(f.Inode))
+		if busy {
+			if _, recent := c.forced[id]; recent || !c.forceable(id, f, probe.weigh, cfg, now) {
 				continue
 			}
 			c.forced[id] = now
@@ -195,7 +207,7 @@ func (c *compactClaims) claim(list []fsm.Fragmented, weigh chunkWeigher, cfg Com
 // 1/ForceShare of the main slice's bytes, or ForceRefs*forceCeiling refs.
 // A chunk found too light is not weighed again within ForceEvery. c.mu is
 // held.
-func (c *compactClaims) forceable(id chunkID, f fsm.Fragmented, weigh chunkWeigher, cfg CompactionConfig, now time.Time) bool {
+func (c *compactClaims) forceable(id chunkID, f fsm.Fragmented, weigh func(fsm.Fragmented) (uint64, uint64, error), cfg CompactionConfig, now time.Time) bool {
 	switch {
 	case int(f.Refs) < cfg.ForceRefs:
 		return false
@@ -233,8 +245,13 @@ func (m *masterService) NextCompaction(ctx context.Context, req *masterpb.NextCo
 	list := func(after chunkID, limit int) ([]fsm.Fragmented, error) {
 		return s.fsm.ListFragmented(after.inode, after.chunk, limit)
 	}
-	weigh := func(f fsm.Fragmented) (uint64, uint64, error) { return s.fsm.ChunkBytes(f.Inode, f.Chunk) }
-	f, ok, err := s.compact.find(list, weigh, compactScan, compactPages, s.cfg.Compaction.withDefaults(), s.now())
+	probe := chunkProbe{
+		weigh: func(f fsm.Fragmented) (uint64, uint64, error) { return s.fsm.ChunkBytes(f.Inode, f.Chunk) },
+		// A handle count that cannot be read counts as open: the chunk
+		// waits for the forcing rules.
+		open: func(ino uint64) bool { n, err := s.fsm.OpenHandles(ino); return err != nil || n > 0 },
+	}
+	f, ok, err := s.compact.find(list, probe, compactScan, compactPages, s.cfg.Compaction.withDefaults(), s.now())
 	if err != nil {
 		return nil, s.toStatus(err)
 	}

@@ -9,9 +9,9 @@ import (
 )
 
 // TestCompactClaims walks the leader's hand-out rules through time: a
-// quiet chunk goes out, a chunk still being written waits unless it is
-// past ForceRefs and its writes added 1/ForceShare of its bytes (or it is
-// past the ceiling), a forced chunk is not forced again within ForceEvery
+// quiet chunk goes out, a chunk still being written (changed recently, or
+// of an open file) waits unless it is past ForceRefs and its writes added
+// 1/ForceShare of its bytes (or it is past the ceiling), a forced chunk is not forced again within ForceEvery
 // (but goes out once quiet), and a claim keeps a chunk from a second
 // client until it lapses or is released.
 func TestCompactClaims(t *testing.T) {
@@ -22,8 +22,9 @@ func TestCompactClaims(t *testing.T) {
 		return fsm.Fragmented{Inode: ino, Refs: refs, ChangedUnixNano: at(changed).UnixNano()}
 	}
 	// Chunks of inode 4 gained little over their main slice; inode 5's
-	// cannot be read; inode 6's gained little when first weighed and a
-	// quarter since; the others' writes added a quarter.
+	// cannot be read; inode 6's gained little when first weighed and
+	// their size since; the others' writes added their size. Inode 7 is
+	// open.
 	weighed6 := 0
 	weigh := func(f fsm.Fragmented) (uint64, uint64, error) {
 		switch f.Inode {
@@ -36,8 +37,9 @@ func TestCompactClaims(t *testing.T) {
 				return 64<<20 + 1<<20, 64 << 20, nil
 			}
 		}
-		return 80 << 20, 64 << 20, nil
+		return 128 << 20, 64 << 20, nil
 	}
+	probe := chunkProbe{weigh: weigh, open: func(ino uint64) bool { return ino == 7 }}
 	var c compactClaims
 	for i, st := range []struct {
 		now     time.Duration
@@ -62,11 +64,13 @@ func TestCompactClaims(t *testing.T) {
 		{now: 300 * time.Second, list: []fsm.Fragmented{frag(6, 1000, 300*time.Second)}, want: 0},                      // light
 		{now: 310 * time.Second, list: []fsm.Fragmented{frag(6, 1000, 310*time.Second)}, want: 0},                      // not weighed again yet
 		{now: 330 * time.Second, list: []fsm.Fragmented{frag(6, 1000, 330*time.Second)}, want: 6},                      // ForceEvery on: heavy now
+		{now: 400 * time.Second, list: []fsm.Fragmented{frag(7, 20, 0)}, want: 0},                                      // quiet but open
+		{now: 401 * time.Second, list: []fsm.Fragmented{frag(7, 300, 0)}, want: 7},                                     // open, but heavy
 	} {
 		if st.release != 0 {
 			c.release(st.release, 0)
 		}
-		got, ok := c.claim(st.list, weigh, cfg, at(st.now))
+		got, ok := c.claim(st.list, probe, cfg, at(st.now))
 		if !ok {
 			got.Inode = 0
 		}
@@ -108,7 +112,7 @@ func TestCompactFind(t *testing.T) {
 	c.claims = map[chunkID]time.Time{{2, 0}: now.Add(time.Minute)} // 2 is someone else's
 	for i, want := range []uint64{8, 0, 0} {
 		reads = 0
-		f, ok, err := c.find(list, nil, 3, 8, cfg, now)
+		f, ok, err := c.find(list, chunkProbe{}, 3, 8, cfg, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +136,7 @@ func TestCompactFind(t *testing.T) {
 	}
 	// A search bounded to fewer pages stops where it got to.
 	c.cursor = chunkID{}
-	if _, ok, _ := c.find(list, nil, 3, 2, cfg, now); ok || c.cursor != (chunkID{6, 0}) {
+	if _, ok, _ := c.find(list, chunkProbe{}, 3, 2, cfg, now); ok || c.cursor != (chunkID{6, 0}) {
 		t.Fatalf("bounded search: found %v, cursor %v; want none and after 6", ok, c.cursor)
 	}
 }
