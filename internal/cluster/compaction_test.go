@@ -183,3 +183,94 @@ func TestCompactNow(t *testing.T) {
 	}
 	checkFiles(t, cl, map[string][]byte{"/few": model})
 }
+
+// TestCompactionPacked: random writes buffered and committed at Close go
+// to one packed slice, placed by an extent per run in two chunks; the
+// background compactor rewrites each chunk as one slice, and GC then
+// deletes the packed slice's shards, which only the last chunk's
+// compaction frees.
+func TestCompactionPacked(t *testing.T) {
+	c := startRepair(t, 6, func(cfg *cluster.Config) {
+		cfg.Compaction = master.CompactionConfig{Quiet: 300 * time.Millisecond}
+	})
+	ctx := context.Background()
+	cl := dial(t, c)
+	const chunk, span = 64 << 20, 1 << 20
+	rng := rand.New(rand.NewPCG(13, 17))
+	model := make([]byte, chunk+span)
+	for _, base := range []int{0, chunk} {
+		for i := base; i < base+span; i++ {
+			model[i] = byte(rng.Uint32())
+		}
+	}
+	f, err := cl.Create(ctx, "/packed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, base := range []int{0, chunk} {
+		if _, err := f.WriteAt(model[base:base+span], int64(base)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 200 {
+		base := (i % 2) * chunk
+		off := base + rng.IntN(span-4096)
+		p := make([]byte, 4096)
+		for j := range p {
+			p[j] = byte(rng.Uint32())
+		}
+		if _, err := f.WriteAt(p, int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	refs := fileRefs(t, cl, "/packed")
+	ids := map[uint64]bool{}
+	perChunk := map[uint64]int{}
+	for _, r := range refs {
+		ids[r.SliceId] = true
+		perChunk[r.FileOffset/chunk]++
+	}
+	if len(ids) != 3 || perChunk[0] < 16 || perChunk[1] < 16 {
+		t.Fatalf("%d slices, refs per chunk %v; want the two bases and one packed slice, and both chunks fragmented", len(ids), perChunk)
+	}
+	checkFiles(t, cl, map[string][]byte{"/packed": model})
+
+	compactor, err := client.Dial(ctx, client.ClientConfig{
+		Masters: c.MasterAddrs(), IOTimeout: 30 * time.Second, Compaction: true, CompactionPoll: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer compactor.Close()
+	kept := map[uint64]bool{}
+	waitFor(t, 60*time.Second, "compaction of both chunks", func() (bool, string) {
+		refs := fileRefs(t, cl, "/packed")
+		clear(kept)
+		for _, r := range refs {
+			kept[r.SliceId] = true
+		}
+		return len(refs) == 2, fmt.Sprintf("%d refs", len(refs))
+	})
+	checkFiles(t, cl, map[string][]byte{"/packed": model})
+	waitFor(t, 60*time.Second, "garbage collection of the bases and the packed slice", func() (bool, string) {
+		var others int
+		for _, cs := range c.Chunkservers() {
+			for _, sh := range storedShards(t, cs.Addr) {
+				if !kept[sh.GetShard().GetSliceId()] {
+					others++
+				}
+			}
+		}
+		return others == 0, fmt.Sprintf("%d shards of replaced slices left", others)
+	})
+	if rs := fsck(t, cl, "/"); unhealthy(rs) != "" {
+		t.Fatalf("fsck: %s", unhealthy(rs))
+	}
+}
