@@ -379,6 +379,23 @@ func (m *model) write(ino, off, n uint64) (uint64, syscall.Errno) {
 	return id, 0
 }
 
+// writePacked is allocate + commit of one slice placed by extents, later
+// ones over earlier ones; it returns the slice ID.
+func (m *model) writePacked(ino uint64, exts []*masterpb.Extent) (uint64, syscall.Errno) {
+	id, e := m.write(ino, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	f := m.inodes[ino]
+	f.writes = f.writes[:len(f.writes)-1]
+	for _, x := range exts {
+		// base may wrap: x - base is the slice offset all the same.
+		f.writes = append(f.writes, mWrite{off: x.FileOffset, n: x.Length, base: x.FileOffset - x.SliceOffset, id: id})
+		f.size = max(f.size, x.FileOffset+x.Length)
+	}
+	return id, 0
+}
+
 func (m *model) setXattr(ino uint64, name, value string, flag masterpb.SetXattrRequest_Flag) syscall.Errno {
 	n := m.inodes[ino]
 	if n == nil {
@@ -597,6 +614,26 @@ func (g *gen) step() step {
 			exp = 0
 		}
 		return step{desc: fmt.Sprintf("writeinline %d [%d,+%d)", ino, off, len(data)), cmds: []*fsmpb.Command{cmd(&fsmpb.WriteInline{Inode: ino, Offset: off, Data: data})}, errno: e, ino: exp}
+	case k < 88:
+		ino := g.file()
+		var exts []*masterpb.Extent
+		var n uint64
+		for range 1 + g.r.IntN(5) {
+			l := 1 + uint64(g.r.IntN(ChunkSize/2))
+			exts = append(exts, &masterpb.Extent{FileOffset: g.offset(), SliceOffset: n, Length: l})
+			n += l
+		}
+		id, e := m.writePacked(ino, exts)
+		if e != 0 {
+			id = m.nextSlice
+		}
+		alloc := allocate(ino, n, g.d.now)
+		commit := cmd(&fsmpb.CommitSlice{Inode: ino, SliceId: id, Extents: exts})
+		exp := ino
+		if e != 0 {
+			exp = 0
+		}
+		return step{desc: fmt.Sprintf("packed write %d, %d extents, slice %d", ino, len(exts), id), cmds: []*fsmpb.Command{alloc, commit}, errno: e, ino: exp}
 	case k < 94:
 		ino := g.file()
 		off := g.offset()
