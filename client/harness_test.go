@@ -85,6 +85,7 @@ type fakeMeta struct {
 	reports   []*masterpb.ReportBadShardRequest
 	replaced  int
 	committed []*masterpb.CommitSliceRequest
+	layouts   []*masterpb.GetLayoutRequest // every GetLayout asked
 }
 
 type fakeSlice struct {
@@ -245,10 +246,22 @@ func (f *fakeMeta) CompactChunk(context.Context, *masterpb.CompactChunkRequest, 
 func (f *fakeMeta) GetLayout(ctx context.Context, in *masterpb.GetLayoutRequest, _ ...grpc.CallOption) (*masterpb.GetLayoutResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	res := &masterpb.GetLayoutResponse{Attr: &masterpb.Attr{Inode: in.Inode, Size: f.sizes[in.Inode]}}
+	f.layouts = append(f.layouts, in)
+	size := f.sizes[in.Inode]
+	res := &masterpb.GetLayoutResponse{Attr: &masterpb.Attr{Inode: in.Inode, Size: size}}
+	// Like the master: the refs that overlap [offset, offset+length),
+	// length 0 meaning to the end.
+	end := size
+	if in.Length != 0 && in.Offset <= size && in.Length < size-in.Offset {
+		end = in.Offset + in.Length
+	}
 	chunks := f.chunks[in.Inode]
-	for idx := uint64(0); idx*f.chunkSize < f.sizes[in.Inode]; idx++ {
-		res.Slices = append(res.Slices, chunks[idx]...)
+	for idx := uint64(0); idx*f.chunkSize < end; idx++ {
+		for _, r := range chunks[idx] {
+			if r.FileOffset < end && r.FileOffset+r.Length > in.Offset {
+				res.Slices = append(res.Slices, r)
+			}
+		}
 	}
 	return res, nil
 }

@@ -16,9 +16,12 @@ import (
 // DataPath.OpenReader per open file handle.
 //
 // It reads the file as of the layout it fetched at open (or at the last
-// Refresh): close-to-open consistency. Bytes no slice covers read as
-// zeros; where slices overlap the newest wins. A Reader is safe for
-// concurrent use. Sequential reads are served from up to two read-ahead
+// Refresh): close-to-open consistency. A layout covers a window of
+// layoutWindow chunks; a read beyond it fetches the next window as the
+// file is then, so a large file's layout is never fetched whole (a chunk
+// rewritten in small pieces lists thousands of refs until compacted).
+// Bytes no slice covers read as zeros; where slices overlap the newest
+// wins. A Reader is safe for concurrent use. Sequential reads are served from up to two read-ahead
 // windows of Config.ReadAhead bytes, fetched in the background by
 // goroutines the Reader owns; Close stops them.
 type Reader struct {
@@ -30,20 +33,35 @@ type Reader struct {
 
 	mu struct {
 		sync.Mutex
-		lay    *fileLayout
+		lay *fileLayout
+		// prev is the window fetched before lay (nil: none): read-ahead
+		// runs into the next window while reads still need this one.
+		prev   *fileLayout
 		closed bool
 		next   int64     // where a sequential read would continue
 		wins   []*window // read-ahead windows in file order
 	}
 }
 
-// fileLayout is a file's resolved metadata at one moment.
+// fileLayout is a file's resolved metadata at one moment, for a window
+// of it.
 type fileLayout struct {
 	inode   uint64
 	version uint64
 	size    int64
-	inline  []byte // the file's inline bytes: a layer under every slice
-	refs    []sliceRef
+	// lo and hi bound the file bytes whose refs the layout holds.
+	lo, hi int64
+	inline []byte // the file's inline bytes: a layer under every slice
+	refs   []sliceRef
+}
+
+// layoutWindow is how many chunks one layout covers.
+const layoutWindow = 4
+
+// covers reports whether lay describes file byte pos: it holds pos's
+// refs, or pos is at or past the end of the file.
+func (lay *fileLayout) covers(pos int64) bool {
+	return pos >= lay.lo && (pos < lay.hi || pos >= lay.size)
 }
 
 // sliceRef places bytes [sliceOff, sliceOff+length) of a slice at file
@@ -70,7 +88,7 @@ type window struct {
 
 // OpenReader fetches inode's layout and returns a Reader for it.
 func (d *DataPath) OpenReader(ctx context.Context, inode uint64) (*Reader, error) {
-	lay, err := d.fetchLayout(ctx, inode)
+	lay, err := d.fetchLayout(ctx, inode, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +112,10 @@ func (r *Reader) Size() int64 {
 // Refresh fetches the file's layout again, so that slices committed since
 // the Reader was opened become visible, and drops read-ahead.
 func (r *Reader) Refresh(ctx context.Context) error {
-	lay, err := r.d.fetchLayout(ctx, r.inode)
+	r.mu.Lock()
+	pos := r.mu.next
+	r.mu.Unlock()
+	lay, err := r.d.fetchLayout(ctx, r.inode, pos)
 	if err != nil {
 		return err
 	}
@@ -103,9 +124,37 @@ func (r *Reader) Refresh(ctx context.Context) error {
 	if r.mu.closed {
 		return ErrClosed
 	}
-	r.mu.lay = lay
+	r.mu.lay, r.mu.prev = lay, nil
 	r.dropAllLocked()
 	return nil
+}
+
+// layoutAt returns a layout of the Reader's that covers file byte pos,
+// fetching that window if it has none.
+func (r *Reader) layoutAt(ctx context.Context, pos int64) (*fileLayout, error) {
+	r.mu.Lock()
+	closed := r.mu.closed
+	for _, lay := range []*fileLayout{r.mu.lay, r.mu.prev} {
+		if !closed && lay != nil && lay.covers(pos) {
+			r.mu.Unlock()
+			return lay, nil
+		}
+	}
+	r.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	fresh, err := r.d.fetchLayout(ctx, r.inode, pos)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return nil, ErrClosed
+	}
+	r.mu.lay, r.mu.prev = fresh, r.mu.lay
+	return fresh, nil
 }
 
 // ReadAt reads len(p) bytes at file offset off, as io.ReaderAt does: it
@@ -116,18 +165,21 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("client: read inode %d at %d: negative offset", r.inode, off)
 	}
+	lay, err := r.layoutAt(ctx, off)
+	if err != nil {
+		return 0, err
+	}
 	r.mu.Lock()
 	if r.mu.closed {
 		r.mu.Unlock()
 		return 0, ErrClosed
 	}
-	lay := r.mu.lay
 	sequential := off == r.mu.next && r.d.cfg.ReadAhead > 0 && len(lay.refs) > 0
 	r.mu.next = off + int64(len(p))
 	if !sequential {
 		r.dropAllLocked()
 		r.mu.Unlock()
-		return r.readDirect(ctx, lay, p, off)
+		return r.readDirect(ctx, p, off, true)
 	}
 	r.mu.Unlock()
 
@@ -151,7 +203,7 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			// Read-ahead failed (or the Reader is closing): read directly,
 			// which reports the error with the caller's context.
 			r.unref(w)
-			n, err := r.readDirect(ctx, lay, p[total:], pos)
+			n, err := r.readDirect(ctx, p[total:], pos, true)
 			return total + n, err
 		}
 		total += copy(p[total:], w.buf[pos-w.off:w.n])
@@ -160,18 +212,47 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return total, nil
 }
 
-// readDirect reads as lay describes the file. When that fails and the
-// file has a newer version, the slices lay names may be gone: compaction
+// readDirect reads p at off, window by window of the layout, as
+// io.ReaderAt does. With retry, a read that fails while the file has a
+// newer version is tried once more against the new layout (see readIn).
+func (r *Reader) readDirect(ctx context.Context, p []byte, off int64, retry bool) (int, error) {
+	total := 0
+	for total < len(p) {
+		pos := off + int64(total)
+		lay, err := r.layoutAt(ctx, pos)
+		if err != nil {
+			return total, err
+		}
+		q := p[total:]
+		if pos < lay.size && pos+int64(len(q)) > lay.hi {
+			q = q[:lay.hi-pos]
+		}
+		var n int
+		if retry {
+			n, err = r.readIn(ctx, lay, q, pos)
+		} else {
+			n, err = r.d.readRange(ctx, lay, q, pos)
+		}
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// readIn reads as lay describes the file. When that fails and the file
+// has a newer version, the slices lay names may be gone: compaction
 // swapped them for one holding the same bytes and GC deleted them, or
 // another client overwrote or truncated the file. The read is then tried
 // once more against the new layout, which the Reader keeps, rather than
 // failing with an error about shards that no longer matter.
-func (r *Reader) readDirect(ctx context.Context, lay *fileLayout, p []byte, off int64) (int, error) {
+func (r *Reader) readIn(ctx context.Context, lay *fileLayout, p []byte, off int64) (int, error) {
 	n, err := r.d.readRange(ctx, lay, p, off)
 	if err == nil || err == io.EOF || ctx.Err() != nil {
 		return n, err
 	}
-	fresh, ferr := r.d.fetchLayout(ctx, r.inode)
+	fresh, ferr := r.d.fetchLayout(ctx, r.inode, off)
 	if ferr != nil || fresh.version == lay.version {
 		return n, err
 	}
@@ -180,11 +261,12 @@ func (r *Reader) readDirect(ctx context.Context, lay *fileLayout, p []byte, off 
 		r.mu.Unlock()
 		return 0, ErrClosed
 	}
-	if r.mu.lay == lay {
-		r.mu.lay = fresh
+	if r.mu.lay == lay || r.mu.prev == lay {
+		r.mu.lay, r.mu.prev = fresh, nil
 		r.dropAllLocked()
 	}
 	r.mu.Unlock()
+	// fresh is the same window as lay, which p does not reach past.
 	return r.d.readRange(ctx, fresh, p, off)
 }
 
@@ -242,7 +324,7 @@ func (r *Reader) startLocked(off int64) *window {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		n, err := r.d.readRange(r.ctx, lay, w.buf, w.off)
+		n, err := r.readDirect(r.ctx, w.buf, w.off, false)
 		if err == io.EOF {
 			err = nil
 		}
@@ -288,17 +370,23 @@ func (r *Reader) maybeFreeLocked(w *window) {
 	}
 }
 
-// fetchLayout asks the master for inode's whole layout and checks it.
-func (d *DataPath) fetchLayout(ctx context.Context, inode uint64) (*fileLayout, error) {
-	res, err := d.meta.GetLayout(ctx, &masterpb.GetLayoutRequest{Inode: inode})
+// fetchLayout asks the master for the window of inode's layout that
+// holds file byte pos, and checks it. The first window is cached.
+func (d *DataPath) fetchLayout(ctx context.Context, inode uint64, pos int64) (*fileLayout, error) {
+	win := layoutWindow * d.cfg.ChunkSize
+	lo := pos / win * win
+	res, err := d.meta.GetLayout(ctx, &masterpb.GetLayoutRequest{Inode: inode, Offset: uint64(lo), Length: uint64(win)})
 	if err != nil {
-		return nil, fmt.Errorf("client: get layout of inode %d: %w", inode, err)
+		return nil, fmt.Errorf("client: get layout of inode %d at %d: %w", inode, lo, err)
 	}
 	lay, err := parseLayout(inode, res)
 	if err != nil {
 		return nil, err
 	}
-	d.layouts.put(lay)
+	lay.lo, lay.hi = lo, lo+win
+	if lo == 0 {
+		d.layouts.put(lay)
+	}
 	return lay, nil
 }
 
@@ -314,7 +402,7 @@ func parseLayout(inode uint64, res *masterpb.GetLayoutResponse) (*fileLayout, er
 	if res.Attr.Size > 1<<62 {
 		return nil, bad("size %d", res.Attr.Size)
 	}
-	lay := &fileLayout{inode: inode, version: res.Attr.Version, size: int64(res.Attr.Size)}
+	lay := &fileLayout{inode: inode, version: res.Attr.Version, size: int64(res.Attr.Size), hi: 1 << 62}
 	if len(res.InlineData) > 0 {
 		lay.inline = res.InlineData
 	}

@@ -1,7 +1,9 @@
 package client_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -113,5 +115,79 @@ func TestWriterExtentLimit(t *testing.T) {
 	}
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReaderWindows: a file of several layout windows (four chunks each)
+// reads back whole, sequentially with read-ahead and at random offsets,
+// including reads across a window's end, while every layout fetched is
+// one window, never the whole file; a window fetched after the file
+// changed shows the change.
+func TestReaderWindows(t *testing.T) {
+	e := newEnv(t, erasure.RS(4, 2), 6, nil)
+	r := rand.New(rand.NewPCG(21, 22))
+	ctx := ctxT(t)
+	const inode, size = 5, 10*testChunk + 123
+	data := randBytes(r, size)
+	writeSeq(t, e.dp, inode, data, r)
+	verify(t, e.dp, inode, data, r)
+
+	rd, err := e.dp.OpenReader(ctx, inode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	// Sequential, with read-ahead, across both window ends.
+	got := make([]byte, size)
+	for off := 0; off < size; off += 100 << 10 {
+		n := min(100<<10, size-off)
+		if _, err := rd.ReadAt(ctx, got[off:off+n], int64(off)); err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("sequential read differs")
+	}
+	// Straddling a window's end, and jumping back and forth.
+	for _, off := range []int{4*testChunk - 10, 8*testChunk - 1, 3, 9 * testChunk, 4 * testChunk} {
+		p := make([]byte, min(3*testChunk, size-off))
+		if n, err := rd.ReadAt(ctx, p, int64(off)); n != len(p) || (err != nil && err != io.EOF) {
+			t.Fatalf("read %d at %d: %d, %v", len(p), off, n, err)
+		}
+		if !bytes.Equal(p, data[off:off+len(p)]) {
+			t.Fatalf("read at %d differs", off)
+		}
+	}
+	e.meta.mu.Lock()
+	for _, l := range e.meta.layouts {
+		if l.Length != 4*testChunk || l.Offset%(4*testChunk) != 0 {
+			t.Errorf("layout fetched for [%d, +%d), not one window", l.Offset, l.Length)
+		}
+	}
+	e.meta.mu.Unlock()
+
+	// Another writer changes the last window; the reader, back at the
+	// start, fetches that window afresh when it gets there.
+	w := e.dp.NewWriter(inode)
+	patch := randBytes(r, 1000)
+	if _, err := w.WriteAt(ctx, patch, 9*testChunk); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	copy(data[9*testChunk:], patch)
+	if _, err := rd.ReadAt(ctx, make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.ReadAt(ctx, make([]byte, 10), 5*testChunk); err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 1000)
+	if _, err := rd.ReadAt(ctx, p, 9*testChunk); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p, patch) {
+		t.Fatal("a window fetched after the change does not show it")
 	}
 }
