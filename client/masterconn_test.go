@@ -117,8 +117,10 @@ func TestMasterConnGivesUp(t *testing.T) {
 	addr := serveScripted(t, down)
 	// RetryTimeout leaves room for the first attempt even on a loaded CI
 	// machine (a 2 s bound once expired before the first dial finished,
-	// leaving no answer to return).
-	conn, err := client.NewMasterConn(client.MasterConnConfig{Masters: []string{addr}, RetryTimeout: 5 * time.Second, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	// leaving no answer to return), and no attempt may end by CallTimeout
+	// instead, which would make a timeout the last answer.
+	conn, err := client.NewMasterConn(client.MasterConnConfig{Masters: []string{addr}, RetryTimeout: 5 * time.Second, CallTimeout: time.Minute,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
