@@ -116,7 +116,7 @@ type compactClaims struct {
 // find pages through the fragmented index with list (entries after a
 // chunk, at most limit of them) from the cursor, wrapping at the end, and
 // claims the first chunk due; it reads at most pages pages. Pure but for
-// list.
+// list and probe.
 func (c *compactClaims) find(list func(after chunkID, limit int) ([]fsm.Fragmented, error), probe chunkProbe, limit, pages int, cfg CompactionConfig, now time.Time) (fsm.Fragmented, bool, error) {
 	c.mu.Lock()
 	after := c.cursor
