@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -329,6 +330,32 @@ func TestSingleMasterSlices(t *testing.T) {
 	fs, err := mc.StatFS(ctx, &masterpb.StatFSRequest{})
 	if err != nil || fs.TotalBytes != 6<<40 || fs.Inodes != 4 {
 		t.Fatalf("statfs: %v %v", fs, err)
+	}
+
+	// A packed slice: its extents place its bytes; offset and length
+	// must then be 0, so a master that ignored extents would refuse.
+	packed, err := mc.AllocateSlice(ctx, &masterpb.AllocateSliceRequest{Header: header(), Inode: ino, Length: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exts := []*masterpb.Extent{{FileOffset: 4096, SliceOffset: 0, Length: 4096}, {FileOffset: 3 << 20, SliceOffset: 4096, Length: 4096}}
+	_, err = mc.CommitSlice(ctx, &masterpb.CommitSliceRequest{Header: header(), Inode: ino, SliceId: packed.SliceId, Length: 8192, Extents: exts})
+	wantErrno(t, err, codes.InvalidArgument, syscall.EINVAL)
+	if _, err := mc.CommitSlice(ctx, &masterpb.CommitSliceRequest{Header: header(), Inode: ino, SliceId: packed.SliceId, Extents: exts, Shards: packed.Shards}); err != nil {
+		t.Fatal(err)
+	}
+	gl, err = mc.GetLayout(ctx, &masterpb.GetLayoutRequest{Inode: ino, Offset: 0, Length: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range gl.Slices {
+		if r.SliceId == packed.SliceId {
+			got = append(got, fmt.Sprintf("%d+%d@%d/%d", r.FileOffset, r.Length, r.SliceOffset, r.SliceLength))
+		}
+	}
+	if want := []string{"4096+4096@0/8192", "3145728+4096@4096/8192"}; !slices.Equal(got, want) {
+		t.Fatalf("packed slice's refs %v, want %v", got, want)
 	}
 }
 
