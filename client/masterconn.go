@@ -200,8 +200,8 @@ func (c *MasterConn) Do(ctx context.Context, fn func(ctx context.Context, mc mas
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			if last != nil && parent.Err() == nil {
+		if expired(ctx) {
+			if last != nil && !expired(parent) {
 				return last
 			}
 			return err
@@ -229,6 +229,18 @@ func (c *MasterConn) Do(ctx context.Context, fn func(ctx context.Context, mc mas
 		}
 		backoff = min(2*backoff, c.cfg.MaxBackoff)
 	}
+}
+
+// expired reports whether ctx is done or past its deadline. A call can
+// fail with DeadlineExceeded a moment before ctx's own timer marks it
+// done (gRPC checks the deadline itself), and such a failure is the retry
+// bound running out, not the master's answer.
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // call is Do for one unary method.
