@@ -14,11 +14,15 @@ import (
 // sh runs a shell command line in dir and returns its output; the test
 // fails if the command does. Commands run in child processes, so their
 // page faults and blocking calls on the mount never stall this process,
-// which serves the mount.
+// which serves the mount. The shell changes into dir itself: with
+// cmd.Dir the child would chdir between fork and exec, while this
+// process's forking thread waits for it and the Go runtime may not let
+// the goroutines that serve the mount run (a stop-the-world waits for
+// that thread), which hung the test for good (golang/go#11155).
 func sh(t *testing.T, dir, line string) string {
 	t.Helper()
-	cmd := exec.Command("sh", "-c", line)
-	cmd.Dir = dir
+	cmd := exec.Command("sh", "-c", "cd '"+strings.ReplaceAll(dir, "'", `'\''`)+"' && "+line)
+	cmd.Dir = "/"
 	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=cairn", "GIT_AUTHOR_EMAIL=cairn@example.com",
 		"GIT_COMMITTER_NAME=cairn", "GIT_COMMITTER_EMAIL=cairn@example.com", "HOME="+dir)
 	out, err := cmd.CombinedOutput()
