@@ -57,16 +57,24 @@ func (m *statMaster) single(ctx context.Context, q *masterpb.StatQuery) (*master
 // waitSingles waits until the master holds n single calls at its gate.
 func (m *statMaster) waitSingles(t *testing.T, n int) {
 	t.Helper()
+	waitCount(t, "single calls the master holds", n, func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.singles
+	})
+}
+
+// waitCount waits up to 30 s for count to return n.
+func waitCount(t *testing.T, what string, n int, count func() int) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		m.mu.Lock()
-		got := m.singles
-		m.mu.Unlock()
+		got := count()
 		if got == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("master holds %d single calls, want %d", got, n)
+			t.Fatalf("%d %s, want %d", got, what, n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -129,19 +137,11 @@ func serveStats(t *testing.T, srv masterpb.MasterServer) *MasterConn {
 // queued waits until b has n calls queued.
 func queued(t *testing.T, b *statBatcher, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitCount(t, "calls queued", n, func() int {
 		b.mu.Lock()
-		got := len(b.mu.queue)
-		b.mu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls queued, want %d", got, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer b.mu.Unlock()
+		return len(b.mu.queue)
+	})
 }
 
 // statQueries is a mix of getattrs and lookups, some failing with ENOENT.

@@ -41,7 +41,7 @@ func (m *masterService) AllocateSlice(ctx context.Context, req *masterpb.Allocat
 	if err := s.registryWarm(op); err != nil {
 		return nil, err
 	}
-	view := s.placementView()
+	view := s.registry().View()
 	live := 0
 	for _, c := range view {
 		if c.Status == placement.Live {
@@ -163,7 +163,7 @@ func (m *masterService) ReplaceShard(ctx context.Context, req *masterpb.ReplaceS
 		Reserve:   s.cfg.Reserve,
 		Exclude:   req.ExcludeChunkservers,
 	}
-	view := s.placementView()
+	view := s.registry().View()
 	s.mu.Lock()
 	id, err := placement.Replace(view, current, int(req.Index), spec, s.mu.rng)
 	s.mu.Unlock()
@@ -363,28 +363,4 @@ func (s *Server) ackedShards(op string, h *masterpb.RequestHeader, inode, id uin
 		out = append(out, &masterpb.ShardLocation{Index: sh.Index, ChunkserverId: sh.ChunkserverId, Address: sh.Address})
 	}
 	return out, nil
-}
-
-// placementView is the registry's view of the chunkservers plus, as
-// unknown, those the replicated directory lists that have not reported to
-// this leader yet. A placement that fails for want of them then answers
-// Unavailable, which clients retry, rather than ENOSPC: a leader elected
-// on a loaded machine may stop waiting for the registry to refill before
-// every chunkserver has found it.
-func (s *Server) placementView() []placement.Candidate {
-	view := s.registry().View()
-	dir, err := s.fsm.Chunkservers()
-	if err != nil {
-		return view
-	}
-	known := make(map[string]bool, len(view))
-	for _, c := range view {
-		known[c.ID] = true
-	}
-	for _, rec := range dir {
-		if !known[rec.Id] {
-			view = append(view, placement.Candidate{ID: rec.Id})
-		}
-	}
-	return view
 }

@@ -228,6 +228,9 @@ type Registry struct {
 		draining map[string]struct{}
 		// warm latches Warm's answer once it is true.
 		warm bool
+		// missing are the servers Warm expected that had not registered
+		// when it stopped waiting for them (see View).
+		missing []string
 	}
 }
 
@@ -275,6 +278,13 @@ func (r *Registry) Warm(expected []string) bool {
 	}
 	r.mu.warm = (refilled && (len(expected) > 0 || age >= r.cfg.HeartbeatInterval)) ||
 		age >= MaxWarmIntervals*r.cfg.HeartbeatInterval
+	if r.mu.warm {
+		for _, id := range expected {
+			if _, ok := r.mu.servers[id]; !ok {
+				r.mu.missing = append(r.mu.missing, id)
+			}
+		}
+	}
 	return r.mu.warm
 }
 
@@ -475,13 +485,37 @@ func (r *Registry) Servers() []Server {
 	return out
 }
 
-// View returns every registered server as a placement candidate, ordered
-// by ID: the input placement.Place and placement.Replace expect.
+// View returns every registered server as a placement candidate, and the
+// servers Warm expected but stopped waiting for, ordered by ID: the input
+// placement.Place and placement.Replace expect.
 func (r *Registry) View() []placement.Candidate {
 	servers := r.Servers()
 	view := make([]placement.Candidate, len(servers))
+	known := make(map[string]bool, len(servers))
 	for i, s := range servers {
 		view[i] = s.Candidate()
+		known[s.ID] = true
+	}
+	// Servers Warm expected but stopped waiting for are unknown (a
+	// placement short of them is worth retrying: on a loaded machine they
+	// find a new leader late) until DeadAfter has passed since this
+	// registry started, then dead.
+	r.mu.Lock()
+	missing := r.mu.missing
+	r.mu.Unlock()
+	dead := r.cfg.Clock.Now().Sub(r.started) >= r.cfg.DeadAfter
+	for _, id := range missing {
+		if known[id] {
+			continue
+		}
+		c := placement.Candidate{ID: id}
+		if dead {
+			c.Status = placement.Dead
+		}
+		view = append(view, c)
+	}
+	if len(view) > len(servers) {
+		slices.SortFunc(view, func(a, b placement.Candidate) int { return cmp.Compare(a.ID, b.ID) })
 	}
 	return view
 }

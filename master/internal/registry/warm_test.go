@@ -1,8 +1,12 @@
 package registry
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairnfs/cairn/master/internal/placement"
 )
 
 // hb is newTest's heartbeat interval.
@@ -67,5 +71,41 @@ func TestWarmLatches(t *testing.T) {
 	}
 	if !r.Warm([]string{"cs-9"}) {
 		t.Fatal("a registration with its report pending made a warm registry cold again")
+	}
+}
+
+// TestWarmMissing: servers Warm expected and stopped waiting for stay in
+// the placement view as unknown, so a placement short of them is retried,
+// until DeadAfter from the registry's start makes them dead; one that
+// registers late appears once, as itself.
+func TestWarmMissing(t *testing.T) {
+	r, clock := newTest(t)
+	clock.Advance(MaxWarmIntervals * hb)
+	mustRegister(t, r, "a")
+	if err := r.FullReport("a", nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Warm([]string{"a", "b", "c"}) {
+		t.Fatal("not warm after MaxWarmIntervals")
+	}
+	view := func() string {
+		out := ""
+		for _, c := range r.View() {
+			out += fmt.Sprintf("%s:%v ", c.ID, c.Status)
+		}
+		return out
+	}
+	want := func(w string) {
+		t.Helper()
+		if got := view(); got != w {
+			t.Fatalf("view %q, want %q", got, w)
+		}
+	}
+	want(fmt.Sprintf("a:%v b:%v c:%v ", placement.Live, placement.StatusUnknown, placement.StatusUnknown))
+	mustRegister(t, r, "c")
+	want(fmt.Sprintf("a:%v b:%v c:%v ", placement.Live, placement.StatusUnknown, placement.Live))
+	clock.Advance(time.Minute) // DeadAfter in newTest
+	if got := view(); !strings.Contains(got, fmt.Sprintf("b:%v ", placement.Dead)) {
+		t.Fatalf("view %q: b not dead after DeadAfter", got)
 	}
 }
