@@ -30,8 +30,7 @@ import (
 // cell, made visible only once durable — under the master's write token.
 func (s *service) ReconstructShard(ctx context.Context, req *chunkpb.ReconstructShardRequest) (_ *chunkpb.ReconstructShardResponse, err error) {
 	start := time.Now()
-	op := "reconstruct shard " + shardName(req.GetShard())
-	defer func() { err = s.observe(op, start, err) }()
+	defer func() { err = s.observe("reconstruct shard", req.GetShard(), start, err) }()
 	select {
 	case <-s.draining:
 		return nil, errShuttingDown

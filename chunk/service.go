@@ -37,9 +37,18 @@ func storeID(id *chunkpb.ShardID) shardstore.ID {
 	return shardstore.ID{Slice: id.GetSliceId(), Index: id.GetIndex()}
 }
 
-// observe records one finished RPC and converts its error to a status.
-func (s *service) observe(op string, start time.Time, err error) error {
-	err = toStatus(op, err)
+// observe records one finished RPC of kind op on shard (nil: none, or not
+// yet known) and converts its error to a status naming the shard. The
+// metrics are labelled by op alone: a label per shard would add series
+// for every shard ever touched, without bound.
+func (s *service) observe(op string, shard *chunkpb.ShardID, start time.Time, err error) error {
+	if err != nil {
+		name := op
+		if shard != nil {
+			name += " " + shardName(shard)
+		}
+		err = toStatus(name, err)
+	}
 	s.metrics.ops.WithLabelValues(op, status.Code(err).String()).Inc()
 	s.metrics.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	return err
@@ -54,8 +63,8 @@ func (s *service) WriteShard(stream chunkpb.Chunk_WriteShardServer) (err error) 
 	start := time.Now()
 	s.metrics.activeWrites.Inc()
 	defer s.metrics.activeWrites.Dec()
-	op := "write shard"
-	defer func() { err = s.observe(op, start, err) }()
+	var shard *chunkpb.ShardID
+	defer func() { err = s.observe("write shard", shard, start, err) }()
 
 	select {
 	case <-s.draining:
@@ -74,7 +83,7 @@ func (s *service) WriteShard(stream chunkpb.Chunk_WriteShardServer) (err error) 
 		s.codec.Release(first.Data)
 		return fmt.Errorf("%w: %v", errBadRequest, err)
 	}
-	op = "write shard " + shardName(h.Shard)
+	shard = h.Shard
 	if err := s.signer.Verify(h.Token, chunkpb.TokenOp_TOKEN_OP_WRITE, h.Shard.SliceId, h.Shard.Index, h.Length, s.now()); err != nil {
 		s.codec.Release(first.Data)
 		return err
@@ -136,8 +145,7 @@ func (s *service) WriteShard(stream chunkpb.Chunk_WriteShardServer) (err error) 
 // the pool once written.
 func (s *service) ReadShard(req *chunkpb.ReadShardRequest, stream chunkpb.Chunk_ReadShardServer) (err error) {
 	start := time.Now()
-	op := "read shard " + shardName(req.GetShard())
-	defer func() { err = s.observe(op, start, err) }()
+	defer func() { err = s.observe("read shard", req.GetShard(), start, err) }()
 	if req.GetShard() == nil {
 		return fmt.Errorf("%w: no shard named", errBadRequest)
 	}
@@ -173,8 +181,7 @@ func (s *service) ReadShard(req *chunkpb.ReadShardRequest, stream chunkpb.Chunk_
 // DeleteShard implements chunkpb.ChunkServer.
 func (s *service) DeleteShard(ctx context.Context, req *chunkpb.DeleteShardRequest) (_ *chunkpb.DeleteShardResponse, err error) {
 	start := time.Now()
-	op := "delete shard " + shardName(req.GetShard())
-	defer func() { err = s.observe(op, start, err) }()
+	defer func() { err = s.observe("delete shard", req.GetShard(), start, err) }()
 	if req.GetShard() == nil {
 		return nil, fmt.Errorf("%w: no shard named", errBadRequest)
 	}
@@ -192,8 +199,7 @@ func (s *service) DeleteShard(ctx context.Context, req *chunkpb.DeleteShardReque
 // StatShard implements chunkpb.ChunkServer.
 func (s *service) StatShard(ctx context.Context, req *chunkpb.StatShardRequest) (_ *chunkpb.StatShardResponse, err error) {
 	start := time.Now()
-	op := "stat shard " + shardName(req.GetShard())
-	defer func() { err = s.observe(op, start, err) }()
+	defer func() { err = s.observe("stat shard", req.GetShard(), start, err) }()
 	if req.GetShard() == nil {
 		return nil, fmt.Errorf("%w: no shard named", errBadRequest)
 	}
@@ -207,7 +213,7 @@ func (s *service) StatShard(ctx context.Context, req *chunkpb.StatShardRequest) 
 // ListShards implements chunkpb.ChunkServer.
 func (s *service) ListShards(req *chunkpb.ListShardsRequest, stream chunkpb.Chunk_ListShardsServer) (err error) {
 	start := time.Now()
-	defer func() { err = s.observe("list shards", start, err) }()
+	defer func() { err = s.observe("list shards", nil, start, err) }()
 	batch := int(req.GetBatchSize())
 	if batch <= 0 || batch > 10*DefaultListBatch {
 		batch = DefaultListBatch
