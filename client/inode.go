@@ -52,6 +52,36 @@ func WithCaller(ctx context.Context, caller Caller) context.Context {
 	return context.WithValue(ctx, callerKey{}, caller)
 }
 
+// DirObserver is told the attributes of a directory an Inodes call
+// changed (see WithDirObserver).
+type DirObserver func(dir *masterpb.Attr)
+
+type dirObserverKey struct{}
+
+// WithDirObserver returns a context whose Inodes calls that change
+// directory entries (Mkdir, Create, CreateOpen, Mknod, Unlink, Rmdir,
+// Rename, Link, Symlink) call fn before they return, once for each
+// directory they changed, with its attributes as they are after the
+// change, when the master sends them (it does not for a retried request).
+// A mount uses it to refresh the attributes it caches for the parent
+// without asking the master again.
+func WithDirObserver(ctx context.Context, fn DirObserver) context.Context {
+	return context.WithValue(ctx, dirObserverKey{}, fn)
+}
+
+// observeDirs hands dirs to the DirObserver in ctx, if any.
+func observeDirs(ctx context.Context, dirs []*masterpb.Attr) {
+	fn, ok := ctx.Value(dirObserverKey{}).(DirObserver)
+	if !ok || fn == nil {
+		return
+	}
+	for _, d := range dirs {
+		if d != nil && d.Type == masterpb.FileType_FILE_TYPE_DIRECTORY {
+			fn(d)
+		}
+	}
+}
+
 // inoHeader returns a fresh RequestHeader for the caller in ctx.
 func (in Inodes) inoHeader(ctx context.Context) *masterpb.RequestHeader {
 	h := in.c.header()
@@ -144,6 +174,7 @@ func (in Inodes) Mkdir(ctx context.Context, parent uint64, name string, mode uin
 	if err != nil {
 		return nil, inoErr("mkdir", parent, name, err)
 	}
+	observeDirs(ctx, resp.Dirs)
 	return checkAttr("mkdir", parent, name, resp.Attr)
 }
 
@@ -158,6 +189,7 @@ func (in Inodes) Create(ctx context.Context, parent uint64, name string, mode ui
 	if err != nil {
 		return nil, false, inoErr("create", parent, name, err)
 	}
+	observeDirs(ctx, resp.Dirs)
 	a, err := checkAttr("create", parent, name, resp.Attr)
 	return a, resp.Created, err
 }
@@ -169,19 +201,28 @@ func (in Inodes) Mknod(ctx context.Context, parent uint64, name string, typ mast
 	if err != nil {
 		return nil, inoErr("mknod", parent, name, err)
 	}
+	observeDirs(ctx, resp.Dirs)
 	return checkAttr("mknod", parent, name, resp.Attr)
 }
 
 // Unlink removes the non-directory entry name of parent.
 func (in Inodes) Unlink(ctx context.Context, parent uint64, name string) error {
-	_, err := call(ctx, in.c.conn, &masterpb.UnlinkRequest{Header: in.inoHeader(ctx), Parent: parent, Name: name}, masterpb.MasterClient.Unlink)
-	return inoErr("unlink", parent, name, err)
+	resp, err := call(ctx, in.c.conn, &masterpb.UnlinkRequest{Header: in.inoHeader(ctx), Parent: parent, Name: name}, masterpb.MasterClient.Unlink)
+	if err != nil {
+		return inoErr("unlink", parent, name, err)
+	}
+	observeDirs(ctx, resp.Dirs)
+	return nil
 }
 
 // Rmdir removes the empty directory name of parent.
 func (in Inodes) Rmdir(ctx context.Context, parent uint64, name string) error {
-	_, err := call(ctx, in.c.conn, &masterpb.RmdirRequest{Header: in.inoHeader(ctx), Parent: parent, Name: name}, masterpb.MasterClient.Rmdir)
-	return inoErr("rmdir", parent, name, err)
+	resp, err := call(ctx, in.c.conn, &masterpb.RmdirRequest{Header: in.inoHeader(ctx), Parent: parent, Name: name}, masterpb.MasterClient.Rmdir)
+	if err != nil {
+		return inoErr("rmdir", parent, name, err)
+	}
+	observeDirs(ctx, resp.Dirs)
+	return nil
 }
 
 // RenameMode says what Rename does with an existing target, as the flags
@@ -208,10 +249,14 @@ func (in Inodes) Rename(ctx context.Context, oldParent uint64, oldName string, n
 	case RenameExchange:
 		m = masterpb.RenameRequest_MODE_EXCHANGE
 	}
-	_, err := call(ctx, in.c.conn, &masterpb.RenameRequest{
+	resp, err := call(ctx, in.c.conn, &masterpb.RenameRequest{
 		Header: in.inoHeader(ctx), OldParent: oldParent, OldName: oldName, NewParent: newParent, NewName: newName, Mode: m,
 	}, masterpb.MasterClient.Rename)
-	return inoErr("rename", oldParent, oldName, err)
+	if err != nil {
+		return inoErr("rename", oldParent, oldName, err)
+	}
+	observeDirs(ctx, resp.Dirs)
+	return nil
 }
 
 // Link adds entry newName of newParent for inode ino (a hard link).
@@ -220,6 +265,7 @@ func (in Inodes) Link(ctx context.Context, ino, newParent uint64, newName string
 	if err != nil {
 		return nil, inoErr("link", newParent, newName, err)
 	}
+	observeDirs(ctx, resp.Dirs)
 	return checkAttr("link", newParent, newName, resp.Attr)
 }
 
@@ -229,6 +275,7 @@ func (in Inodes) Symlink(ctx context.Context, parent uint64, name, target string
 	if err != nil {
 		return nil, inoErr("symlink", parent, name, err)
 	}
+	observeDirs(ctx, resp.Dirs)
 	return checkAttr("symlink", parent, name, resp.Attr)
 }
 
@@ -479,6 +526,7 @@ func (in Inodes) CreateOpen(ctx context.Context, parent uint64, name string, mod
 	if err != nil {
 		return nil, nil, false, inoErr("create", parent, name, err)
 	}
+	observeDirs(ctx, resp.Dirs)
 	if attr, err = checkAttr("create", parent, name, resp.Attr); err != nil {
 		in.release(resp.Attr.GetInode(), resp.Handle)
 		return nil, nil, false, err

@@ -158,7 +158,7 @@ func (m *masterService) Mkdir(ctx context.Context, req *masterpb.MkdirRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &masterpb.MkdirResponse{Attr: res.Attr}, nil
+	return &masterpb.MkdirResponse{Attr: res.Attr, Dirs: res.Dirs}, nil
 }
 
 func (m *masterService) Create(ctx context.Context, req *masterpb.CreateRequest) (*masterpb.CreateResponse, error) {
@@ -187,7 +187,7 @@ func (m *masterService) Create(ctx context.Context, req *masterpb.CreateRequest)
 	if err != nil {
 		return nil, err
 	}
-	return &masterpb.CreateResponse{Attr: res.Attr, Created: res.Created, Handle: res.Handle}, nil
+	return &masterpb.CreateResponse{Attr: res.Attr, Created: res.Created, Handle: res.Handle, Dirs: res.Dirs}, nil
 }
 
 func (m *masterService) Mknod(ctx context.Context, req *masterpb.MknodRequest) (*masterpb.MknodResponse, error) {
@@ -207,7 +207,7 @@ func (m *masterService) Mknod(ctx context.Context, req *masterpb.MknodRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &masterpb.MknodResponse{Attr: res.Attr}, nil
+	return &masterpb.MknodResponse{Attr: res.Attr, Dirs: res.Dirs}, nil
 }
 
 func (m *masterService) Unlink(ctx context.Context, req *masterpb.UnlinkRequest) (*masterpb.UnlinkResponse, error) {
@@ -218,12 +218,13 @@ func (m *masterService) Unlink(ctx context.Context, req *masterpb.UnlinkRequest)
 	if err := s.checkRemove("unlink", credOf(req.Header), req.Parent, req.Name); err != nil {
 		return nil, err
 	}
-	if _, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_Unlink{Unlink: &fsmpb.Unlink{
+	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_Unlink{Unlink: &fsmpb.Unlink{
 		Parent: req.Parent, Name: req.Name,
-	}}}); err != nil {
+	}}})
+	if err != nil {
 		return nil, err
 	}
-	return &masterpb.UnlinkResponse{}, nil
+	return &masterpb.UnlinkResponse{Dirs: res.Dirs}, nil
 }
 
 func (m *masterService) Rmdir(ctx context.Context, req *masterpb.RmdirRequest) (*masterpb.RmdirResponse, error) {
@@ -234,12 +235,13 @@ func (m *masterService) Rmdir(ctx context.Context, req *masterpb.RmdirRequest) (
 	if err := s.checkRemove("rmdir", credOf(req.Header), req.Parent, req.Name); err != nil {
 		return nil, err
 	}
-	if _, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_Rmdir{Rmdir: &fsmpb.Rmdir{
+	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_Rmdir{Rmdir: &fsmpb.Rmdir{
 		Parent: req.Parent, Name: req.Name,
-	}}}); err != nil {
+	}}})
+	if err != nil {
 		return nil, err
 	}
-	return &masterpb.RmdirResponse{}, nil
+	return &masterpb.RmdirResponse{Dirs: res.Dirs}, nil
 }
 
 func (m *masterService) Rename(ctx context.Context, req *masterpb.RenameRequest) (*masterpb.RenameResponse, error) {
@@ -256,12 +258,13 @@ func (m *masterService) Rename(ctx context.Context, req *masterpb.RenameRequest)
 	if err := s.checkRemove("rename", c, req.NewParent, req.NewName); err != nil {
 		return nil, err
 	}
-	if _, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_Rename{Rename: &fsmpb.Rename{
+	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_Rename{Rename: &fsmpb.Rename{
 		OldParent: req.OldParent, OldName: req.OldName, NewParent: req.NewParent, NewName: req.NewName, Mode: req.Mode,
-	}}}); err != nil {
+	}}})
+	if err != nil {
 		return nil, err
 	}
-	return &masterpb.RenameResponse{}, nil
+	return &masterpb.RenameResponse{Dirs: res.Dirs}, nil
 }
 
 func (m *masterService) Link(ctx context.Context, req *masterpb.LinkRequest) (*masterpb.LinkResponse, error) {
@@ -278,7 +281,7 @@ func (m *masterService) Link(ctx context.Context, req *masterpb.LinkRequest) (*m
 	if err != nil {
 		return nil, err
 	}
-	return &masterpb.LinkResponse{Attr: res.Attr}, nil
+	return &masterpb.LinkResponse{Attr: res.Attr, Dirs: res.Dirs}, nil
 }
 
 func (m *masterService) Symlink(ctx context.Context, req *masterpb.SymlinkRequest) (*masterpb.SymlinkResponse, error) {
@@ -298,7 +301,7 @@ func (m *masterService) Symlink(ctx context.Context, req *masterpb.SymlinkReques
 	if err != nil {
 		return nil, err
 	}
-	return &masterpb.SymlinkResponse{Attr: res.Attr}, nil
+	return &masterpb.SymlinkResponse{Attr: res.Attr, Dirs: res.Dirs}, nil
 }
 
 func (m *masterService) Readlink(ctx context.Context, req *masterpb.ReadlinkRequest) (*masterpb.ReadlinkResponse, error) {

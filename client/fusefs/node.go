@@ -126,20 +126,73 @@ type node struct {
 		// a stat from its own cache, instead of asking the master.
 		attr   *masterpb.Attr
 		attrAt time.Time
+		// primed: attr came with the reply to an entry change of ours
+		// in this directory (see primeDirs), and the next GETATTR may
+		// take it.
+		primed bool
 	}
 }
 
 // remember records attributes the master just gave (see node.mu.attr).
 func (n *node) remember(a *masterpb.Attr) {
 	n.mu.Lock()
-	n.mu.attr, n.mu.attrAt = a, time.Now()
+	n.mu.attr, n.mu.attrAt, n.mu.primed = a, time.Now(), false
 	n.mu.Unlock()
+}
+
+// primeDirs returns ctx with a client.DirObserver that primes dirs with
+// the attributes the master sends after an entry change in them.
+//
+// The kernel drops a directory's cached attributes whenever an entry in
+// it is created or removed, and the next path walk through it checks
+// permissions with a GETATTR: one more round trip after every create,
+// mkdir or unlink (tar, git checkout, rm -r). The master's reply to the
+// change carries the directory's attributes as the change left them, as
+// fresh as that GETATTR's answer would be, so the GETATTR takes them.
+func primeDirs(ctx context.Context, dirs ...*node) context.Context {
+	return client.WithDirObserver(ctx, func(a *masterpb.Attr) {
+		for _, d := range dirs {
+			if d != nil && d.ino() == a.Inode {
+				d.prime(a)
+			}
+		}
+	})
+}
+
+// prime remembers a directory's attributes from an entry change's reply,
+// for the next GETATTR; an older version (replies to concurrent changes
+// may arrive out of order) does not replace a newer one.
+func (n *node) prime(a *masterpb.Attr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mu.primed && n.mu.attr != nil && n.mu.attr.Version > a.Version {
+		return
+	}
+	n.mu.attr, n.mu.attrAt, n.mu.primed = a, time.Now(), true
+}
+
+// takePrimed returns the primed attributes, once, with how much of the
+// attribute timeout they have left; nil if none or too old. Taken once
+// and only for that remainder, they are never older than the kernel's
+// own cache would be allowed to be.
+func (n *node) takePrimed() (*masterpb.Attr, time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.mu.primed || n.mu.attr == nil {
+		return nil, 0
+	}
+	n.mu.primed = false
+	left := n.fsys.opts.AttrTimeout - time.Since(n.mu.attrAt)
+	if left <= 0 {
+		return nil, 0
+	}
+	return n.mu.attr, left
 }
 
 // forgetAttr drops the remembered attributes: a commit changed them.
 func (n *node) forgetAttr() {
 	n.mu.Lock()
-	n.mu.attr = nil
+	n.mu.attr, n.mu.primed = nil, false
 	n.mu.Unlock()
 }
 
@@ -299,6 +352,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 
 // Getattr implements fs.NodeGetattrer.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if a, left := n.takePrimed(); a != nil {
+		n.fillAttrOpen(a, &out.Attr)
+		out.SetTimeout(left)
+		return 0
+	}
 	if a := n.rememberedWhileWriting(); a != nil {
 		n.fillAttrOpen(a, &out.Attr)
 		return 0
@@ -454,7 +512,7 @@ func (n *node) syncHandles(skip *fileHandle) syscall.Errno {
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
-	a, err := n.fsys.in.Mkdir(ctx, n.ino(), name, mode&0o7777)
+	a, err := n.fsys.in.Mkdir(primeDirs(ctx, n), n.ino(), name, mode&0o7777)
 	if err != nil {
 		return nil, errnoOf(err)
 	}
@@ -467,7 +525,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	octx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
 	// One commit creates (or truncates) and opens.
-	h, a, created, err := n.fsys.in.CreateOpen(octx, n.ino(), name, mode&0o7777, flags&syscall.O_EXCL != 0, flags&syscall.O_TRUNC != 0)
+	h, a, created, err := n.fsys.in.CreateOpen(primeDirs(octx, n), n.ino(), name, mode&0o7777, flags&syscall.O_EXCL != 0, flags&syscall.O_TRUNC != 0)
 	if err != nil {
 		return nil, nil, 0, errnoOf(err)
 	}
@@ -515,10 +573,11 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 	}
 	var a *masterpb.Attr
 	var err error
+	pctx := primeDirs(ctx, n)
 	if typ == masterpb.FileType_FILE_TYPE_REGULAR {
-		a, _, err = n.fsys.in.Create(ctx, n.ino(), name, mode&0o7777, true, false)
+		a, _, err = n.fsys.in.Create(pctx, n.ino(), name, mode&0o7777, true, false)
 	} else {
-		a, err = n.fsys.in.Mknod(ctx, n.ino(), name, typ, mode&0o7777, dev)
+		a, err = n.fsys.in.Mknod(pctx, n.ino(), name, typ, mode&0o7777, dev)
 	}
 	if err != nil {
 		return nil, errnoOf(err)
@@ -531,14 +590,14 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
 	defer n.forgetChild(name)
-	return errnoOf(n.fsys.in.Unlink(ctx, n.ino(), name))
+	return errnoOf(n.fsys.in.Unlink(primeDirs(ctx, n), n.ino(), name))
 }
 
 // Rmdir implements fs.NodeRmdirer.
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
-	return errnoOf(n.fsys.in.Rmdir(ctx, n.ino(), name))
+	return errnoOf(n.fsys.in.Rmdir(primeDirs(ctx, n), n.ino(), name))
 }
 
 // renameExchange and renameNoReplace are renameat2(2)'s flags.
@@ -562,10 +621,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 	np := newParent.EmbeddedInode().StableAttr().Ino
 	defer n.forgetChild(name)
-	if p, ok := newParent.(*node); ok {
+	p, _ := newParent.(*node)
+	if p != nil {
 		defer p.forgetChild(newName)
 	}
-	return errnoOf(n.fsys.in.Rename(ctx, n.ino(), name, np, newName, mode))
+	return errnoOf(n.fsys.in.Rename(primeDirs(ctx, n, p), n.ino(), name, np, newName, mode))
 }
 
 // Link implements fs.NodeLinker.
@@ -575,7 +635,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if t, ok := target.(*node); ok {
 		defer t.forgetAttr()
 	}
-	a, err := n.fsys.in.Link(ctx, target.EmbeddedInode().StableAttr().Ino, n.ino(), name)
+	a, err := n.fsys.in.Link(primeDirs(ctx, n), target.EmbeddedInode().StableAttr().Ino, n.ino(), name)
 	if err != nil {
 		return nil, errnoOf(err)
 	}
@@ -586,7 +646,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	ctx, cancel := n.fsys.opCtx(ctx)
 	defer cancel()
-	a, err := n.fsys.in.Symlink(ctx, n.ino(), name, target)
+	a, err := n.fsys.in.Symlink(primeDirs(ctx, n), n.ino(), name, target)
 	if err != nil {
 		return nil, errnoOf(err)
 	}
@@ -640,7 +700,7 @@ func (n *node) attach(h *client.Handle, a *masterpb.Attr) (*fileHandle, uint32) 
 	}
 	n.mu.cachedVersion = a.GetVersion()
 	n.mu.handles[fh] = struct{}{}
-	n.mu.attr, n.mu.attrAt = a, time.Now()
+	n.mu.attr, n.mu.attrAt, n.mu.primed = a, time.Now(), false
 	n.mu.Unlock()
 	n.fsys.open.Lock()
 	n.fsys.open.nodes[n.ino()] = n

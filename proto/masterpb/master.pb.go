@@ -1219,9 +1219,16 @@ func (x *MkdirRequest) GetLayout() *chunkpb.Layout {
 	return nil
 }
 
+// dirs, in the responses of calls that change directory entries, are the
+// attributes of the directories changed, as they are after the call (for a
+// rename across directories, both), so a client that caches attributes can
+// refresh its copies without asking: the next path walk through a changed
+// directory would otherwise cost a GetAttr. Absent from the answer to a
+// retried request, and from masters that predate the field.
 type MkdirResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	Dirs          []*Attr                `protobuf:"bytes,2,rep,name=dirs,proto3" json:"dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1259,6 +1266,13 @@ func (*MkdirResponse) Descriptor() ([]byte, []int) {
 func (x *MkdirResponse) GetAttr() *Attr {
 	if x != nil {
 		return x.Attr
+	}
+	return nil
+}
+
+func (x *MkdirResponse) GetDirs() []*Attr {
+	if x != nil {
+		return x.Dirs
 	}
 	return nil
 }
@@ -1365,6 +1379,7 @@ type CreateResponse struct {
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
 	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
 	Handle        uint64                 `protobuf:"varint,3,opt,name=handle,proto3" json:"handle,omitempty"`
+	Dirs          []*Attr                `protobuf:"bytes,4,rep,name=dirs,proto3" json:"dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1418,6 +1433,13 @@ func (x *CreateResponse) GetHandle() uint64 {
 		return x.Handle
 	}
 	return 0
+}
+
+func (x *CreateResponse) GetDirs() []*Attr {
+	if x != nil {
+		return x.Dirs
+	}
+	return nil
 }
 
 type MknodRequest struct {
@@ -1507,6 +1529,7 @@ func (x *MknodRequest) GetRdev() uint32 {
 type MknodResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	Dirs          []*Attr                `protobuf:"bytes,2,rep,name=dirs,proto3" json:"dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1544,6 +1567,13 @@ func (*MknodResponse) Descriptor() ([]byte, []int) {
 func (x *MknodResponse) GetAttr() *Attr {
 	if x != nil {
 		return x.Attr
+	}
+	return nil
+}
+
+func (x *MknodResponse) GetDirs() []*Attr {
+	if x != nil {
+		return x.Dirs
 	}
 	return nil
 }
@@ -1610,6 +1640,7 @@ func (x *UnlinkRequest) GetName() string {
 
 type UnlinkResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dirs          []*Attr                `protobuf:"bytes,1,rep,name=dirs,proto3" json:"dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1642,6 +1673,13 @@ func (x *UnlinkResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use UnlinkResponse.ProtoReflect.Descriptor instead.
 func (*UnlinkResponse) Descriptor() ([]byte, []int) {
 	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UnlinkResponse) GetDirs() []*Attr {
+	if x != nil {
+		return x.Dirs
+	}
+	return nil
 }
 
 type RmdirRequest struct {
@@ -1706,6 +1744,7 @@ func (x *RmdirRequest) GetName() string {
 
 type RmdirResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dirs          []*Attr                `protobuf:"bytes,1,rep,name=dirs,proto3" json:"dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1738,6 +1777,13 @@ func (x *RmdirResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use RmdirResponse.ProtoReflect.Descriptor instead.
 func (*RmdirResponse) Descriptor() ([]byte, []int) {
 	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RmdirResponse) GetDirs() []*Attr {
+	if x != nil {
+		return x.Dirs
+	}
+	return nil
 }
 
 type ConcatRequest struct {
@@ -1946,6 +1992,7 @@ func (x *RenameRequest) GetMode() RenameRequest_Mode {
 
 type RenameResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dirs          []*Attr                `protobuf:"bytes,1,rep,name=dirs,proto3" json:"dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1978,6 +2025,13 @@ func (x *RenameResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use RenameResponse.ProtoReflect.Descriptor instead.
 func (*RenameResponse) Descriptor() ([]byte, []int) {
 	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RenameResponse) GetDirs() []*Attr {
+	if x != nil {
+		return x.Dirs
+	}
+	return nil
 }
 
 type LinkRequest struct {
@@ -2051,6 +2105,7 @@ func (x *LinkRequest) GetNewName() string {
 type LinkResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	Dirs          []*Attr                `protobuf:"bytes,2,rep,name=dirs,proto3" json:"dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2088,6 +2143,13 @@ func (*LinkResponse) Descriptor() ([]byte, []int) {
 func (x *LinkResponse) GetAttr() *Attr {
 	if x != nil {
 		return x.Attr
+	}
+	return nil
+}
+
+func (x *LinkResponse) GetDirs() []*Attr {
+	if x != nil {
+		return x.Dirs
 	}
 	return nil
 }
@@ -2163,6 +2225,7 @@ func (x *SymlinkRequest) GetTarget() string {
 type SymlinkResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	Dirs          []*Attr                `protobuf:"bytes,2,rep,name=dirs,proto3" json:"dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2200,6 +2263,13 @@ func (*SymlinkResponse) Descriptor() ([]byte, []int) {
 func (x *SymlinkResponse) GetAttr() *Attr {
 	if x != nil {
 		return x.Attr
+	}
+	return nil
+}
+
+func (x *SymlinkResponse) GetDirs() []*Attr {
+	if x != nil {
+		return x.Dirs
 	}
 	return nil
 }
@@ -6353,9 +6423,10 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12.\n" +
-	"\x06layout\x18\x05 \x01(\v2\x16.cairn.chunk.v1.LayoutR\x06layout\":\n" +
+	"\x06layout\x18\x05 \x01(\v2\x16.cairn.chunk.v1.LayoutR\x06layout\"e\n" +
 	"\rMkdirResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xd5\x01\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12)\n" +
+	"\x04dirs\x18\x02 \x03(\v2\x15.cairn.master.v1.AttrR\x04dirs\"\xd5\x01\n" +
 	"\rCreateRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
@@ -6363,30 +6434,34 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x1c\n" +
 	"\texclusive\x18\x05 \x01(\bR\texclusive\x12\x1a\n" +
 	"\btruncate\x18\x06 \x01(\bR\btruncate\x12\x12\n" +
-	"\x04open\x18\a \x01(\bR\x04open\"m\n" +
+	"\x04open\x18\a \x01(\bR\x04open\"\x98\x01\n" +
 	"\x0eCreateResponse\x12)\n" +
 	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\x12\x16\n" +
-	"\x06handle\x18\x03 \x01(\x04R\x06handle\"\xc9\x01\n" +
+	"\x06handle\x18\x03 \x01(\x04R\x06handle\x12)\n" +
+	"\x04dirs\x18\x04 \x03(\v2\x15.cairn.master.v1.AttrR\x04dirs\"\xc9\x01\n" +
 	"\fMknodRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12-\n" +
 	"\x04type\x18\x04 \x01(\x0e2\x19.cairn.master.v1.FileTypeR\x04type\x12\x12\n" +
 	"\x04mode\x18\x05 \x01(\rR\x04mode\x12\x12\n" +
-	"\x04rdev\x18\x06 \x01(\rR\x04rdev\":\n" +
+	"\x04rdev\x18\x06 \x01(\rR\x04rdev\"e\n" +
 	"\rMknodResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"s\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12)\n" +
+	"\x04dirs\x18\x02 \x03(\v2\x15.cairn.master.v1.AttrR\x04dirs\"s\n" +
 	"\rUnlinkRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"\x10\n" +
-	"\x0eUnlinkResponse\"r\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\";\n" +
+	"\x0eUnlinkResponse\x12)\n" +
+	"\x04dirs\x18\x01 \x03(\v2\x15.cairn.master.v1.AttrR\x04dirs\"r\n" +
 	"\fRmdirRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"\x0f\n" +
-	"\rRmdirResponse\"\xfe\x01\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\":\n" +
+	"\rRmdirResponse\x12)\n" +
+	"\x04dirs\x18\x01 \x03(\v2\x15.cairn.master.v1.AttrR\x04dirs\"\xfe\x01\n" +
 	"\rConcatRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
@@ -6410,23 +6485,26 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x04Mode\x12\x10\n" +
 	"\fMODE_REPLACE\x10\x00\x12\x12\n" +
 	"\x0eMODE_NOREPLACE\x10\x01\x12\x11\n" +
-	"\rMODE_EXCHANGE\x10\x02\"\x10\n" +
-	"\x0eRenameResponse\"\x95\x01\n" +
+	"\rMODE_EXCHANGE\x10\x02\";\n" +
+	"\x0eRenameResponse\x12)\n" +
+	"\x04dirs\x18\x01 \x03(\v2\x15.cairn.master.v1.AttrR\x04dirs\"\x95\x01\n" +
 	"\vLinkRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x1d\n" +
 	"\n" +
 	"new_parent\x18\x03 \x01(\x04R\tnewParent\x12\x19\n" +
-	"\bnew_name\x18\x04 \x01(\tR\anewName\"9\n" +
+	"\bnew_name\x18\x04 \x01(\tR\anewName\"d\n" +
 	"\fLinkResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\x8c\x01\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12)\n" +
+	"\x04dirs\x18\x02 \x03(\v2\x15.cairn.master.v1.AttrR\x04dirs\"\x8c\x01\n" +
 	"\x0eSymlinkRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
-	"\x06target\x18\x04 \x01(\tR\x06target\"<\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\"g\n" +
 	"\x0fSymlinkResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"'\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12)\n" +
+	"\x04dirs\x18\x02 \x03(\v2\x15.cairn.master.v1.AttrR\x04dirs\"'\n" +
 	"\x0fReadlinkRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\"*\n" +
 	"\x10ReadlinkResponse\x12\x16\n" +
@@ -6910,159 +6988,167 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 8: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
 	107, // 9: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
 	8,   // 10: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 11: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 12: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 13: cairn.master.v1.MknodRequest.header:type_name -> cairn.master.v1.RequestHeader
-	0,   // 14: cairn.master.v1.MknodRequest.type:type_name -> cairn.master.v1.FileType
-	8,   // 15: cairn.master.v1.MknodResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 16: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,   // 17: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,   // 18: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
-	106, // 19: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
-	8,   // 20: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 21: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
-	1,   // 22: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
-	7,   // 23: cairn.master.v1.LinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 24: cairn.master.v1.LinkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 25: cairn.master.v1.SymlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 26: cairn.master.v1.SymlinkResponse.attr:type_name -> cairn.master.v1.Attr
-	0,   // 27: cairn.master.v1.DirEntry.type:type_name -> cairn.master.v1.FileType
-	8,   // 28: cairn.master.v1.DirEntry.attr:type_name -> cairn.master.v1.Attr
-	39,  // 29: cairn.master.v1.ReadDirResponse.entries:type_name -> cairn.master.v1.DirEntry
-	7,   // 30: cairn.master.v1.SetXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	2,   // 31: cairn.master.v1.SetXattrRequest.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
-	7,   // 32: cairn.master.v1.RemoveXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
-	7,   // 33: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
-	8,   // 34: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 35: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
-	55,  // 36: cairn.master.v1.ReleaseRequest.more:type_name -> cairn.master.v1.HandleRef
-	108, // 37: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
-	7,   // 38: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	107, // 39: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
-	57,  // 40: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
-	7,   // 41: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
-	57,  // 42: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
-	7,   // 43: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	57,  // 44: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	67,  // 45: cairn.master.v1.CommitSliceRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
-	64,  // 46: cairn.master.v1.CommitSliceRequest.extents:type_name -> cairn.master.v1.Extent
-	8,   // 47: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 48: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
-	67,  // 49: cairn.master.v1.WriteInlineRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
-	8,   // 50: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
-	107, // 51: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
-	57,  // 52: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 53: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
-	68,  // 54: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
-	7,   // 55: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	68,  // 56: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
-	57,  // 57: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 58: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 59: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
-	3,   // 60: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
-	4,   // 61: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
-	77,  // 62: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
-	81,  // 63: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
-	82,  // 64: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
-	5,   // 65: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
-	109, // 66: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
-	109, // 67: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
-	110, // 68: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
-	111, // 69: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
-	90,  // 70: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
-	112, // 71: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
-	109, // 72: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
-	9,   // 73: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
-	11,  // 74: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
-	15,  // 75: cairn.master.v1.Master.BatchStat:input_type -> cairn.master.v1.BatchStatRequest
-	17,  // 76: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
-	19,  // 77: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
-	21,  // 78: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
-	23,  // 79: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
-	25,  // 80: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
-	27,  // 81: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
-	31,  // 82: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
-	29,  // 83: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
-	33,  // 84: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
-	35,  // 85: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
-	37,  // 86: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
-	40,  // 87: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
-	42,  // 88: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
-	44,  // 89: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
-	46,  // 90: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
-	48,  // 91: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
-	50,  // 92: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
-	52,  // 93: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
-	54,  // 94: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
-	58,  // 95: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
-	60,  // 96: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
-	62,  // 97: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
-	65,  // 98: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
-	69,  // 99: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
-	75,  // 100: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
-	71,  // 101: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
-	73,  // 102: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
-	77,  // 103: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
-	79,  // 104: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
-	83,  // 105: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
-	85,  // 106: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
-	87,  // 107: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
-	89,  // 108: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
-	92,  // 109: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
-	94,  // 110: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
-	96,  // 111: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
-	98,  // 112: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
-	100, // 113: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
-	102, // 114: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
-	104, // 115: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
-	10,  // 116: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
-	12,  // 117: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
-	16,  // 118: cairn.master.v1.Master.BatchStat:output_type -> cairn.master.v1.BatchStatResponse
-	18,  // 119: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
-	20,  // 120: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
-	22,  // 121: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
-	24,  // 122: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
-	26,  // 123: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
-	28,  // 124: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
-	32,  // 125: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
-	30,  // 126: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
-	34,  // 127: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
-	36,  // 128: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
-	38,  // 129: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
-	41,  // 130: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
-	43,  // 131: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
-	45,  // 132: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
-	47,  // 133: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
-	49,  // 134: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
-	51,  // 135: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
-	53,  // 136: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
-	56,  // 137: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
-	59,  // 138: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
-	61,  // 139: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
-	63,  // 140: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
-	66,  // 141: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
-	70,  // 142: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
-	76,  // 143: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
-	72,  // 144: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
-	74,  // 145: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
-	78,  // 146: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
-	80,  // 147: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
-	84,  // 148: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
-	86,  // 149: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
-	88,  // 150: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
-	91,  // 151: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
-	93,  // 152: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
-	95,  // 153: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
-	97,  // 154: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
-	99,  // 155: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
-	101, // 156: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
-	103, // 157: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
-	105, // 158: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
-	116, // [116:159] is the sub-list for method output_type
-	73,  // [73:116] is the sub-list for method input_type
-	73,  // [73:73] is the sub-list for extension type_name
-	73,  // [73:73] is the sub-list for extension extendee
-	0,   // [0:73] is the sub-list for field type_name
+	8,   // 11: cairn.master.v1.MkdirResponse.dirs:type_name -> cairn.master.v1.Attr
+	7,   // 12: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 13: cairn.master.v1.CreateResponse.attr:type_name -> cairn.master.v1.Attr
+	8,   // 14: cairn.master.v1.CreateResponse.dirs:type_name -> cairn.master.v1.Attr
+	7,   // 15: cairn.master.v1.MknodRequest.header:type_name -> cairn.master.v1.RequestHeader
+	0,   // 16: cairn.master.v1.MknodRequest.type:type_name -> cairn.master.v1.FileType
+	8,   // 17: cairn.master.v1.MknodResponse.attr:type_name -> cairn.master.v1.Attr
+	8,   // 18: cairn.master.v1.MknodResponse.dirs:type_name -> cairn.master.v1.Attr
+	7,   // 19: cairn.master.v1.UnlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 20: cairn.master.v1.UnlinkResponse.dirs:type_name -> cairn.master.v1.Attr
+	7,   // 21: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 22: cairn.master.v1.RmdirResponse.dirs:type_name -> cairn.master.v1.Attr
+	7,   // 23: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
+	106, // 24: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
+	8,   // 25: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 26: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
+	1,   // 27: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
+	8,   // 28: cairn.master.v1.RenameResponse.dirs:type_name -> cairn.master.v1.Attr
+	7,   // 29: cairn.master.v1.LinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 30: cairn.master.v1.LinkResponse.attr:type_name -> cairn.master.v1.Attr
+	8,   // 31: cairn.master.v1.LinkResponse.dirs:type_name -> cairn.master.v1.Attr
+	7,   // 32: cairn.master.v1.SymlinkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 33: cairn.master.v1.SymlinkResponse.attr:type_name -> cairn.master.v1.Attr
+	8,   // 34: cairn.master.v1.SymlinkResponse.dirs:type_name -> cairn.master.v1.Attr
+	0,   // 35: cairn.master.v1.DirEntry.type:type_name -> cairn.master.v1.FileType
+	8,   // 36: cairn.master.v1.DirEntry.attr:type_name -> cairn.master.v1.Attr
+	39,  // 37: cairn.master.v1.ReadDirResponse.entries:type_name -> cairn.master.v1.DirEntry
+	7,   // 38: cairn.master.v1.SetXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	2,   // 39: cairn.master.v1.SetXattrRequest.flag:type_name -> cairn.master.v1.SetXattrRequest.Flag
+	7,   // 40: cairn.master.v1.RemoveXattrRequest.header:type_name -> cairn.master.v1.RequestHeader
+	7,   // 41: cairn.master.v1.OpenRequest.header:type_name -> cairn.master.v1.RequestHeader
+	8,   // 42: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 43: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
+	55,  // 44: cairn.master.v1.ReleaseRequest.more:type_name -> cairn.master.v1.HandleRef
+	108, // 45: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
+	7,   // 46: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	107, // 47: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
+	57,  // 48: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
+	7,   // 49: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
+	57,  // 50: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
+	7,   // 51: cairn.master.v1.CommitSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
+	57,  // 52: cairn.master.v1.CommitSliceRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	67,  // 53: cairn.master.v1.CommitSliceRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
+	64,  // 54: cairn.master.v1.CommitSliceRequest.extents:type_name -> cairn.master.v1.Extent
+	8,   // 55: cairn.master.v1.CommitSliceResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 56: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
+	67,  // 57: cairn.master.v1.WriteInlineRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
+	8,   // 58: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
+	107, // 59: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
+	57,  // 60: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 61: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
+	68,  // 62: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
+	7,   // 63: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	68,  // 64: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
+	57,  // 65: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 66: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 67: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
+	3,   // 68: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
+	4,   // 69: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
+	77,  // 70: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
+	81,  // 71: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
+	82,  // 72: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
+	5,   // 73: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
+	109, // 74: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
+	109, // 75: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
+	110, // 76: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
+	111, // 77: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
+	90,  // 78: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
+	112, // 79: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
+	109, // 80: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
+	9,   // 81: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
+	11,  // 82: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
+	15,  // 83: cairn.master.v1.Master.BatchStat:input_type -> cairn.master.v1.BatchStatRequest
+	17,  // 84: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
+	19,  // 85: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
+	21,  // 86: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
+	23,  // 87: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
+	25,  // 88: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
+	27,  // 89: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
+	31,  // 90: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
+	29,  // 91: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
+	33,  // 92: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
+	35,  // 93: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
+	37,  // 94: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
+	40,  // 95: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
+	42,  // 96: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
+	44,  // 97: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
+	46,  // 98: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
+	48,  // 99: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
+	50,  // 100: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
+	52,  // 101: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
+	54,  // 102: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
+	58,  // 103: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
+	60,  // 104: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
+	62,  // 105: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
+	65,  // 106: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
+	69,  // 107: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
+	75,  // 108: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
+	71,  // 109: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
+	73,  // 110: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
+	77,  // 111: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
+	79,  // 112: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
+	83,  // 113: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
+	85,  // 114: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
+	87,  // 115: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
+	89,  // 116: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
+	92,  // 117: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
+	94,  // 118: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
+	96,  // 119: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
+	98,  // 120: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
+	100, // 121: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
+	102, // 122: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
+	104, // 123: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
+	10,  // 124: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
+	12,  // 125: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
+	16,  // 126: cairn.master.v1.Master.BatchStat:output_type -> cairn.master.v1.BatchStatResponse
+	18,  // 127: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
+	20,  // 128: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
+	22,  // 129: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
+	24,  // 130: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
+	26,  // 131: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
+	28,  // 132: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
+	32,  // 133: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
+	30,  // 134: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
+	34,  // 135: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
+	36,  // 136: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
+	38,  // 137: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
+	41,  // 138: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
+	43,  // 139: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
+	45,  // 140: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
+	47,  // 141: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
+	49,  // 142: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
+	51,  // 143: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
+	53,  // 144: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
+	56,  // 145: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
+	59,  // 146: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
+	61,  // 147: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
+	63,  // 148: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
+	66,  // 149: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
+	70,  // 150: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
+	76,  // 151: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
+	72,  // 152: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
+	74,  // 153: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
+	78,  // 154: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
+	80,  // 155: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
+	84,  // 156: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
+	86,  // 157: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
+	88,  // 158: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
+	91,  // 159: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
+	93,  // 160: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
+	95,  // 161: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
+	97,  // 162: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
+	99,  // 163: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
+	101, // 164: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
+	103, // 165: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
+	105, // 166: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
+	124, // [124:167] is the sub-list for method output_type
+	81,  // [81:124] is the sub-list for method input_type
+	81,  // [81:81] is the sub-list for extension type_name
+	81,  // [81:81] is the sub-list for extension extendee
+	0,   // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_proto_masterpb_master_proto_init() }

@@ -122,6 +122,15 @@ type Result struct {
 	SliceID uint64
 	// Handle is the handle an open made.
 	Handle uint64
+	// Dirs are the attributes, after the command, of the directories
+	// whose entries it changed (create, mkdir, mknod, symlink, link,
+	// unlink, rmdir, rename, concat), in the order it changed them; a
+	// directory it removed is not among them. A client that caches
+	// attributes can take them instead of asking again: a changed
+	// directory's cached attributes are stale, and the next path walk
+	// through it would otherwise cost a round trip. Not kept for a
+	// duplicate.
+	Dirs []*masterpb.Attr
 	// Duplicate is true when the request ID had been applied before: the
 	// fields above are that first application's result.
 	Duplicate bool
@@ -346,6 +355,11 @@ func (t *txn) command(c *fsmpb.Command) (Result, error) {
 			return Result{Err: e}, nil
 		}
 		return Result{}, err
+	}
+	for _, d := range t.dirs {
+		if n := t.inodes[d]; n != nil && !t.deleted[d] {
+			res.Dirs = append(res.Dirs, attrOf(d, n))
+		}
 	}
 	if err := t.flush(); err != nil {
 		return Result{}, err

@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -49,6 +50,9 @@ type txn struct {
 	// order so that the batch is the same on every replica.
 	dirty   []uint64
 	deleted map[uint64]bool
+	// dirs lists the directories whose entries the command changed, in
+	// first-touched order (Result.Dirs).
+	dirs []uint64
 }
 
 // begin starts a command stamped now.
@@ -61,6 +65,7 @@ func (t *txn) begin(now int64) {
 	}
 	clear(t.deleted)
 	t.dirty = t.dirty[:0]
+	t.dirs = t.dirs[:0]
 }
 
 // inode returns inode ino (cached for the command), or nil if absent.
@@ -119,6 +124,9 @@ func (t *txn) touch(ino uint64, n *fsmpb.Inode) {
 func (t *txn) touchDir(ino uint64, n *fsmpb.Inode) {
 	n.MtimeUnixNano = t.now
 	t.touch(ino, n)
+	if !slices.Contains(t.dirs, ino) {
+		t.dirs = append(t.dirs, ino)
+	}
 }
 
 // dir returns directory ino for op on obj, or ENOENT/ENOTDIR.
