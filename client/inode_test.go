@@ -6,9 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairnfs/cairn/client"
 	"github.com/cairnfs/cairn/internal/cluster"
@@ -396,5 +401,59 @@ func TestReleaseBatches(t *testing.T) {
 		if !gone(ino) {
 			t.Errorf("inode %d still there after its client closed", ino)
 		}
+	}
+}
+
+// TestReleaseRetried: a release no master answered (here refused as
+// Unavailable past the client's retry timeout) is sent again later. The
+// client stays alive and keeps its lease, so nothing else would free the
+// handle, nor the bytes of the file unlinked while it was open.
+func TestReleaseRetried(t *testing.T) {
+	c := smallCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cut atomic.Bool
+	refuse := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := req.(*masterpb.ReleaseRequest); ok && cut.Load() {
+			return status.Error(codes.Unavailable, "test: release refused")
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	cl, err := client.Dial(ctx, client.ClientConfig{
+		Masters: c.MasterAddrs(), RetryTimeout: 300 * time.Millisecond, ReleaseDelay: time.Millisecond,
+		MasterDialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(refuse)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	in := cl.Inodes()
+	h, a, _, err := in.CreateOpen(ctx, client.RootInode, "tmp", 0o644, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Unlink(ctx, client.RootInode, "tmp"); err != nil {
+		t.Fatal(err)
+	}
+	cut.Store(true)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Long enough for the first release to have failed.
+	time.Sleep(time.Second)
+	if _, err := in.GetAttr(ctx, a.Inode); err != nil {
+		t.Fatalf("the open unlinked file went while its release was refused: %v", err)
+	}
+	cut.Store(false)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := in.GetAttr(ctx, a.Inode)
+		if errors.Is(err, syscall.ENOENT) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the handle was never released once the master answered again: getattr %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -2,10 +2,14 @@ package client
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
@@ -17,6 +21,18 @@ const DefaultReleaseDelay = 20 * time.Millisecond
 // maxReleaseBatch is the most handles one Release request carries (the
 // master accepts up to 1024).
 const maxReleaseBatch = 512
+
+// releaseRetryMin and releaseRetryMax bound the pause before sending
+// again handles whose release failed because no master answered.
+const (
+	releaseRetryMin = time.Second
+	releaseRetryMax = 30 * time.Second
+)
+
+// maxReleaseQueue bounds the handles waiting to be released while the
+// masters are unreachable; past it the oldest are dropped (their
+// records then stay until the client's lease lapses).
+const maxReleaseQueue = 1 << 20
 
 // releaseAtCloseTimeout bounds what Client.Close spends sending the last
 // releases: with the masters gone it would otherwise wait out the retry
@@ -33,6 +49,14 @@ const releaseAtCloseTimeout = 5 * time.Second
 // the delay and go together, one request and one commit per batch. The
 // only effect of the wait is that a file unlinked while open is removed
 // (and its space freed) that much later.
+//
+// A batch that no master took (an outage, an election that outlasted the
+// connection's retry timeout) stays queued and is sent again, after a
+// pause that grows to releaseRetryMax, for as long as the Client lives:
+// a live client keeps its lease, so the master would otherwise hold the
+// handles, and the bytes of files unlinked while open, until the process
+// ends. Releasing a handle twice, or one a lapsed lease already took, is
+// harmless, and handle numbers are never reused.
 type releaser struct {
 	conn   *MasterConn
 	header func() *masterpb.RequestHeader
@@ -65,6 +89,12 @@ func newReleaser(conn *MasterConn, header func() *masterpb.RequestHeader, delay 
 func (r *releaser) release(ino, handle uint64) {
 	r.mu.Lock()
 	r.mu.queue = append(r.mu.queue, &masterpb.HandleRef{Inode: ino, Handle: handle})
+	if over := len(r.mu.queue) - maxReleaseQueue; over > 0 {
+		// A sixteenth at a time, not one per call.
+		over += maxReleaseQueue / 16
+		r.mu.queue = slices.Delete(r.mu.queue, 0, over)
+		r.log.Warn("client: release queue full; the oldest handles are left to the lease", "dropped", over)
+	}
 	r.mu.Unlock()
 	select {
 	case r.kick <- struct{}{}:
@@ -75,9 +105,22 @@ func (r *releaser) release(ino, handle uint64) {
 // run sends batches until close, then what is left.
 func (r *releaser) run(ctx context.Context) {
 	defer close(r.done)
+	var retry *time.Timer // set while failed releases wait to be sent again
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	pause := time.Duration(0)
 	for {
+		var again <-chan time.Time
+		if retry != nil {
+			again = retry.C
+		}
 		select {
 		case <-r.kick:
+		case <-again:
+			retry = nil
 		case <-r.stop:
 			r.sendLast()
 			return
@@ -92,7 +135,14 @@ func (r *releaser) run(ctx context.Context) {
 				return
 			}
 		}
-		r.sendAll(ctx, true)
+		if r.sendAll(ctx, true) {
+			pause = 0
+			continue
+		}
+		pause = min(max(2*pause, releaseRetryMin), releaseRetryMax)
+		if retry == nil {
+			retry = time.NewTimer(pause)
+		}
 	}
 }
 
@@ -104,9 +154,10 @@ func (r *releaser) sendLast() {
 }
 
 // sendAll sends every queued handle, in batches, each within the
-// connection's retry timeout and parent. With requeue, a batch cut short by the end of
-// parent goes back to the queue.
-func (r *releaser) sendAll(parent context.Context, requeue bool) {
+// connection's retry timeout and parent. With requeue, a batch cut short
+// by the end of parent, or that no master answered, goes back to the
+// queue, and sendAll returns false: the rest waits for the next try.
+func (r *releaser) sendAll(parent context.Context, requeue bool) bool {
 	for {
 		r.mu.Lock()
 		batch := r.mu.queue
@@ -119,24 +170,42 @@ func (r *releaser) sendAll(parent context.Context, requeue bool) {
 		}
 		r.mu.Unlock()
 		if len(batch) == 0 {
-			return
+			return true
 		}
 		var err error
 		if err = parent.Err(); err == nil {
 			_, err = call(parent, r.conn, &masterpb.ReleaseRequest{Header: r.header(), More: batch}, masterpb.MasterClient.Release)
 		}
-		if err != nil && requeue && parent.Err() != nil {
-			// Cut short by close: back in the queue for its last send.
+		if err != nil && requeue && (parent.Err() != nil || unreachable(err)) {
+			// Cut short by close (back in the queue for its last
+			// send), or no master answered: sent again later.
 			r.mu.Lock()
 			r.mu.queue = slices.Concat(batch, r.mu.queue)
 			r.mu.Unlock()
-			return
+			if parent.Err() == nil {
+				r.log.Warn("client: release handles; will retry", "handles", len(batch), "err", err)
+			}
+			return false
 		}
 		if err != nil {
-			// The lease releases them when it runs out.
+			// A master's refusal, which a retry would not change; the
+			// lease releases them when it runs out.
 			r.log.Warn("client: release handles", "handles", len(batch), "err", err)
 		}
 	}
+}
+
+// unreachable reports whether err means that no master answered (as
+// opposed to a master's answer): worth trying again later.
+func unreachable(err error) bool {
+	if _, notLeader := masterpb.LeaderAddressOf(err); notLeader {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
 }
 
 // close sends what is queued and stops the releaser. Later calls only
