@@ -22,6 +22,10 @@ const (
 	// DefaultMaxObjectSize bounds one PutObject or UploadPart body, as
 	// S3 does (5 GiB).
 	DefaultMaxObjectSize = 5 << 30
+	// DefaultStagingTTL is how long a PutObject or CopyObject staging
+	// file may go unmodified before a Server removes it (see
+	// Handler.SweepStaging).
+	DefaultStagingTTL = 24 * time.Hour
 )
 
 // Credential is one access key and its secret.
@@ -52,6 +56,11 @@ type Config struct {
 	MinPartSize int64
 	// MaxObjectSize bounds one PUT body (DefaultMaxObjectSize).
 	MaxObjectSize int64
+	// StagingTTL is how long an object's staging file may go unmodified
+	// before Server.Run's sweeper removes it (DefaultStagingTTL; negative:
+	// never). Writing a body commits at least every few MiB, so only an
+	// upload cut short by a crash or a lost master is that old.
+	StagingTTL time.Duration
 	// Logger receives the gateway's logs; nil discards them.
 	Logger *slog.Logger
 	// Now reads the clock (signature times, Last-Modified of new
@@ -80,6 +89,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxObjectSize <= 0 {
 		c.MaxObjectSize = DefaultMaxObjectSize
+	}
+	if c.StagingTTL == 0 {
+		c.StagingTTL = DefaultStagingTTL
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

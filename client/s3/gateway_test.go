@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -667,4 +668,82 @@ func (h hostRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	default:
 	}
 	return h.rt.RoundTrip(r)
+}
+
+// TestStagingSweep: a staging file left in a bucket's hidden directory
+// by a PutObject cut short (a gateway crash) is removed by the sweep of a
+// running Server once it is older than the TTL; a recent one, an upload
+// in progress and the objects stay.
+func TestStagingSweep(t *testing.T) {
+	ctx := ctxT(t)
+	c := sdk(shared.srv, testSecretKey)
+	bucket := newBucket(t, c, "sweep")
+	put(t, c, bucket, "kept", []byte("object"))
+	up, err := c.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &bucket, Key: aws.String("big")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden := "/" + bucket + "/.cairn-multipart"
+	stage := func(name string, age time.Duration) string {
+		p := hidden + "/" + name
+		f, err := shared.cl.Create(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(pattern(100_000, 3)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(-age)
+		if err := shared.cl.Chtimes(ctx, p, old, old); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	abandoned := stage("put-abandoned", 48*time.Hour)
+	recent := stage("put-recent", time.Minute)
+
+	srv, err := s3.NewServer(s3.ServerConfig{
+		ListenAddr: "127.0.0.1:0",
+		Client:     client.ClientConfig{Masters: shared.masters},
+		Handler:    s3.Config{Credentials: []s3.Credential{{AccessKey: testAccessKey, SecretKey: testSecretKey}}, StagingTTL: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(rctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	for {
+		_, err := shared.cl.Stat(ctx, abandoned)
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the abandoned staging file is still there: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := shared.cl.Stat(ctx, recent); err != nil {
+		t.Errorf("the recent staging file: %v", err)
+	}
+	if _, _, err := get(t, c, &awss3.GetObjectInput{Bucket: &bucket, Key: aws.String("kept")}); err != nil {
+		t.Errorf("object after the sweep: %v", err)
+	}
+	ups, err := c.ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: &bucket})
+	if err != nil || len(ups.Uploads) != 1 || *ups.Uploads[0].UploadId != *up.UploadId {
+		t.Errorf("uploads after the sweep: %v, %v", ups, err)
+	}
+	// Nothing else is that old: a second sweep removes nothing.
+	if n, err := shared.handler.SweepStaging(ctx, time.Now().Add(-time.Hour)); n != 0 || err != nil {
+		t.Errorf("second sweep removed %d: %v", n, err)
+	}
 }

@@ -97,6 +97,18 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if ttl := h.cfg.StagingTTL; ttl > 0 {
+		sctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.sweep(sctx, min(sweepEvery, ttl/4))
+		}()
+		defer func() {
+			stop()
+			<-done
+		}()
+	}
 	return Serve(ctx, s.ln, h, s.cfg.MaxHeaderBytes, s.cfg.ShutdownGrace)
 }
 
