@@ -204,6 +204,9 @@ func (n *node) Setlkw(ctx context.Context, f fs.FileHandle, owner uint64, lk *fu
 
 // setLock asks the master for l and records what this mount holds.
 func (n *node) setLock(ctx context.Context, f fs.FileHandle, l client.Lock) (bool, syscall.Errno) {
+	if err := n.fsys.unlockPending(ctx, lockKey{n.ino(), l.Owner, l.Kind}); err != nil {
+		return false, errnoOf(err)
+	}
 	granted, _, err := n.fsys.in.SetLock(ctx, n.ino(), l)
 	if err != nil {
 		return false, errnoOf(err)
@@ -260,9 +263,118 @@ func (f *filesystem) dropLocks(ino, owner uint64, kind client.LockKind) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.OpTimeout)
 	defer cancel()
-	l := client.Lock{Kind: kind, Type: client.LockUnlock, Owner: owner, Start: 0, End: client.LockEOF}
-	if _, _, err := f.in.SetLock(ctx, ino, l); err != nil {
-		// The lease releases them when it runs out.
-		f.log.Warn("fusefs: release locks", "inode", ino, "owner", owner, "err", err)
+	if err := f.unlock(ctx, key); err != nil {
+		f.log.Warn("fusefs: release locks; will retry", "inode", ino, "owner", owner, "err", err)
+		f.retryUnlock(key)
 	}
+}
+
+// unlock drops every lock of key's kind its owner holds on its inode.
+func (f *filesystem) unlock(ctx context.Context, key lockKey) error {
+	l := client.Lock{Kind: key.kind, Type: client.LockUnlock, Owner: key.owner, Start: 0, End: client.LockEOF}
+	_, _, err := f.in.SetLock(ctx, key.ino, l)
+	return err
+}
+
+// Unlocks that fail.
+//
+// An unlock that no master answered (an outage longer than the operation
+// timeout) cannot be left to the lease: the mount lives on and keeps its
+// lease, so the lock would stand, and block every other mount, until the
+// mount ends. It is retried in the background instead, with a pause
+// growing to unlockRetryMax, until it goes through or the mount is gone.
+// A new lock request of the same inode, owner and kind first completes
+// the pending unlock, so that the unlock cannot land after it and drop
+// the new lock.
+
+// unlockRetryMin and unlockRetryMax bound the pause between retries.
+const (
+	unlockRetryMin = time.Second
+	unlockRetryMax = 30 * time.Second
+)
+
+// retryUnlock records key's unlock as pending and starts the retrier if
+// it is not running.
+func (f *filesystem) retryUnlock(key lockKey) {
+	f.locks.Lock()
+	defer f.locks.Unlock()
+	if f.locks.pending == nil {
+		f.locks.pending = map[lockKey]struct{}{}
+	}
+	f.locks.pending[key] = struct{}{}
+	if f.locks.retrying || f.bg == nil {
+		return
+	}
+	f.locks.retrying = true
+	f.bg.Add(1)
+	go f.retryUnlocks()
+}
+
+// retryUnlocks sends the pending unlocks until none is left or the mount
+// is gone.
+func (f *filesystem) retryUnlocks() {
+	defer f.bg.Done()
+	pause := unlockRetryMin
+	for {
+		t := time.NewTimer(pause)
+		select {
+		case <-f.done:
+			t.Stop()
+			f.locks.Lock()
+			f.locks.retrying = false
+			f.locks.Unlock()
+			return
+		case <-t.C:
+		}
+		f.locks.Lock()
+		keys := make([]lockKey, 0, len(f.locks.pending))
+		for k := range f.locks.pending {
+			keys = append(keys, k)
+		}
+		f.locks.Unlock()
+		for _, k := range keys {
+			ctx, cancel := context.WithTimeout(context.Background(), f.opts.OpTimeout)
+			err := f.unlockPending(ctx, k)
+			cancel()
+			if err != nil {
+				f.log.Warn("fusefs: release locks; will retry", "inode", k.ino, "owner", k.owner, "err", err)
+				break
+			}
+		}
+		f.locks.Lock()
+		if len(f.locks.pending) == 0 {
+			f.locks.retrying = false
+			f.locks.Unlock()
+			return
+		}
+		f.locks.Unlock()
+		pause = min(2*pause, unlockRetryMax)
+	}
+}
+
+// unlockPending sends key's pending unlock, if there is one, and returns
+// its error; on success it is no longer pending. Lock requests of key
+// call it first.
+func (f *filesystem) unlockPending(ctx context.Context, key lockKey) error {
+	isPending := func() bool {
+		f.locks.Lock()
+		defer f.locks.Unlock()
+		_, ok := f.locks.pending[key]
+		return ok
+	}
+	if !isPending() {
+		return nil
+	}
+	f.unlocking.Lock()
+	defer f.unlocking.Unlock()
+	if !isPending() {
+		return nil // the retrier sent it meanwhile
+	}
+	if err := f.unlock(ctx, key); err != nil {
+		return err
+	}
+	f.locks.Lock()
+	delete(f.locks.pending, key)
+	f.locks.Unlock()
+	return nil
 }

@@ -182,6 +182,7 @@ func Mount(ctx context.Context, cl *client.Client, dir string, opts Options) (*S
 		return nil, fmt.Errorf("fusefs: mount %s: %w", dir, err)
 	}
 	s := &Server{dir: dir, fsys: fsys, srv: srv, served: make(chan struct{})}
+	fsys.done, fsys.bg = s.served, &s.wg
 	go func() {
 		defer close(s.served)
 		srv.Serve()

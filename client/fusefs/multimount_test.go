@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cairnfs/cairn/internal/cluster"
+	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
 // TestCloseToOpen checks that bytes written and closed on one mount are
@@ -276,5 +277,65 @@ func TestLockLeaseExpiry(t *testing.T) {
 	// The record lock went with the lease too.
 	if err := unix.FcntlFlock(fb.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
 		t.Fatalf("record lock on the second mount after the first's lease ran out: %v", err)
+	}
+}
+
+// TestUnlockRetried: an unlock that no master answered (here refused as
+// Unavailable past the mount's timeout, the client otherwise alive and
+// keeping its lease) is sent again once a master answers, so the lock
+// does not block other mounts for as long as the first mount lives.
+func TestUnlockRetried(t *testing.T) {
+	c := startCluster(t, 1, 3)
+	var cut atomic.Bool
+	unary := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := req.(*masterpb.LockRequest); ok && cut.Load() {
+			return status.Error(codes.Unavailable, "test: lock calls refused")
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	a, _ := mount(t, c, mountConfig{timeout: 2 * time.Second,
+		masterDialOpts: []grpc.DialOption{grpc.WithChainUnaryInterceptor(unary)}})
+	b, _ := mount(t, c, mountConfig{})
+	if err := os.WriteFile(filepath.Join(a, "locked"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fa, err := os.OpenFile(filepath.Join(a, "locked"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := os.OpenFile(filepath.Join(b, "locked"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("flock on the first mount: %v", err)
+	}
+	if err := unix.FcntlFlock(fa.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
+		t.Fatalf("record lock on the first mount: %v", err)
+	}
+	cut.Store(true)
+	fa.Close() // both unlocks fail: FLUSH's and RELEASE's
+	// Longer than the first mount's timeout: the unlocks have failed.
+	time.Sleep(3 * time.Second)
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != unix.EWOULDBLOCK {
+		t.Fatalf("flock on the second mount while the first's unlock is refused: %v, want EWOULDBLOCK", err)
+	}
+	cut.Store(false)
+	// The retries pause 1 s, then 2 s, ...; the lease (30 s) is renewed
+	// all along and would never free the lock.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
+			t.Fatalf("flock on the second mount once the master answers again: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := unix.FcntlFlock(fb.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
+		t.Fatalf("record lock on the second mount: %v", err)
 	}
 }

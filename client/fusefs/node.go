@@ -42,7 +42,19 @@ type filesystem struct {
 		// granted locks for, so that a close only costs an unlock RPC
 		// when its owner may hold something.
 		held map[lockKey]struct{}
+		// pending lists the unlocks that no master answered, retried
+		// in the background (retryUnlocks, running while retrying)
+		// and before any new lock request of the same key.
+		pending  map[lockKey]struct{}
+		retrying bool
 	}
+	// unlocking serialises the sends of pending unlocks, so that the
+	// retrier's cannot land after a new lock that waited for it.
+	unlocking sync.Mutex
+	// done is closed when the mount is gone; bg tracks the goroutines
+	// that must end by then (Server.Wait waits for them).
+	done <-chan struct{}
+	bg   *sync.WaitGroup
 }
 
 // opCtx returns the context one operation runs under: the caller's
