@@ -95,7 +95,8 @@ func TestTinyRun(t *testing.T) {
 	// The local run mounts its cluster through FUSE and starts an S3
 	// gateway on it, so the front-end workloads run against the real
 	// thing.
-	out, work := t.TempDir(), t.TempDir()
+	// The report directory does not exist yet: run makes it.
+	out, work := filepath.Join(t.TempDir(), "reports", "tiny"), t.TempDir()
 	cfg := Config{
 		Local: true, Size: 3 << 20, Clients: 2, Files: 12, Ops: 12,
 		WorkDir: work, OutDir: out, BaselineSize: 1 << 20, FsyncDuration: 50 * time.Millisecond,
@@ -311,6 +312,25 @@ func TestValidate(t *testing.T) {
 	}
 	if cfg.Layout != "RS(6,3)" || cfg.Size != DefaultSize || len(cfg.Workloads) != len(workloadNames()) {
 		t.Errorf("defaults not filled: %+v", cfg)
+	}
+}
+
+// TestOutIsAFile: a report directory that cannot be made fails the run
+// at once, before anything is measured.
+func TestOutIsAFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "taken")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Local: true, OutDir: file, WorkDir: t.TempDir()}
+	start := time.Now()
+	var stdout bytes.Buffer
+	_, err := run(context.Background(), cfg, &stdout, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--out") {
+		t.Fatalf("run with a file as --out: %v", err)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("the run started anyway (%s), output:\n%s", time.Since(start), stdout.String())
 	}
 }
 

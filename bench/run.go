@@ -97,6 +97,10 @@ func run(ctx context.Context, cfg Config, stdout, log io.Writer) (*Report, error
 			return nil, fmt.Errorf("bench: --compare: %w", err)
 		}
 	}
+	// Where the reports go is settled before the run, not after it.
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: --out: %w", err)
+	}
 	started := time.Now()
 	workDir, err := os.MkdirTemp(cfg.WorkDir, "cairn-bench-")
 	if err != nil {
@@ -125,6 +129,11 @@ func run(ctx context.Context, cfg Config, stdout, log io.Writer) (*Report, error
 		return rep, runErr
 	}
 
+	// The table first: should writing a report fail, the figures are
+	// still on the screen.
+	if err := rep.writeTable(stdout); err != nil {
+		return rep, err
+	}
 	jsonPath := filepath.Join(cfg.OutDir, cfg.OutName+".json")
 	htmlPath := filepath.Join(cfg.OutDir, cfg.OutName+".html")
 	if err := rep.writeJSON(jsonPath); err != nil {
@@ -132,9 +141,6 @@ func run(ctx context.Context, cfg Config, stdout, log io.Writer) (*Report, error
 	}
 	if err := writeHTML(htmlPath, rep); err != nil {
 		return rep, fmt.Errorf("bench: %w", err)
-	}
-	if err := rep.writeTable(stdout); err != nil {
-		return rep, err
 	}
 	fmt.Fprintf(stdout, "\nwrote %s and %s in %.0f s\n", jsonPath, htmlPath, rep.Seconds)
 	if old != nil {
