@@ -2,12 +2,14 @@ package master
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cairnfs/cairn/master/internal/registry"
 	"github.com/cairnfs/cairn/proto/fsmpb"
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
@@ -197,3 +199,81 @@ func (m *masterService) Status(ctx context.Context, _ *masterpb.StatusRequest) (
 // MaxCountedFragments bounds the fragmented chunks Status counts, so that
 // a namespace full of them does not make every status call a long scan.
 const MaxCountedFragments = 10000
+
+// RemoveChunkserver forgets a retired chunkserver: its directory record,
+// drain mark and registry entry, so that a new leader no longer waits for
+// it to report and status no longer lists it. It is refused (EBUSY) while
+// the server is alive, or while any committed slice still has a shard
+// on it: drain it (or let repair rebuild what it held), stop it, then
+// remove it. A removed server that starts again registers afresh, as a
+// new, empty one.
+func (a *adminService) RemoveChunkserver(ctx context.Context, req *masterpb.RemoveChunkserverRequest) (*masterpb.RemoveChunkserverResponse, error) {
+	s := a.s
+	const op = "remove chunkserver"
+	if err := s.leaderOnly(ctx); err != nil {
+		return nil, err
+	}
+	id := req.ChunkserverId
+	if id == "" {
+		return nil, invalid(op, "chunkserver ID is required")
+	}
+	dir, err := s.fsm.Chunkservers()
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	known := false
+	for _, rec := range dir {
+		known = known || rec.Id == id
+	}
+	sv, registered := s.registry().Get(id)
+	if !known && !registered {
+		return nil, masterpb.ErrnoError(syscall.ENOENT, op+" "+id+": no such chunkserver")
+	}
+	switch {
+	case registered && sv.State == registry.Suspect:
+		return nil, masterpb.ErrnoError(syscall.EBUSY, fmt.Sprintf("%s %s: it is suspect (silent, not yet declared dead): if it is stopped, try again once it is dead", op, id))
+	case registered && sv.State != registry.Dead:
+		return nil, masterpb.ErrnoError(syscall.EBUSY, fmt.Sprintf("%s %s: it is %s; stop it first (drain it before, so that nothing it holds is lost)", op, id, sv.Status()))
+	}
+	held, err := s.shardsOn(ctx, id)
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	if held > 0 {
+		return nil, masterpb.ErrnoError(syscall.EBUSY, fmt.Sprintf("%s %s: committed slices still have %d shards on it; wait for repair to rebuild them elsewhere (dfs status)", op, id, held))
+	}
+	if _, err := s.propose(ctx, nil, &fsmpb.Command{Op: &fsmpb.Command_SetDrain{SetDrain: &fsmpb.SetDrain{ChunkserverId: id}}}); err != nil {
+		return nil, err
+	}
+	if _, err := s.propose(ctx, nil, &fsmpb.Command{Op: &fsmpb.Command_SetChunkserver{SetChunkserver: &fsmpb.SetChunkserver{Id: id, Remove: true}}}); err != nil {
+		return nil, err
+	}
+	s.registry().Remove(id)
+	s.log.Info("chunkserver removed", "id", id)
+	return &masterpb.RemoveChunkserverResponse{}, nil
+}
+
+// shardsOn counts the shards committed slices have on chunkserver id.
+func (s *Server) shardsOn(ctx context.Context, id string) (int, error) {
+	n := 0
+	for after := uint64(0); ; {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		page, err := s.fsm.ListSlices(after, 1024)
+		if err != nil || len(page) == 0 {
+			return n, err
+		}
+		after = page[len(page)-1].Id
+		for _, sl := range page {
+			if !sl.Committed {
+				continue
+			}
+			for _, sh := range sl.Shards {
+				if sh.ChunkserverId == id {
+					n++
+				}
+			}
+		}
+	}
+}

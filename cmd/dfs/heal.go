@@ -120,15 +120,23 @@ func (e *env) admin(masters []string, verb, id string) int {
 			_, err := ac.Undrain(ctx, &masterpb.UndrainRequest{ChunkserverId: id})
 			return err
 		}
+	case "remove":
+		call = func(ctx context.Context, ac masterpb.AdminClient) error {
+			_, err := ac.RemoveChunkserver(ctx, &masterpb.RemoveChunkserverRequest{ChunkserverId: id})
+			return err
+		}
 	default:
-		fmt.Fprintf(e.stderr, "dfs: admin: unknown command %q (want drain or undrain)\n", verb)
+		fmt.Fprintf(e.stderr, "dfs: admin: unknown command %q (want drain, undrain or remove)\n", verb)
 		return 1
 	}
 	if err := onLeader(e.ctx, masters, call); err != nil {
 		return e.fail(verb+" "+id, err)
 	}
-	if verb == "drain" {
+	switch verb {
+	case "drain":
 		fmt.Fprintf(e.stdout, "draining %s; `dfs status` shows it \"drained\" once it holds nothing needed\n", id)
+	case "remove":
+		fmt.Fprintf(e.stdout, "removed %s\n", id)
 	}
 	return 0
 }

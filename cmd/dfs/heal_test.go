@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -70,10 +71,93 @@ func TestFsckDfAdmin(t *testing.T) {
 	if out := waitExit(1); !strings.Contains(out, "/big: degraded, can bear 0 more losses") || !strings.Contains(out, "cs1") {
 		t.Fatalf("fsck after one loss: %q", out)
 	}
+	// Dead but still holding shards that nothing rebuilt (no repair
+	// here): removing it would forget where they are.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		code, _, errs := dfs(t, nil, "admin", m, "remove", "cs1")
+		if code != 0 && strings.Contains(errs, "wait for repair") {
+			break
+		}
+		if code == 0 || !strings.Contains(errs, "not yet declared dead") || time.Now().After(deadline) {
+			t.Fatalf("remove of a dead chunkserver still holding shards: exit %d, %q", code, errs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err := c.KillChunkserver(1); err != nil {
 		t.Fatal(err)
 	}
 	if out := waitExit(2); !strings.Contains(out, "/big: LOST") {
 		t.Fatalf("fsck after two losses: %q", out)
+	}
+}
+
+// TestAdminRemove: a chunkserver is removed only once it is stopped and
+// no committed slice needs a shard on it; then status no longer lists it.
+func TestAdminRemove(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Config{
+		Dir: t.TempDir(), Chunkservers: 4, HeartbeatInterval: 200 * time.Millisecond,
+		DeadAfter: 2 * time.Second, Repair: master.RepairConfig{Interval: 250 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := "--master=" + strings.Join(c.MasterAddrs(), ",")
+	// Past the inline limit, so on chunkservers: three copies each on
+	// three of the four servers.
+	const size = 20000
+	for i := range 4 {
+		mustDfs(t, []byte(strings.Repeat("cairn", size+i)), "put", m, "-", fmt.Sprint("/f", i))
+	}
+	if code, _, errs := dfs(t, nil, "admin", m, "remove", "cs2"); code == 0 || !strings.Contains(errs, "stop it first") {
+		t.Fatalf("remove of a live chunkserver: exit %d, %q", code, errs)
+	}
+	if code, _, errs := dfs(t, nil, "admin", m, "remove", "cs9"); code == 0 || !strings.Contains(errs, "no such chunkserver") {
+		t.Fatalf("remove of an unknown chunkserver: exit %d, %q", code, errs)
+	}
+	if err := c.KillChunkserver(0); err != nil {
+		t.Fatal(err)
+	}
+	// Refused while it is not yet dead or while repair has not yet
+	// rebuilt its shards elsewhere; then accepted.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, out, errs := dfs(t, nil, "admin", m, "remove", "cs1")
+		if strings.Contains(errs, "wait for repair") {
+			t.Logf("refused: %s", strings.TrimSpace(errs))
+		}
+		if code == 0 {
+			if !strings.Contains(out, "removed cs1") {
+				t.Fatalf("remove: %q", out)
+			}
+			break
+		}
+		if !strings.Contains(errs, "not yet declared dead") && !strings.Contains(errs, "wait for repair") {
+			t.Fatalf("remove of a stopped chunkserver: exit %d, %q", code, errs)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("remove still refused: %q", errs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out := mustDfs(t, nil, "status", m); strings.Contains(out, "cs1") || !strings.Contains(out, "cs2") {
+		t.Fatalf("status after removing cs1: %q", out)
+	}
+	for i := range 4 {
+		if out := mustDfs(t, nil, "cat", m, fmt.Sprint("/f", i)); out != strings.Repeat("cairn", size+i) {
+			t.Fatalf("/f%d after the removal: %d bytes", i, len(out))
+		}
+	}
+	if code, out, errs := dfs(t, nil, "fsck", m, "/"); code != 0 {
+		t.Fatalf("fsck after the removal: exit %d: %s %s", code, out, errs)
 	}
 }

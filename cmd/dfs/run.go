@@ -45,6 +45,7 @@ commands:
   fsck [REMOTE]            check files' redundancy (exit 2 if any is lost)
   compact REMOTE...        rewrite each file's fragmented chunks as one slice now
   admin drain|undrain ID   move every shard off a chunkserver, or stop doing so
+  admin remove ID          forget a retired chunkserver (stopped, holding nothing needed)
 
 common flags:
   --master ADDRS           comma-separated master addresses

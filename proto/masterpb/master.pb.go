@@ -6297,6 +6297,86 @@ func (*UndrainResponse) Descriptor() ([]byte, []int) {
 	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{99}
 }
 
+type RemoveChunkserverRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChunkserverId string                 `protobuf:"bytes,1,opt,name=chunkserver_id,json=chunkserverId,proto3" json:"chunkserver_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveChunkserverRequest) Reset() {
+	*x = RemoveChunkserverRequest{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[100]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveChunkserverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveChunkserverRequest) ProtoMessage() {}
+
+func (x *RemoveChunkserverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[100]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveChunkserverRequest.ProtoReflect.Descriptor instead.
+func (*RemoveChunkserverRequest) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{100}
+}
+
+func (x *RemoveChunkserverRequest) GetChunkserverId() string {
+	if x != nil {
+		return x.ChunkserverId
+	}
+	return ""
+}
+
+type RemoveChunkserverResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveChunkserverResponse) Reset() {
+	*x = RemoveChunkserverResponse{}
+	mi := &file_proto_masterpb_master_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveChunkserverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveChunkserverResponse) ProtoMessage() {}
+
+func (x *RemoveChunkserverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_masterpb_master_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveChunkserverResponse.ProtoReflect.Descriptor instead.
+func (*RemoveChunkserverResponse) Descriptor() ([]byte, []int) {
+	return file_proto_masterpb_master_proto_rawDescGZIP(), []int{101}
+}
+
 type ConcatRequest_Source struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Parent        uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
@@ -6307,7 +6387,7 @@ type ConcatRequest_Source struct {
 
 func (x *ConcatRequest_Source) Reset() {
 	*x = ConcatRequest_Source{}
-	mi := &file_proto_masterpb_master_proto_msgTypes[100]
+	mi := &file_proto_masterpb_master_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6319,7 +6399,7 @@ func (x *ConcatRequest_Source) String() string {
 func (*ConcatRequest_Source) ProtoMessage() {}
 
 func (x *ConcatRequest_Source) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_masterpb_master_proto_msgTypes[100]
+	mi := &file_proto_masterpb_master_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6789,7 +6869,10 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\rDrainResponse\"7\n" +
 	"\x0eUndrainRequest\x12%\n" +
 	"\x0echunkserver_id\x18\x01 \x01(\tR\rchunkserverId\"\x11\n" +
-	"\x0fUndrainResponse*\xcd\x01\n" +
+	"\x0fUndrainResponse\"A\n" +
+	"\x18RemoveChunkserverRequest\x12%\n" +
+	"\x0echunkserver_id\x18\x01 \x01(\tR\rchunkserverId\"\x1b\n" +
+	"\x19RemoveChunkserverResponse*\xcd\x01\n" +
 	"\bFileType\x12\x19\n" +
 	"\x15FILE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11FILE_TYPE_REGULAR\x10\x01\x12\x17\n" +
@@ -6840,12 +6923,13 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\n" +
 	"FullReport\x12\".cairn.master.v1.FullReportRequest\x1a#.cairn.master.v1.FullReportResponse(\x01\x12^\n" +
 	"\rReportCorrupt\x12%.cairn.master.v1.ReportCorruptRequest\x1a&.cairn.master.v1.ReportCorruptResponse\x12R\n" +
-	"\tOrderDone\x12!.cairn.master.v1.OrderDoneRequest\x1a\".cairn.master.v1.OrderDoneResponse2\xce\x02\n" +
+	"\tOrderDone\x12!.cairn.master.v1.OrderDoneRequest\x1a\".cairn.master.v1.OrderDoneResponse2\xba\x03\n" +
 	"\x05Admin\x12R\n" +
 	"\tAddMaster\x12!.cairn.master.v1.AddMasterRequest\x1a\".cairn.master.v1.AddMasterResponse\x12[\n" +
 	"\fRemoveMaster\x12$.cairn.master.v1.RemoveMasterRequest\x1a%.cairn.master.v1.RemoveMasterResponse\x12F\n" +
 	"\x05Drain\x12\x1d.cairn.master.v1.DrainRequest\x1a\x1e.cairn.master.v1.DrainResponse\x12L\n" +
-	"\aUndrain\x12\x1f.cairn.master.v1.UndrainRequest\x1a .cairn.master.v1.UndrainResponseB)Z'github.com/cairnfs/cairn/proto/masterpbb\x06proto3"
+	"\aUndrain\x12\x1f.cairn.master.v1.UndrainRequest\x1a .cairn.master.v1.UndrainResponse\x12j\n" +
+	"\x11RemoveChunkserver\x12).cairn.master.v1.RemoveChunkserverRequest\x1a*.cairn.master.v1.RemoveChunkserverResponseB)Z'github.com/cairnfs/cairn/proto/masterpbb\x06proto3"
 
 var (
 	file_proto_masterpb_master_proto_rawDescOnce sync.Once
@@ -6860,7 +6944,7 @@ func file_proto_masterpb_master_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_masterpb_master_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 101)
+var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
 var file_proto_masterpb_master_proto_goTypes = []any{
 	(FileType)(0),                           // 0: cairn.master.v1.FileType
 	(RenameRequest_Mode)(0),                 // 1: cairn.master.v1.RenameRequest.Mode
@@ -6968,13 +7052,15 @@ var file_proto_masterpb_master_proto_goTypes = []any{
 	(*DrainResponse)(nil),                   // 103: cairn.master.v1.DrainResponse
 	(*UndrainRequest)(nil),                  // 104: cairn.master.v1.UndrainRequest
 	(*UndrainResponse)(nil),                 // 105: cairn.master.v1.UndrainResponse
-	(*ConcatRequest_Source)(nil),            // 106: cairn.master.v1.ConcatRequest.Source
-	(*chunkpb.Layout)(nil),                  // 107: cairn.chunk.v1.Layout
-	(*chunkpb.Token)(nil),                   // 108: cairn.chunk.v1.Token
-	(*chunkpb.ShardID)(nil),                 // 109: cairn.chunk.v1.ShardID
-	(*chunkpb.ReconstructShardRequest)(nil), // 110: cairn.chunk.v1.ReconstructShardRequest
-	(*chunkpb.DeleteShardRequest)(nil),      // 111: cairn.chunk.v1.DeleteShardRequest
-	(*chunkpb.ShardInfo)(nil),               // 112: cairn.chunk.v1.ShardInfo
+	(*RemoveChunkserverRequest)(nil),        // 106: cairn.master.v1.RemoveChunkserverRequest
+	(*RemoveChunkserverResponse)(nil),       // 107: cairn.master.v1.RemoveChunkserverResponse
+	(*ConcatRequest_Source)(nil),            // 108: cairn.master.v1.ConcatRequest.Source
+	(*chunkpb.Layout)(nil),                  // 109: cairn.chunk.v1.Layout
+	(*chunkpb.Token)(nil),                   // 110: cairn.chunk.v1.Token
+	(*chunkpb.ShardID)(nil),                 // 111: cairn.chunk.v1.ShardID
+	(*chunkpb.ReconstructShardRequest)(nil), // 112: cairn.chunk.v1.ReconstructShardRequest
+	(*chunkpb.DeleteShardRequest)(nil),      // 113: cairn.chunk.v1.DeleteShardRequest
+	(*chunkpb.ShardInfo)(nil),               // 114: cairn.chunk.v1.ShardInfo
 }
 var file_proto_masterpb_master_proto_depIdxs = []int32{
 	0,   // 0: cairn.master.v1.Attr.type:type_name -> cairn.master.v1.FileType
@@ -6986,7 +7072,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 6: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 7: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 8: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	107, // 9: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
+	109, // 9: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
 	8,   // 10: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
 	8,   // 11: cairn.master.v1.MkdirResponse.dirs:type_name -> cairn.master.v1.Attr
 	7,   // 12: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
@@ -7001,7 +7087,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 21: cairn.master.v1.RmdirRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 22: cairn.master.v1.RmdirResponse.dirs:type_name -> cairn.master.v1.Attr
 	7,   // 23: cairn.master.v1.ConcatRequest.header:type_name -> cairn.master.v1.RequestHeader
-	106, // 24: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
+	108, // 24: cairn.master.v1.ConcatRequest.sources:type_name -> cairn.master.v1.ConcatRequest.Source
 	8,   // 25: cairn.master.v1.ConcatResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 26: cairn.master.v1.RenameRequest.header:type_name -> cairn.master.v1.RequestHeader
 	1,   // 27: cairn.master.v1.RenameRequest.mode:type_name -> cairn.master.v1.RenameRequest.Mode
@@ -7022,9 +7108,9 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	8,   // 42: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 43: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
 	55,  // 44: cairn.master.v1.ReleaseRequest.more:type_name -> cairn.master.v1.HandleRef
-	108, // 45: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
+	110, // 45: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
 	7,   // 46: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	107, // 47: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
+	109, // 47: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
 	57,  // 48: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
 	7,   // 49: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
 	57,  // 50: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
@@ -7036,7 +7122,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 56: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
 	67,  // 57: cairn.master.v1.WriteInlineRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
 	8,   // 58: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
-	107, // 59: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
+	109, // 59: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
 	57,  // 60: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
 	8,   // 61: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
 	68,  // 62: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
@@ -7051,13 +7137,13 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	81,  // 71: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
 	82,  // 72: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
 	5,   // 73: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
-	109, // 74: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
-	109, // 75: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
-	110, // 76: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
-	111, // 77: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
+	111, // 74: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
+	111, // 75: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
+	112, // 76: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
+	113, // 77: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
 	90,  // 78: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
-	112, // 79: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
-	109, // 80: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
+	114, // 79: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
+	111, // 80: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
 	9,   // 81: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
 	11,  // 82: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
 	15,  // 83: cairn.master.v1.Master.BatchStat:input_type -> cairn.master.v1.BatchStatRequest
@@ -7101,51 +7187,53 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	100, // 121: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
 	102, // 122: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
 	104, // 123: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
-	10,  // 124: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
-	12,  // 125: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
-	16,  // 126: cairn.master.v1.Master.BatchStat:output_type -> cairn.master.v1.BatchStatResponse
-	18,  // 127: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
-	20,  // 128: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
-	22,  // 129: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
-	24,  // 130: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
-	26,  // 131: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
-	28,  // 132: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
-	32,  // 133: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
-	30,  // 134: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
-	34,  // 135: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
-	36,  // 136: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
-	38,  // 137: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
-	41,  // 138: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
-	43,  // 139: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
-	45,  // 140: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
-	47,  // 141: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
-	49,  // 142: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
-	51,  // 143: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
-	53,  // 144: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
-	56,  // 145: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
-	59,  // 146: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
-	61,  // 147: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
-	63,  // 148: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
-	66,  // 149: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
-	70,  // 150: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
-	76,  // 151: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
-	72,  // 152: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
-	74,  // 153: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
-	78,  // 154: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
-	80,  // 155: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
-	84,  // 156: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
-	86,  // 157: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
-	88,  // 158: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
-	91,  // 159: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
-	93,  // 160: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
-	95,  // 161: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
-	97,  // 162: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
-	99,  // 163: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
-	101, // 164: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
-	103, // 165: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
-	105, // 166: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
-	124, // [124:167] is the sub-list for method output_type
-	81,  // [81:124] is the sub-list for method input_type
+	106, // 124: cairn.master.v1.Admin.RemoveChunkserver:input_type -> cairn.master.v1.RemoveChunkserverRequest
+	10,  // 125: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
+	12,  // 126: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
+	16,  // 127: cairn.master.v1.Master.BatchStat:output_type -> cairn.master.v1.BatchStatResponse
+	18,  // 128: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
+	20,  // 129: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
+	22,  // 130: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
+	24,  // 131: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
+	26,  // 132: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
+	28,  // 133: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
+	32,  // 134: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
+	30,  // 135: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
+	34,  // 136: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
+	36,  // 137: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
+	38,  // 138: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
+	41,  // 139: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
+	43,  // 140: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
+	45,  // 141: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
+	47,  // 142: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
+	49,  // 143: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
+	51,  // 144: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
+	53,  // 145: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
+	56,  // 146: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
+	59,  // 147: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
+	61,  // 148: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
+	63,  // 149: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
+	66,  // 150: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
+	70,  // 151: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
+	76,  // 152: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
+	72,  // 153: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
+	74,  // 154: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
+	78,  // 155: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
+	80,  // 156: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
+	84,  // 157: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
+	86,  // 158: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
+	88,  // 159: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
+	91,  // 160: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
+	93,  // 161: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
+	95,  // 162: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
+	97,  // 163: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
+	99,  // 164: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
+	101, // 165: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
+	103, // 166: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
+	105, // 167: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
+	107, // 168: cairn.master.v1.Admin.RemoveChunkserver:output_type -> cairn.master.v1.RemoveChunkserverResponse
+	125, // [125:169] is the sub-list for method output_type
+	81,  // [81:125] is the sub-list for method input_type
 	81,  // [81:81] is the sub-list for extension type_name
 	81,  // [81:81] is the sub-list for extension extendee
 	0,   // [0:81] is the sub-list for field type_name
@@ -7168,7 +7256,7 @@ func file_proto_masterpb_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_masterpb_master_proto_rawDesc), len(file_proto_masterpb_master_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   101,
+			NumMessages:   103,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -1671,10 +1671,11 @@ var Registry_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_AddMaster_FullMethodName    = "/cairn.master.v1.Admin/AddMaster"
-	Admin_RemoveMaster_FullMethodName = "/cairn.master.v1.Admin/RemoveMaster"
-	Admin_Drain_FullMethodName        = "/cairn.master.v1.Admin/Drain"
-	Admin_Undrain_FullMethodName      = "/cairn.master.v1.Admin/Undrain"
+	Admin_AddMaster_FullMethodName         = "/cairn.master.v1.Admin/AddMaster"
+	Admin_RemoveMaster_FullMethodName      = "/cairn.master.v1.Admin/RemoveMaster"
+	Admin_Drain_FullMethodName             = "/cairn.master.v1.Admin/Drain"
+	Admin_Undrain_FullMethodName           = "/cairn.master.v1.Admin/Undrain"
+	Admin_RemoveChunkserver_FullMethodName = "/cairn.master.v1.Admin/RemoveChunkserver"
 )
 
 // AdminClient is the client API for Admin service.
@@ -1685,6 +1686,9 @@ type AdminClient interface {
 	RemoveMaster(ctx context.Context, in *RemoveMasterRequest, opts ...grpc.CallOption) (*RemoveMasterResponse, error)
 	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
 	Undrain(ctx context.Context, in *UndrainRequest, opts ...grpc.CallOption) (*UndrainResponse, error)
+	// RemoveChunkserver forgets a retired chunkserver: stopped, and
+	// holding no shard a committed slice needs.
+	RemoveChunkserver(ctx context.Context, in *RemoveChunkserverRequest, opts ...grpc.CallOption) (*RemoveChunkserverResponse, error)
 }
 
 type adminClient struct {
@@ -1735,6 +1739,16 @@ func (c *adminClient) Undrain(ctx context.Context, in *UndrainRequest, opts ...g
 	return out, nil
 }
 
+func (c *adminClient) RemoveChunkserver(ctx context.Context, in *RemoveChunkserverRequest, opts ...grpc.CallOption) (*RemoveChunkserverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveChunkserverResponse)
+	err := c.cc.Invoke(ctx, Admin_RemoveChunkserver_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -1743,6 +1757,9 @@ type AdminServer interface {
 	RemoveMaster(context.Context, *RemoveMasterRequest) (*RemoveMasterResponse, error)
 	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
 	Undrain(context.Context, *UndrainRequest) (*UndrainResponse, error)
+	// RemoveChunkserver forgets a retired chunkserver: stopped, and
+	// holding no shard a committed slice needs.
+	RemoveChunkserver(context.Context, *RemoveChunkserverRequest) (*RemoveChunkserverResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -1764,6 +1781,9 @@ func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*DrainRes
 }
 func (UnimplementedAdminServer) Undrain(context.Context, *UndrainRequest) (*UndrainResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Undrain not implemented")
+}
+func (UnimplementedAdminServer) RemoveChunkserver(context.Context, *RemoveChunkserverRequest) (*RemoveChunkserverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveChunkserver not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1858,6 +1878,24 @@ func _Admin_Undrain_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RemoveChunkserver_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveChunkserverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RemoveChunkserver(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RemoveChunkserver_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RemoveChunkserver(ctx, req.(*RemoveChunkserverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1880,6 +1918,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Undrain",
 			Handler:    _Admin_Undrain_Handler,
+		},
+		{
+			MethodName: "RemoveChunkserver",
+			Handler:    _Admin_RemoveChunkserver_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
