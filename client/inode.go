@@ -464,11 +464,16 @@ type Handle struct {
 // Open opens inode ino for reading and writing. flag's O_TRUNC empties
 // the file first; other flags are the caller's business (a FUSE mount
 // leaves access checks to the kernel and append offsets to it too), so
-// the File is always opened O_RDWR. Close the Handle to release it.
+// the File is always opened O_RDWR. flag's access mode is told to the
+// master, though: the chunks of a file open for writing are not
+// compacted while it is quiet (a writer may soon add more slices), and
+// an O_RDONLY handle does not hold them back. Close the Handle to release
+// it.
 func (in Inodes) Open(ctx context.Context, ino uint64, flag int) (*Handle, *masterpb.Attr, error) {
 	var attr *masterpb.Attr
 	var handle uint64
-	resp, err := call(ctx, in.c.conn, &masterpb.OpenRequest{Header: in.inoHeader(ctx), Inode: ino}, masterpb.MasterClient.Open)
+	readOnly := flag&(syscall.O_WRONLY|syscall.O_RDWR) == 0
+	resp, err := call(ctx, in.c.conn, &masterpb.OpenRequest{Header: in.inoHeader(ctx), Inode: ino, ReadOnly: readOnly}, masterpb.MasterClient.Open)
 	switch {
 	case err == nil:
 		attr, handle = resp.Attr, resp.Handle
@@ -536,7 +541,7 @@ func (in Inodes) CreateOpen(ctx context.Context, parent uint64, name string, mod
 	}
 	if resp.Handle == 0 {
 		// A master that does not open on create: open separately.
-		h, attr, err = in.Open(ctx, attr.Inode, 0)
+		h, attr, err = in.Open(ctx, attr.Inode, syscall.O_RDWR)
 		return h, attr, resp.Created, err
 	}
 	return in.newHandle(attr.Inode, attr, resp.Handle), attr, resp.Created, nil

@@ -155,7 +155,7 @@ func (m *masterService) Open(ctx context.Context, req *masterpb.OpenRequest) (*m
 		return nil, err
 	}
 	res, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_OpenHandle{OpenHandle: &fsmpb.OpenHandle{
-		Inode: req.Inode, ClientId: req.Header.GetClientId(),
+		Inode: req.Inode, ClientId: req.Header.GetClientId(), ReadOnly: req.ReadOnly,
 	}}})
 	if err != nil {
 		return nil, err

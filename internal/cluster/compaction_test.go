@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -273,4 +274,43 @@ func TestCompactionPacked(t *testing.T) {
 	if rs := fsck(t, cl, "/"); unhealthy(rs) != "" {
 		t.Fatalf("fsck: %s", unhealthy(rs))
 	}
+}
+
+// TestCompactionReadOnlyHandle: a chunk of a file open only for reading
+// is compacted once quiet, as if closed: a reader adds no slices. (A
+// handle that may write makes it wait; see master's TestCompactClaims.)
+func TestCompactionReadOnlyHandle(t *testing.T) {
+	c := startRepair(t, 6, func(cfg *cluster.Config) {
+		cfg.Compaction = master.CompactionConfig{Quiet: 500 * time.Millisecond}
+	})
+	ctx := context.Background()
+	cl := dial(t, c)
+	rng := rand.New(rand.NewPCG(13, 17))
+	model := make([]byte, 1<<20)
+	f := createSynced(t, cl, "/read", model)
+	randomWrites(t, f, model, rng, 40, len(model))
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := cl.Stat(ctx, "/read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := cl.Inodes().Open(ctx, st.Inode(), os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	compactor, err := client.Dial(ctx, client.ClientConfig{
+		Masters: c.MasterAddrs(), IOTimeout: 30 * time.Second, Compaction: true, CompactionPoll: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer compactor.Close()
+	waitFor(t, 60*time.Second, "compaction of the file open for reading", func() (bool, string) {
+		refs := fileRefs(t, cl, "/read")
+		return len(refs) == 1, fmt.Sprintf("%d refs", len(refs))
+	})
+	checkFiles(t, cl, map[string][]byte{"/read": model})
 }

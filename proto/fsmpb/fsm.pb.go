@@ -2807,9 +2807,12 @@ func (x *Concat) GetGid() uint32 {
 // OpenHandle records that client_id has inode open; an inode whose last
 // link goes while it has handles stays, unnamed, until the last is released.
 type OpenHandle struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Inode    uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	ClientId string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// read_only: the handle will not write (compaction need not wait for
+	// it).
+	ReadOnly      bool `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2856,6 +2859,13 @@ func (x *OpenHandle) GetClientId() string {
 		return x.ClientId
 	}
 	return ""
+}
+
+func (x *OpenHandle) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
 }
 
 // ReleaseHandle drops open handles.
@@ -2971,8 +2981,11 @@ type Handle struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ClientId       string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	OpenedUnixNano int64                  `protobuf:"varint,2,opt,name=opened_unix_nano,json=openedUnixNano,proto3" json:"opened_unix_nano,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// read_only: opened for reading only. Records from before the field
+	// read as writable.
+	ReadOnly      bool `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Handle) Reset() {
@@ -3017,6 +3030,13 @@ func (x *Handle) GetOpenedUnixNano() int64 {
 		return x.OpenedUnixNano
 	}
 	return 0
+}
+
+func (x *Handle) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
 }
 
 // FileLock is one held lock: a POSIX byte-range lock or a flock.
@@ -3684,20 +3704,22 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x04srcs\x18\x02 \x03(\v2\x17.cairn.fsm.v1.EntryNameR\x04srcs\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x10\n" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
-	"\x03gid\x18\x05 \x01(\rR\x03gid\"?\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\"\\\n" +
 	"\n" +
 	"OpenHandle\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x1b\n" +
-	"\tclient_id\x18\x02 \x01(\tR\bclientId\"m\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1b\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\"m\n" +
 	"\rReleaseHandle\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x16\n" +
 	"\x06handle\x18\x02 \x01(\x04R\x06handle\x12.\n" +
 	"\x04more\x18\x03 \x03(\v2\x1a.cairn.master.v1.HandleRefR\x04more\"+\n" +
 	"\fExpireClient\x12\x1b\n" +
-	"\tclient_id\x18\x01 \x01(\tR\bclientId\"O\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"l\n" +
 	"\x06Handle\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12(\n" +
-	"\x10opened_unix_nano\x18\x02 \x01(\x03R\x0eopenedUnixNano\"\xa3\x01\n" +
+	"\x10opened_unix_nano\x18\x02 \x01(\x03R\x0eopenedUnixNano\x12\x1b\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\"\xa3\x01\n" +
 	"\bFileLock\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\x04R\x05owner\x12\x14\n" +

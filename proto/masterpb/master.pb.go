@@ -3049,10 +3049,13 @@ func (x *StatFSResponse) GetInodes() uint64 {
 	return 0
 }
 
+// read_only says the handle will only read, so that compaction of the
+// file need not wait for it to close.
 type OpenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	Inode         uint64                 `protobuf:"varint,2,opt,name=inode,proto3" json:"inode,omitempty"`
+	ReadOnly      bool                   `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3099,6 +3102,13 @@ func (x *OpenRequest) GetInode() uint64 {
 		return x.Inode
 	}
 	return 0
+}
+
+func (x *OpenRequest) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
 }
 
 type OpenResponse struct {
@@ -6637,10 +6647,11 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"free_bytes\x18\x02 \x01(\x04R\tfreeBytes\x12\x1d\n" +
 	"\n" +
 	"used_bytes\x18\x03 \x01(\x04R\tusedBytes\x12\x16\n" +
-	"\x06inodes\x18\x04 \x01(\x04R\x06inodes\"[\n" +
+	"\x06inodes\x18\x04 \x01(\x04R\x06inodes\"x\n" +
 	"\vOpenRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
-	"\x05inode\x18\x02 \x01(\x04R\x05inode\"Q\n" +
+	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x1b\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\"Q\n" +
 	"\fOpenResponse\x12)\n" +
 	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12\x16\n" +
 	"\x06handle\x18\x02 \x01(\x04R\x06handle\"\xa6\x01\n" +

@@ -337,7 +337,11 @@ func (s *scenario) query(name string, a args) (string, error) {
 			return "", err
 		}
 		n, err := f.OpenHandles(ino)
-		return fmt.Sprintf("%d open", n), err
+		if err != nil {
+			return "", err
+		}
+		w, err := f.WritableHandles(ino)
+		return fmt.Sprintf("%d open, %d writable", n, w), err
 	case "clients":
 		cs, err := f.ClientsWithState()
 		return fmt.Sprintf("%q", cs), err
@@ -723,7 +727,7 @@ func (s *scenario) build(name string, a args) (*fsmpb.Command, error) {
 		}
 		client, _ := a.str("client")
 		if name == "open" {
-			c = cmd(&fsmpb.OpenHandle{Inode: ino, ClientId: client})
+			c = cmd(&fsmpb.OpenHandle{Inode: ino, ClientId: client, ReadOnly: a.has("ro")})
 			break
 		}
 		owner, _, _ := a.num("owner")

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairnfs/cairn/proto/fsmpb"
 )
@@ -77,7 +78,7 @@ func (t *txn) openHandle(c *fsmpb.OpenHandle) (Result, error) {
 	}
 	h := t.meta.NextHandle
 	t.meta.NextHandle++
-	if err := setProto(t.b, handleKey(c.Inode, h), &fsmpb.Handle{ClientId: c.ClientId, OpenedUnixNano: t.now}); err != nil {
+	if err := setProto(t.b, handleKey(c.Inode, h), &fsmpb.Handle{ClientId: c.ClientId, OpenedUnixNano: t.now, ReadOnly: c.ReadOnly}); err != nil {
 		return Result{}, err
 	}
 	if err := t.b.Set(clientHandleKey(c.ClientId, c.Inode, h), nil, nil); err != nil {
@@ -228,19 +229,40 @@ func (f *FSM) ClientsWithState() ([]string, error) {
 
 // OpenHandles counts inode ino's open handles.
 func (f *FSM) OpenHandles(ino uint64) (int, error) {
+	all, _, err := f.countHandles(ino)
+	return all, err
+}
+
+// WritableHandles counts inode ino's open handles that may write: all
+// but those opened read-only.
+func (f *FSM) WritableHandles(ino uint64) (int, error) {
+	_, writable, err := f.countHandles(ino)
+	return writable, err
+}
+
+// countHandles counts inode ino's open handles, and those of them not
+// opened read-only.
+func (f *FSM) countHandles(ino uint64) (all, writable int, err error) {
 	v, err := f.view(false)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer v.close()
 	p := handlePrefix(ino)
 	it, err := v.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
-		n++
+		all++
+		var h fsmpb.Handle
+		if err := proto.Unmarshal(it.Value(), &h); err != nil {
+			_ = it.Close()
+			return 0, 0, corrupt("handle", it.Key(), err)
+		}
+		if !h.ReadOnly {
+			writable++
+		}
 	}
-	return n, it.Close()
+	return all, writable, it.Close()
 }
