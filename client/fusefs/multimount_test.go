@@ -263,17 +263,7 @@ func TestLockLeaseExpiry(t *testing.T) {
 	// master any more, and nothing releases its locks.
 	cut.Store(true)
 	defer cut.Store(false) // let the first mount's release and unmount go through
-	deadline := time.Now().Add(hangLimit)
-	for {
-		err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
-			t.Fatalf("flock on the second mount after the first went silent: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFlock(t, fb, hangLimit, "after the first went silent")
 	// The record lock went with the lease too.
 	if err := unix.FcntlFlock(fb.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
 		t.Fatalf("record lock on the second mount after the first's lease ran out: %v", err)
@@ -324,18 +314,25 @@ func TestUnlockRetried(t *testing.T) {
 	cut.Store(false)
 	// The retries pause 1 s, then 2 s, ...; the lease (30 s) is renewed
 	// all along and would never free the lock.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
-			t.Fatalf("flock on the second mount once the master answers again: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFlock(t, fb, 20*time.Second, "once the master answers again")
 	if err := unix.FcntlFlock(fb.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
 		t.Fatalf("record lock on the second mount: %v", err)
+	}
+}
+
+// waitFlock takes an exclusive flock on f, trying until it is granted
+// (failing on any answer but EWOULDBLOCK) or limit runs out.
+func waitFlock(t *testing.T, f *os.File, limit time.Duration, when string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return
+		}
+		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
+			t.Fatalf("flock on the second mount %s: %v", when, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -11,26 +11,34 @@ import (
 	"github.com/cairnfs/cairn/master"
 )
 
-// TestFsckDfAdmin drives dfs fsck, df and admin against a cluster whose
-// masters do not repair, so fsck's verdicts stay put.
-func TestFsckDfAdmin(t *testing.T) {
+// startHealCluster starts one master and n chunkservers that are declared
+// dead after deadAfter, with repair configured by rc; Cleanup closes it.
+func startHealCluster(t *testing.T, n int, deadAfter time.Duration, rc master.RepairConfig) *cluster.Cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := cluster.Start(ctx, cluster.Config{
-		Dir: t.TempDir(), Chunkservers: 3, HeartbeatInterval: 200 * time.Millisecond,
-		DeadAfter: 3 * time.Second, Repair: master.RepairConfig{Disabled: true},
+		Dir: t.TempDir(), Chunkservers: n, HeartbeatInterval: 200 * time.Millisecond,
+		DeadAfter: deadAfter, Repair: rc,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Error(err)
 		}
-	}()
+	})
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// TestFsckDfAdmin drives dfs fsck, df and admin against a cluster whose
+// masters do not repair, so fsck's verdicts stay put.
+func TestFsckDfAdmin(t *testing.T) {
+	c := startHealCluster(t, 3, 3*time.Second, master.RepairConfig{Disabled: true})
 	m := "--master=" + strings.Join(c.MasterAddrs(), ",")
 	mustDfs(t, []byte(strings.Repeat("cairn", 1<<20)), "put", m, "-", "/big")
 
@@ -94,23 +102,7 @@ func TestFsckDfAdmin(t *testing.T) {
 // TestAdminRemove: a chunkserver is removed only once it is stopped and
 // no committed slice needs a shard on it; then status no longer lists it.
 func TestAdminRemove(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Config{
-		Dir: t.TempDir(), Chunkservers: 4, HeartbeatInterval: 200 * time.Millisecond,
-		DeadAfter: 2 * time.Second, Repair: master.RepairConfig{Interval: 250 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := startHealCluster(t, 4, 2*time.Second, master.RepairConfig{Interval: 250 * time.Millisecond})
 	m := "--master=" + strings.Join(c.MasterAddrs(), ",")
 	// Past the inline limit, so on chunkservers: three copies each on
 	// three of the four servers.
