@@ -278,6 +278,21 @@ func (f *File) Seek(offset int64, whence int) (int64, error) {
 	return pos, nil
 }
 
+// DeferAttrs arranges for ch (its mode, owner and times; not a size) and
+// the extended attributes xattrs to be set with the next commit of the
+// bytes written, in the same commit, and reports whether it did: false
+// when no written byte waits for a commit (the caller sets them itself).
+// A later write drops a deferred mtime, as a write after utimes sets
+// mtime anew.
+func (f *File) DeferAttrs(ch AttrChange, xattrs map[string][]byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed || f.mu.w == nil || ch.Size != nil || !f.mu.w.Buffered() {
+		return false
+	}
+	return f.mu.w.DeferAttrs(ch) && (len(xattrs) == 0 || f.mu.w.DeferXattrs(xattrs))
+}
+
 // Sync commits every byte written so far: when it returns nil they are
 // durable and visible to files opened afterwards.
 func (f *File) Sync() error {

@@ -248,6 +248,30 @@ func (w *Writer) DeferAttrs(ch AttrChange) bool {
 	return true
 }
 
+// DeferXattrs records extended attributes to be set (created or
+// replaced) with the bytes the Writer buffers, in the same commit, and
+// reports whether it did: as DeferAttrs, false when nothing is buffered.
+// At most 16 per commit (the master's MaxUpdateXattrs). An S3 object's
+// metadata, known only once its last byte is read, then costs no commit
+// of its own.
+func (w *Writer) DeferXattrs(xattrs map[string][]byte) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.usableLocked() != nil || len(w.mu.runs) == 0 {
+		return false
+	}
+	if w.mu.attrs == nil {
+		w.mu.attrs = &masterpb.AttrUpdate{}
+	}
+	if w.mu.attrs.Xattrs == nil {
+		w.mu.attrs.Xattrs = make(map[string][]byte, len(xattrs))
+	}
+	for k, v := range xattrs {
+		w.mu.attrs.Xattrs[k] = v
+	}
+	return true
+}
+
 // Commits returns how many commits the Writer has made, so that a caller
 // can tell whether a call committed (and so changed the file's
 // attributes on the master).

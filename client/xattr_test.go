@@ -1,8 +1,10 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"slices"
 	"syscall"
@@ -94,5 +96,51 @@ func TestXattrByPath(t *testing.T) {
 	var pe *fs.PathError
 	if err := c.SetXattr(ctx, "/d/e/f", "", nil, 0); !errors.As(err, &pe) || pe.Path != "/d/e/f" {
 		t.Fatalf("SetXattr with an empty name: %v, want a *fs.PathError on /d/e/f", err)
+	}
+}
+
+// TestDeferAttrs: a File's deferred mtime and extended attributes land
+// with the commit of its buffered bytes, inline or as a slice; with
+// nothing buffered nothing is deferred.
+func TestDeferAttrs(t *testing.T) {
+	c := smallCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, client.ClientConfig{Masters: c.MasterAddrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, size := range []int{100, 100_000} {
+		p := fmt.Sprintf("/deferred-%d", size)
+		f, err := cl.Create(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.DeferAttrs(client.AttrChange{}, map[string][]byte{"user.a": []byte("early")}) {
+			t.Fatal("deferred with nothing written")
+		}
+		if _, err := f.Write(bytes.Repeat([]byte("x"), size)); err != nil {
+			t.Fatal(err)
+		}
+		mtime := time.Unix(1_700_000_000, 123)
+		if !f.DeferAttrs(client.AttrChange{Mtime: &mtime}, map[string][]byte{"user.a": []byte("1"), "user.b": []byte("2")}) {
+			t.Fatal("not deferred with bytes buffered")
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := cl.Stat(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() != int64(size) || !fi.ModTime().Equal(mtime) {
+			t.Errorf("%s: size %d, mtime %v; want %d, %v", p, fi.Size(), fi.ModTime(), size, mtime)
+		}
+		for name, want := range map[string]string{"user.a": "1", "user.b": "2"} {
+			if v, err := cl.GetXattr(ctx, p, name); err != nil || string(v) != want {
+				t.Errorf("%s: xattr %s = %q, %v; want %q", p, name, v, err, want)
+			}
+		}
 	}
 }

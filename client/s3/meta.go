@@ -143,9 +143,15 @@ func (m *objectMeta) writeHeaders(h http.Header) {
 
 // setETag records etag as computed for the file's current size and mtime.
 func (m *objectMeta) setETag(etag string, fi *client.FileInfo) {
+	m.setETagAt(etag, fi.Size(), fi.Attr().GetMtimeUnixNano())
+}
+
+// setETagAt records etag for a file of size bytes modified at mtime (in
+// Unix nanoseconds): what the file will be once a commit under way lands.
+func (m *objectMeta) setETagAt(etag string, size, mtimeNano int64) {
 	m.fields.Set(fieldETag, etag)
-	m.fields.Set(fieldSize, strconv.FormatInt(fi.Size(), 10))
-	m.fields.Set(fieldMtime, strconv.FormatInt(fi.Attr().GetMtimeUnixNano(), 10))
+	m.fields.Set(fieldSize, strconv.FormatInt(size, 10))
+	m.fields.Set(fieldMtime, strconv.FormatInt(mtimeNano, 10))
 }
 
 // recordedFor reports whether the recorded ETag (and the part sizes

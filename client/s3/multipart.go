@@ -133,7 +133,7 @@ func (h *Handler) uploadPart(ctx context.Context, w http.ResponseWriter, r *http
 			return aerr
 		}
 		var err error
-		if wr, err = h.writeHidden(ctx, rq.bucket, id, hiddenName("part"), b); err != nil {
+		if wr, err = h.writeHidden(ctx, rq.bucket, id, hiddenName("part"), b, nil); err != nil {
 			return err
 		}
 		etag = b.etag()

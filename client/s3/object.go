@@ -22,6 +22,9 @@ import (
 type written struct {
 	path string
 	fi   *client.FileInfo
+	// finished: the extended attributes writeHidden's finish returned
+	// were committed with the file's last bytes.
+	finished bool
 }
 
 // writeHidden writes src to a new file named name in bucket's hidden
@@ -30,7 +33,13 @@ type written struct {
 //
 // upload, if not "", is the multipart upload whose directory the file goes
 // in; a missing upload directory is NoSuchUpload (it is never recreated).
-func (h *Handler) writeHidden(ctx context.Context, bucket, upload, name string, src io.Reader) (*written, error) {
+//
+// finish, if not nil, is called once src is read whole, with the file's
+// size and the modification time it is given; the extended attributes it
+// returns are committed with the last bytes, in the same commit
+// (written.finished), unless those were committed already: then the
+// caller sets them.
+func (h *Handler) writeHidden(ctx context.Context, bucket, upload, name string, src io.Reader, finish func(size int64, mtime time.Time) map[string][]byte) (*written, error) {
 	p := hiddenPath(bucket, name)
 	if upload != "" {
 		p = hiddenPath(bucket, upload, name)
@@ -56,7 +65,12 @@ func (h *Handler) writeHidden(ctx context.Context, bucket, upload, name string, 
 	}
 	buf := h.getBuf()
 	defer h.putBuf(buf)
-	_, err = io.CopyBuffer(struct{ io.Writer }{f}, &ctxReader{ctx: ctx, r: src}, *buf)
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, &ctxReader{ctx: ctx, r: src}, *buf)
+	finished := false
+	if err == nil && finish != nil {
+		mtime := h.cfg.Now()
+		finished = f.DeferAttrs(client.AttrChange{Mtime: &mtime}, finish(n, mtime))
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -71,7 +85,7 @@ func (h *Handler) writeHidden(ctx context.Context, bucket, upload, name string, 
 		h.discard(ctx, p)
 		return nil, err
 	}
-	return &written{path: p, fi: fi}, nil
+	return &written{path: p, fi: fi, finished: finished}, nil
 }
 
 // ctxReader stops reading when ctx ends.
@@ -164,18 +178,30 @@ func (h *Handler) putObject(ctx context.Context, w http.ResponseWriter, r *http.
 	if aerr != nil {
 		return aerr
 	}
-	wr, err := h.writeHidden(ctx, rq.bucket, "", hiddenName("put"), b)
+	// The metadata commits with the last bytes when it can (it needs
+	// the body's MD5, known only at its end), else on its own.
+	wr, err := h.writeHidden(ctx, rq.bucket, "", hiddenName("put"), b, func(size int64, mtime time.Time) map[string][]byte {
+		m.setETagAt(b.etag(), size, mtime.UnixNano())
+		for k, v := range b.checksums() {
+			m.fields.Set(k, v)
+		}
+		return map[string][]byte{metaXattr: m.encode()}
+	})
 	if err != nil {
 		return err
 	}
-	m.setETag(b.etag(), wr.fi)
 	for k, v := range b.checksums() {
-		m.fields.Set(k, v)
 		w.Header().Set(k, v)
 	}
-	if err := h.setMeta(ctx, wr.fi, m); err != nil {
-		h.discard(ctx, wr.path)
-		return err
+	if !wr.finished {
+		m.setETag(b.etag(), wr.fi)
+		for k, v := range b.checksums() {
+			m.fields.Set(k, v)
+		}
+		if err := h.setMeta(ctx, wr.fi, m); err != nil {
+			h.discard(ctx, wr.path)
+			return err
+		}
 	}
 	if err := h.publish(ctx, wr, rq.bucket, rq.key); err != nil {
 		return err
@@ -525,7 +551,7 @@ func (h *Handler) copyData(ctx context.Context, src string, off, n int64, bucket
 	}
 	defer f.Close()
 	md := &hashingReader{r: io.NewSectionReader(f, off, n), h: newMD5()}
-	wr, err := h.writeHidden(ctx, bucket, upload, hiddenName(kind), md)
+	wr, err := h.writeHidden(ctx, bucket, upload, hiddenName(kind), md, nil)
 	if err != nil {
 		return nil, "", err
 	}

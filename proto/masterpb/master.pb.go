@@ -4007,6 +4007,10 @@ type AttrUpdate struct {
 	Gid           *uint32                `protobuf:"varint,3,opt,name=gid,proto3,oneof" json:"gid,omitempty"`
 	AtimeUnixNano *int64                 `protobuf:"varint,4,opt,name=atime_unix_nano,json=atimeUnixNano,proto3,oneof" json:"atime_unix_nano,omitempty"`
 	MtimeUnixNano *int64                 `protobuf:"varint,5,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3,oneof" json:"mtime_unix_nano,omitempty"`
+	// xattrs are extended attributes to set (created or replaced), at most
+	// MaxUpdateXattrs of them: an S3 object's metadata commits with its
+	// bytes.
+	Xattrs        map[string][]byte `protobuf:"bytes,6,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4074,6 +4078,13 @@ func (x *AttrUpdate) GetMtimeUnixNano() int64 {
 		return *x.MtimeUnixNano
 	}
 	return 0
+}
+
+func (x *AttrUpdate) GetXattrs() map[string][]byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
 }
 
 // SliceRef is one committed slice as a file sees it: the bytes
@@ -6709,14 +6720,18 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\x0fmtime_unix_nano\x18\x05 \x01(\x03R\rmtimeUnixNano\x121\n" +
 	"\x05attrs\x18\x06 \x01(\v2\x1b.cairn.master.v1.AttrUpdateR\x05attrs\"@\n" +
 	"\x13WriteInlineResponse\x12)\n" +
-	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xee\x01\n" +
+	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\"\xea\x02\n" +
 	"\n" +
 	"AttrUpdate\x12\x17\n" +
 	"\x04mode\x18\x01 \x01(\rH\x00R\x04mode\x88\x01\x01\x12\x15\n" +
 	"\x03uid\x18\x02 \x01(\rH\x01R\x03uid\x88\x01\x01\x12\x15\n" +
 	"\x03gid\x18\x03 \x01(\rH\x02R\x03gid\x88\x01\x01\x12+\n" +
 	"\x0fatime_unix_nano\x18\x04 \x01(\x03H\x03R\ratimeUnixNano\x88\x01\x01\x12+\n" +
-	"\x0fmtime_unix_nano\x18\x05 \x01(\x03H\x04R\rmtimeUnixNano\x88\x01\x01B\a\n" +
+	"\x0fmtime_unix_nano\x18\x05 \x01(\x03H\x04R\rmtimeUnixNano\x88\x01\x01\x12?\n" +
+	"\x06xattrs\x18\x06 \x03(\v2'.cairn.master.v1.AttrUpdate.XattrsEntryR\x06xattrs\x1a9\n" +
+	"\vXattrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01B\a\n" +
 	"\x05_modeB\x06\n" +
 	"\x04_uidB\x06\n" +
 	"\x04_gidB\x12\n" +
@@ -6955,7 +6970,7 @@ func file_proto_masterpb_master_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_masterpb_master_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_proto_masterpb_master_proto_msgTypes = make([]protoimpl.MessageInfo, 104)
 var file_proto_masterpb_master_proto_goTypes = []any{
 	(FileType)(0),                           // 0: cairn.master.v1.FileType
 	(RenameRequest_Mode)(0),                 // 1: cairn.master.v1.RenameRequest.Mode
@@ -7066,12 +7081,13 @@ var file_proto_masterpb_master_proto_goTypes = []any{
 	(*RemoveChunkserverRequest)(nil),        // 106: cairn.master.v1.RemoveChunkserverRequest
 	(*RemoveChunkserverResponse)(nil),       // 107: cairn.master.v1.RemoveChunkserverResponse
 	(*ConcatRequest_Source)(nil),            // 108: cairn.master.v1.ConcatRequest.Source
-	(*chunkpb.Layout)(nil),                  // 109: cairn.chunk.v1.Layout
-	(*chunkpb.Token)(nil),                   // 110: cairn.chunk.v1.Token
-	(*chunkpb.ShardID)(nil),                 // 111: cairn.chunk.v1.ShardID
-	(*chunkpb.ReconstructShardRequest)(nil), // 112: cairn.chunk.v1.ReconstructShardRequest
-	(*chunkpb.DeleteShardRequest)(nil),      // 113: cairn.chunk.v1.DeleteShardRequest
-	(*chunkpb.ShardInfo)(nil),               // 114: cairn.chunk.v1.ShardInfo
+	nil,                                     // 109: cairn.master.v1.AttrUpdate.XattrsEntry
+	(*chunkpb.Layout)(nil),                  // 110: cairn.chunk.v1.Layout
+	(*chunkpb.Token)(nil),                   // 111: cairn.chunk.v1.Token
+	(*chunkpb.ShardID)(nil),                 // 112: cairn.chunk.v1.ShardID
+	(*chunkpb.ReconstructShardRequest)(nil), // 113: cairn.chunk.v1.ReconstructShardRequest
+	(*chunkpb.DeleteShardRequest)(nil),      // 114: cairn.chunk.v1.DeleteShardRequest
+	(*chunkpb.ShardInfo)(nil),               // 115: cairn.chunk.v1.ShardInfo
 }
 var file_proto_masterpb_master_proto_depIdxs = []int32{
 	0,   // 0: cairn.master.v1.Attr.type:type_name -> cairn.master.v1.FileType
@@ -7083,7 +7099,7 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 6: cairn.master.v1.SetAttrRequest.header:type_name -> cairn.master.v1.RequestHeader
 	8,   // 7: cairn.master.v1.SetAttrResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 8: cairn.master.v1.MkdirRequest.header:type_name -> cairn.master.v1.RequestHeader
-	109, // 9: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
+	110, // 9: cairn.master.v1.MkdirRequest.layout:type_name -> cairn.chunk.v1.Layout
 	8,   // 10: cairn.master.v1.MkdirResponse.attr:type_name -> cairn.master.v1.Attr
 	8,   // 11: cairn.master.v1.MkdirResponse.dirs:type_name -> cairn.master.v1.Attr
 	7,   // 12: cairn.master.v1.CreateRequest.header:type_name -> cairn.master.v1.RequestHeader
@@ -7119,9 +7135,9 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	8,   // 42: cairn.master.v1.OpenResponse.attr:type_name -> cairn.master.v1.Attr
 	7,   // 43: cairn.master.v1.ReleaseRequest.header:type_name -> cairn.master.v1.RequestHeader
 	55,  // 44: cairn.master.v1.ReleaseRequest.more:type_name -> cairn.master.v1.HandleRef
-	110, // 45: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
+	111, // 45: cairn.master.v1.ShardLocation.token:type_name -> cairn.chunk.v1.Token
 	7,   // 46: cairn.master.v1.AllocateSliceRequest.header:type_name -> cairn.master.v1.RequestHeader
-	109, // 47: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
+	110, // 47: cairn.master.v1.AllocateSliceResponse.layout:type_name -> cairn.chunk.v1.Layout
 	57,  // 48: cairn.master.v1.AllocateSliceResponse.shards:type_name -> cairn.master.v1.ShardLocation
 	7,   // 49: cairn.master.v1.ReplaceShardRequest.header:type_name -> cairn.master.v1.RequestHeader
 	57,  // 50: cairn.master.v1.ReplaceShardResponse.shard:type_name -> cairn.master.v1.ShardLocation
@@ -7133,121 +7149,122 @@ var file_proto_masterpb_master_proto_depIdxs = []int32{
 	7,   // 56: cairn.master.v1.WriteInlineRequest.header:type_name -> cairn.master.v1.RequestHeader
 	67,  // 57: cairn.master.v1.WriteInlineRequest.attrs:type_name -> cairn.master.v1.AttrUpdate
 	8,   // 58: cairn.master.v1.WriteInlineResponse.attr:type_name -> cairn.master.v1.Attr
-	109, // 59: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
-	57,  // 60: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 61: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
-	68,  // 62: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
-	7,   // 63: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
-	68,  // 64: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
-	57,  // 65: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
-	8,   // 66: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
-	7,   // 67: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
-	3,   // 68: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
-	4,   // 69: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
-	77,  // 70: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
-	81,  // 71: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
-	82,  // 72: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
-	5,   // 73: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
-	111, // 74: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
-	111, // 75: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
-	112, // 76: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
-	113, // 77: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
-	90,  // 78: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
-	114, // 79: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
-	111, // 80: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
-	9,   // 81: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
-	11,  // 82: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
-	15,  // 83: cairn.master.v1.Master.BatchStat:input_type -> cairn.master.v1.BatchStatRequest
-	17,  // 84: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
-	19,  // 85: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
-	21,  // 86: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
-	23,  // 87: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
-	25,  // 88: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
-	27,  // 89: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
-	31,  // 90: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
-	29,  // 91: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
-	33,  // 92: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
-	35,  // 93: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
-	37,  // 94: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
-	40,  // 95: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
-	42,  // 96: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
-	44,  // 97: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
-	46,  // 98: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
-	48,  // 99: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
-	50,  // 100: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
-	52,  // 101: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
-	54,  // 102: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
-	58,  // 103: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
-	60,  // 104: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
-	62,  // 105: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
-	65,  // 106: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
-	69,  // 107: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
-	75,  // 108: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
-	71,  // 109: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
-	73,  // 110: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
-	77,  // 111: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
-	79,  // 112: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
-	83,  // 113: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
-	85,  // 114: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
-	87,  // 115: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
-	89,  // 116: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
-	92,  // 117: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
-	94,  // 118: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
-	96,  // 119: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
-	98,  // 120: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
-	100, // 121: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
-	102, // 122: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
-	104, // 123: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
-	106, // 124: cairn.master.v1.Admin.RemoveChunkserver:input_type -> cairn.master.v1.RemoveChunkserverRequest
-	10,  // 125: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
-	12,  // 126: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
-	16,  // 127: cairn.master.v1.Master.BatchStat:output_type -> cairn.master.v1.BatchStatResponse
-	18,  // 128: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
-	20,  // 129: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
-	22,  // 130: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
-	24,  // 131: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
-	26,  // 132: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
-	28,  // 133: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
-	32,  // 134: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
-	30,  // 135: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
-	34,  // 136: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
-	36,  // 137: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
-	38,  // 138: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
-	41,  // 139: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
-	43,  // 140: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
-	45,  // 141: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
-	47,  // 142: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
-	49,  // 143: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
-	51,  // 144: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
-	53,  // 145: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
-	56,  // 146: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
-	59,  // 147: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
-	61,  // 148: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
-	63,  // 149: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
-	66,  // 150: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
-	70,  // 151: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
-	76,  // 152: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
-	72,  // 153: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
-	74,  // 154: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
-	78,  // 155: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
-	80,  // 156: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
-	84,  // 157: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
-	86,  // 158: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
-	88,  // 159: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
-	91,  // 160: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
-	93,  // 161: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
-	95,  // 162: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
-	97,  // 163: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
-	99,  // 164: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
-	101, // 165: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
-	103, // 166: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
-	105, // 167: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
-	107, // 168: cairn.master.v1.Admin.RemoveChunkserver:output_type -> cairn.master.v1.RemoveChunkserverResponse
-	125, // [125:169] is the sub-list for method output_type
-	81,  // [81:125] is the sub-list for method input_type
-	81,  // [81:81] is the sub-list for extension type_name
-	81,  // [81:81] is the sub-list for extension extendee
-	0,   // [0:81] is the sub-list for field type_name
+	109, // 59: cairn.master.v1.AttrUpdate.xattrs:type_name -> cairn.master.v1.AttrUpdate.XattrsEntry
+	110, // 60: cairn.master.v1.SliceRef.layout:type_name -> cairn.chunk.v1.Layout
+	57,  // 61: cairn.master.v1.SliceRef.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 62: cairn.master.v1.GetLayoutResponse.attr:type_name -> cairn.master.v1.Attr
+	68,  // 63: cairn.master.v1.GetLayoutResponse.slices:type_name -> cairn.master.v1.SliceRef
+	7,   // 64: cairn.master.v1.CompactChunkRequest.header:type_name -> cairn.master.v1.RequestHeader
+	68,  // 65: cairn.master.v1.CompactChunkRequest.replaced:type_name -> cairn.master.v1.SliceRef
+	57,  // 66: cairn.master.v1.CompactChunkRequest.shards:type_name -> cairn.master.v1.ShardLocation
+	8,   // 67: cairn.master.v1.CompactChunkResponse.attr:type_name -> cairn.master.v1.Attr
+	7,   // 68: cairn.master.v1.LockRequest.header:type_name -> cairn.master.v1.RequestHeader
+	3,   // 69: cairn.master.v1.LockRequest.kind:type_name -> cairn.master.v1.LockRequest.Kind
+	4,   // 70: cairn.master.v1.LockRequest.type:type_name -> cairn.master.v1.LockRequest.Type
+	77,  // 71: cairn.master.v1.LockResponse.conflict:type_name -> cairn.master.v1.LockRequest
+	81,  // 72: cairn.master.v1.StatusResponse.masters:type_name -> cairn.master.v1.MasterInfo
+	82,  // 73: cairn.master.v1.StatusResponse.chunkservers:type_name -> cairn.master.v1.ChunkserverInfo
+	5,   // 74: cairn.master.v1.FsckResponse.health:type_name -> cairn.master.v1.FsckResponse.Health
+	112, // 75: cairn.master.v1.HeartbeatRequest.added:type_name -> cairn.chunk.v1.ShardID
+	112, // 76: cairn.master.v1.HeartbeatRequest.removed:type_name -> cairn.chunk.v1.ShardID
+	113, // 77: cairn.master.v1.Order.reconstruct:type_name -> cairn.chunk.v1.ReconstructShardRequest
+	114, // 78: cairn.master.v1.Order.delete:type_name -> cairn.chunk.v1.DeleteShardRequest
+	90,  // 79: cairn.master.v1.HeartbeatResponse.orders:type_name -> cairn.master.v1.Order
+	115, // 80: cairn.master.v1.FullReportRequest.shards:type_name -> cairn.chunk.v1.ShardInfo
+	112, // 81: cairn.master.v1.ReportCorruptRequest.shards:type_name -> cairn.chunk.v1.ShardID
+	9,   // 82: cairn.master.v1.Master.Lookup:input_type -> cairn.master.v1.LookupRequest
+	11,  // 83: cairn.master.v1.Master.GetAttr:input_type -> cairn.master.v1.GetAttrRequest
+	15,  // 84: cairn.master.v1.Master.BatchStat:input_type -> cairn.master.v1.BatchStatRequest
+	17,  // 85: cairn.master.v1.Master.SetAttr:input_type -> cairn.master.v1.SetAttrRequest
+	19,  // 86: cairn.master.v1.Master.Mkdir:input_type -> cairn.master.v1.MkdirRequest
+	21,  // 87: cairn.master.v1.Master.Create:input_type -> cairn.master.v1.CreateRequest
+	23,  // 88: cairn.master.v1.Master.Mknod:input_type -> cairn.master.v1.MknodRequest
+	25,  // 89: cairn.master.v1.Master.Unlink:input_type -> cairn.master.v1.UnlinkRequest
+	27,  // 90: cairn.master.v1.Master.Rmdir:input_type -> cairn.master.v1.RmdirRequest
+	31,  // 91: cairn.master.v1.Master.Rename:input_type -> cairn.master.v1.RenameRequest
+	29,  // 92: cairn.master.v1.Master.Concat:input_type -> cairn.master.v1.ConcatRequest
+	33,  // 93: cairn.master.v1.Master.Link:input_type -> cairn.master.v1.LinkRequest
+	35,  // 94: cairn.master.v1.Master.Symlink:input_type -> cairn.master.v1.SymlinkRequest
+	37,  // 95: cairn.master.v1.Master.Readlink:input_type -> cairn.master.v1.ReadlinkRequest
+	40,  // 96: cairn.master.v1.Master.ReadDir:input_type -> cairn.master.v1.ReadDirRequest
+	42,  // 97: cairn.master.v1.Master.GetXattr:input_type -> cairn.master.v1.GetXattrRequest
+	44,  // 98: cairn.master.v1.Master.SetXattr:input_type -> cairn.master.v1.SetXattrRequest
+	46,  // 99: cairn.master.v1.Master.ListXattr:input_type -> cairn.master.v1.ListXattrRequest
+	48,  // 100: cairn.master.v1.Master.RemoveXattr:input_type -> cairn.master.v1.RemoveXattrRequest
+	50,  // 101: cairn.master.v1.Master.StatFS:input_type -> cairn.master.v1.StatFSRequest
+	52,  // 102: cairn.master.v1.Master.Open:input_type -> cairn.master.v1.OpenRequest
+	54,  // 103: cairn.master.v1.Master.Release:input_type -> cairn.master.v1.ReleaseRequest
+	58,  // 104: cairn.master.v1.Master.AllocateSlice:input_type -> cairn.master.v1.AllocateSliceRequest
+	60,  // 105: cairn.master.v1.Master.ReplaceShard:input_type -> cairn.master.v1.ReplaceShardRequest
+	62,  // 106: cairn.master.v1.Master.CommitSlice:input_type -> cairn.master.v1.CommitSliceRequest
+	65,  // 107: cairn.master.v1.Master.WriteInline:input_type -> cairn.master.v1.WriteInlineRequest
+	69,  // 108: cairn.master.v1.Master.GetLayout:input_type -> cairn.master.v1.GetLayoutRequest
+	75,  // 109: cairn.master.v1.Master.ReportBadShard:input_type -> cairn.master.v1.ReportBadShardRequest
+	71,  // 110: cairn.master.v1.Master.NextCompaction:input_type -> cairn.master.v1.NextCompactionRequest
+	73,  // 111: cairn.master.v1.Master.CompactChunk:input_type -> cairn.master.v1.CompactChunkRequest
+	77,  // 112: cairn.master.v1.Master.Lock:input_type -> cairn.master.v1.LockRequest
+	79,  // 113: cairn.master.v1.Master.KeepAlive:input_type -> cairn.master.v1.KeepAliveRequest
+	83,  // 114: cairn.master.v1.Master.Status:input_type -> cairn.master.v1.StatusRequest
+	85,  // 115: cairn.master.v1.Master.Fsck:input_type -> cairn.master.v1.FsckRequest
+	87,  // 116: cairn.master.v1.Registry.Register:input_type -> cairn.master.v1.RegisterRequest
+	89,  // 117: cairn.master.v1.Registry.Heartbeat:input_type -> cairn.master.v1.HeartbeatRequest
+	92,  // 118: cairn.master.v1.Registry.FullReport:input_type -> cairn.master.v1.FullReportRequest
+	94,  // 119: cairn.master.v1.Registry.ReportCorrupt:input_type -> cairn.master.v1.ReportCorruptRequest
+	96,  // 120: cairn.master.v1.Registry.OrderDone:input_type -> cairn.master.v1.OrderDoneRequest
+	98,  // 121: cairn.master.v1.Admin.AddMaster:input_type -> cairn.master.v1.AddMasterRequest
+	100, // 122: cairn.master.v1.Admin.RemoveMaster:input_type -> cairn.master.v1.RemoveMasterRequest
+	102, // 123: cairn.master.v1.Admin.Drain:input_type -> cairn.master.v1.DrainRequest
+	104, // 124: cairn.master.v1.Admin.Undrain:input_type -> cairn.master.v1.UndrainRequest
+	106, // 125: cairn.master.v1.Admin.RemoveChunkserver:input_type -> cairn.master.v1.RemoveChunkserverRequest
+	10,  // 126: cairn.master.v1.Master.Lookup:output_type -> cairn.master.v1.LookupResponse
+	12,  // 127: cairn.master.v1.Master.GetAttr:output_type -> cairn.master.v1.GetAttrResponse
+	16,  // 128: cairn.master.v1.Master.BatchStat:output_type -> cairn.master.v1.BatchStatResponse
+	18,  // 129: cairn.master.v1.Master.SetAttr:output_type -> cairn.master.v1.SetAttrResponse
+	20,  // 130: cairn.master.v1.Master.Mkdir:output_type -> cairn.master.v1.MkdirResponse
+	22,  // 131: cairn.master.v1.Master.Create:output_type -> cairn.master.v1.CreateResponse
+	24,  // 132: cairn.master.v1.Master.Mknod:output_type -> cairn.master.v1.MknodResponse
+	26,  // 133: cairn.master.v1.Master.Unlink:output_type -> cairn.master.v1.UnlinkResponse
+	28,  // 134: cairn.master.v1.Master.Rmdir:output_type -> cairn.master.v1.RmdirResponse
+	32,  // 135: cairn.master.v1.Master.Rename:output_type -> cairn.master.v1.RenameResponse
+	30,  // 136: cairn.master.v1.Master.Concat:output_type -> cairn.master.v1.ConcatResponse
+	34,  // 137: cairn.master.v1.Master.Link:output_type -> cairn.master.v1.LinkResponse
+	36,  // 138: cairn.master.v1.Master.Symlink:output_type -> cairn.master.v1.SymlinkResponse
+	38,  // 139: cairn.master.v1.Master.Readlink:output_type -> cairn.master.v1.ReadlinkResponse
+	41,  // 140: cairn.master.v1.Master.ReadDir:output_type -> cairn.master.v1.ReadDirResponse
+	43,  // 141: cairn.master.v1.Master.GetXattr:output_type -> cairn.master.v1.GetXattrResponse
+	45,  // 142: cairn.master.v1.Master.SetXattr:output_type -> cairn.master.v1.SetXattrResponse
+	47,  // 143: cairn.master.v1.Master.ListXattr:output_type -> cairn.master.v1.ListXattrResponse
+	49,  // 144: cairn.master.v1.Master.RemoveXattr:output_type -> cairn.master.v1.RemoveXattrResponse
+	51,  // 145: cairn.master.v1.Master.StatFS:output_type -> cairn.master.v1.StatFSResponse
+	53,  // 146: cairn.master.v1.Master.Open:output_type -> cairn.master.v1.OpenResponse
+	56,  // 147: cairn.master.v1.Master.Release:output_type -> cairn.master.v1.ReleaseResponse
+	59,  // 148: cairn.master.v1.Master.AllocateSlice:output_type -> cairn.master.v1.AllocateSliceResponse
+	61,  // 149: cairn.master.v1.Master.ReplaceShard:output_type -> cairn.master.v1.ReplaceShardResponse
+	63,  // 150: cairn.master.v1.Master.CommitSlice:output_type -> cairn.master.v1.CommitSliceResponse
+	66,  // 151: cairn.master.v1.Master.WriteInline:output_type -> cairn.master.v1.WriteInlineResponse
+	70,  // 152: cairn.master.v1.Master.GetLayout:output_type -> cairn.master.v1.GetLayoutResponse
+	76,  // 153: cairn.master.v1.Master.ReportBadShard:output_type -> cairn.master.v1.ReportBadShardResponse
+	72,  // 154: cairn.master.v1.Master.NextCompaction:output_type -> cairn.master.v1.NextCompactionResponse
+	74,  // 155: cairn.master.v1.Master.CompactChunk:output_type -> cairn.master.v1.CompactChunkResponse
+	78,  // 156: cairn.master.v1.Master.Lock:output_type -> cairn.master.v1.LockResponse
+	80,  // 157: cairn.master.v1.Master.KeepAlive:output_type -> cairn.master.v1.KeepAliveResponse
+	84,  // 158: cairn.master.v1.Master.Status:output_type -> cairn.master.v1.StatusResponse
+	86,  // 159: cairn.master.v1.Master.Fsck:output_type -> cairn.master.v1.FsckResponse
+	88,  // 160: cairn.master.v1.Registry.Register:output_type -> cairn.master.v1.RegisterResponse
+	91,  // 161: cairn.master.v1.Registry.Heartbeat:output_type -> cairn.master.v1.HeartbeatResponse
+	93,  // 162: cairn.master.v1.Registry.FullReport:output_type -> cairn.master.v1.FullReportResponse
+	95,  // 163: cairn.master.v1.Registry.ReportCorrupt:output_type -> cairn.master.v1.ReportCorruptResponse
+	97,  // 164: cairn.master.v1.Registry.OrderDone:output_type -> cairn.master.v1.OrderDoneResponse
+	99,  // 165: cairn.master.v1.Admin.AddMaster:output_type -> cairn.master.v1.AddMasterResponse
+	101, // 166: cairn.master.v1.Admin.RemoveMaster:output_type -> cairn.master.v1.RemoveMasterResponse
+	103, // 167: cairn.master.v1.Admin.Drain:output_type -> cairn.master.v1.DrainResponse
+	105, // 168: cairn.master.v1.Admin.Undrain:output_type -> cairn.master.v1.UndrainResponse
+	107, // 169: cairn.master.v1.Admin.RemoveChunkserver:output_type -> cairn.master.v1.RemoveChunkserverResponse
+	126, // [126:170] is the sub-list for method output_type
+	82,  // [82:126] is the sub-list for method input_type
+	82,  // [82:82] is the sub-list for extension type_name
+	82,  // [82:82] is the sub-list for extension extendee
+	0,   // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_proto_masterpb_master_proto_init() }
@@ -7267,7 +7284,7 @@ func file_proto_masterpb_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_masterpb_master_proto_rawDesc), len(file_proto_masterpb_master_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   103,
+			NumMessages:   104,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

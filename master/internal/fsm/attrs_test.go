@@ -64,3 +64,43 @@ func TestWriteCarriesAttrs(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteCarriesXattrs: extended attributes riding with a write are set
+// with it (created or replaced); bad ones fail the write, which then
+// leaves the file as it was.
+func TestWriteCarriesXattrs(t *testing.T) {
+	for _, inline := range []bool{true, false} {
+		t.Run(map[bool]string{true: "inline", false: "slice"}[inline], func(t *testing.T) {
+			d := newDriver(t, true)
+			ino := d.mustDo(cmd(&fsmpb.Create{Parent: 1, Name: "f", Mode: 0o644})).Attr.Inode
+			d.mustDo(cmd(&fsmpb.SetXattr{Inode: ino, Name: "user.old", Value: []byte("1")}))
+			write := func(x map[string][]byte) Result {
+				after := &masterpb.AttrUpdate{Xattrs: x}
+				if inline {
+					return d.do(cmd(&fsmpb.WriteInline{Inode: ino, Data: []byte("hello"), Attrs: after}))
+				}
+				a := d.mustDo(d.allocate(ino, 100))
+				return d.do(cmd(&fsmpb.CommitSlice{Inode: ino, SliceId: a.SliceID, Length: 100, Attrs: after}))
+			}
+			for name, x := range map[string]map[string][]byte{
+				"no name": {"": []byte("x")},
+				"too big": {"user.big": make([]byte, MaxXattrValueLen+1)},
+			} {
+				if res := write(x); res.Err == nil {
+					t.Fatalf("%s: accepted", name)
+				}
+			}
+			if a, err := d.f.GetAttr(ino); err != nil || a.Size != 0 {
+				t.Fatalf("a refused write changed the file: %v %v", a, err)
+			}
+			if res := write(map[string][]byte{"user.new": []byte("2"), "user.old": []byte("3")}); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			for name, want := range map[string]string{"user.new": "2", "user.old": "3"} {
+				if v, err := d.f.GetXattr(ino, name); err != nil || string(v) != want {
+					t.Errorf("xattr %s = %q, %v; want %q", name, v, err, want)
+				}
+			}
+		})
+	}
+}

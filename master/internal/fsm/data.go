@@ -3,7 +3,9 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -434,6 +436,9 @@ func (t *txn) commitSlice(c *fsmpb.CommitSlice) (Result, error) {
 			return Result{}, newErr(op, obj, syscall.EFBIG, "")
 		}
 	}
+	if err := checkAfter(op, obj, c.Attrs); err != nil {
+		return Result{}, err
+	}
 
 	// Write phase: one ref per chunk an extent covers, appended to each
 	// chunk in the extents' order (later ones win) with one merge per
@@ -567,8 +572,37 @@ func (t *txn) wrote(ino uint64, n *fsmpb.Inode, end uint64, mtime int64, after *
 	}
 	if after != nil {
 		applyAttrs(n, after.Mode, after.Uid, after.Gid, after.AtimeUnixNano, after.MtimeUnixNano)
+		for _, name := range slices.Sorted(maps.Keys(after.Xattrs)) {
+			if err := t.b.Set(xattrKey(ino, name), after.Xattrs[name], nil); err != nil {
+				return err
+			}
+		}
 	}
 	t.touch(ino, n)
+	return nil
+}
+
+// MaxUpdateXattrs bounds the extended attributes one AttrUpdate sets.
+const MaxUpdateXattrs = 16
+
+// checkAfter validates the attribute changes riding with a write (nil:
+// none): the extended attributes' number, names and sizes, as setxattr
+// would. Validation phase.
+func checkAfter(op, obj string, after *masterpb.AttrUpdate) error {
+	if after == nil {
+		return nil
+	}
+	if len(after.Xattrs) > MaxUpdateXattrs {
+		return newErr(op, obj, errInval, "too many extended attributes")
+	}
+	for name, v := range after.Xattrs {
+		if err := checkXattrName(op, obj+" "+xattrObj(name), name); err != nil {
+			return err
+		}
+		if len(v) > MaxXattrValueLen {
+			return newErr(op, obj+" "+xattrObj(name), syscall.E2BIG, "")
+		}
+	}
 	return nil
 }
 

@@ -71,6 +71,9 @@ func (t *txn) writeInline(c *fsmpb.WriteInline) (Result, error) {
 	case c.Offset > InlineMax || end > InlineMax:
 		return Result{}, newErr(op, obj, syscall.E2BIG, "beyond the inline limit")
 	}
+	if err := checkAfter(op, obj, c.Attrs); err != nil {
+		return Result{}, err
+	}
 	chunked, err := hasChunks(t.b, c.Inode)
 	if err != nil {
 		return Result{}, err
