@@ -21,7 +21,9 @@ import (
 // written is a file written under the hidden directory, not yet visible.
 type written struct {
 	path string
-	fi   *client.FileInfo
+	// fi is the file's attributes after its last commit; nil when
+	// finished.
+	fi *client.FileInfo
 	// finished: the extended attributes writeHidden's finish returned
 	// were committed with the file's last bytes.
 	finished bool
@@ -75,7 +77,9 @@ func (h *Handler) writeHidden(ctx context.Context, bucket, upload, name string, 
 		err = f.Sync()
 	}
 	var fi *client.FileInfo
-	if err == nil {
+	if err == nil && !finished {
+		// The caller needs the file's attributes only to record them
+		// itself; finish was given the size and mtime.
 		fi, err = f.Stat()
 	}
 	if cerr := f.Close(); err == nil {
