@@ -279,18 +279,21 @@ func (f *File) Seek(offset int64, whence int) (int64, error) {
 }
 
 // DeferAttrs arranges for ch (its mode, owner and times; not a size) and
-// the extended attributes xattrs to be set with the next commit of the
-// bytes written, in the same commit, and reports whether it did: false
-// when no written byte waits for a commit (the caller sets them itself).
-// A later write drops a deferred mtime, as a write after utimes sets
-// mtime anew.
+// the extended attributes xattrs (at most 16) to be set with the next
+// commit of the bytes written, in the same commit, and reports whether it
+// did: false when no written byte waits for a commit (the caller sets
+// them itself). A later write drops a deferred mtime, as a write after
+// utimes sets mtime anew. An S3 object's metadata, known only once its
+// last byte is read, then costs no commit of its own.
 func (f *File) DeferAttrs(ch AttrChange, xattrs map[string][]byte) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.mu.closed || f.mu.w == nil || ch.Size != nil || !f.mu.w.Buffered() {
+	if f.mu.closed || f.mu.w == nil || ch.Size != nil {
 		return false
 	}
-	return f.mu.w.DeferAttrs(ch) && (len(xattrs) == 0 || f.mu.w.DeferXattrs(xattrs))
+	u := ch.update()
+	u.Xattrs = xattrs
+	return f.mu.w.deferUpdate(u)
 }
 
 // Sync commits every byte written so far: when it returns nil they are

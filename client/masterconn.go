@@ -207,11 +207,10 @@ func (c *MasterConn) Do(ctx context.Context, fn func(ctx context.Context, mc mas
 			return err
 		}
 		last = err
-		code := status.Code(err)
-		leader, notLeader := masterpb.LeaderAddressOf(err)
-		if !notLeader && code != codes.Unavailable && code != codes.DeadlineExceeded {
+		if !Unanswered(err) {
 			return err
 		}
+		leader, notLeader := masterpb.LeaderAddressOf(err)
 		if notLeader && leader != "" && leader != addr && redirects < 3 {
 			// Straight to the named leader, without a pause.
 			redirects++
@@ -229,6 +228,22 @@ func (c *MasterConn) Do(ctx context.Context, fn func(ctx context.Context, mc mas
 		}
 		backoff = min(2*backoff, c.cfg.MaxBackoff)
 	}
+}
+
+// Unanswered reports whether err means that no master answered (none
+// reachable, not the leader, out of time), as opposed to a master's
+// answer: what MasterConn retries, and what is worth trying again later
+// once its retries run out. A mutation that failed so may or may not have
+// been applied.
+func Unanswered(err error) bool {
+	if _, notLeader := masterpb.LeaderAddressOf(err); notLeader {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
 }
 
 // expired reports whether ctx is done or past its deadline. A call can

@@ -2,14 +2,10 @@ package client
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
@@ -176,7 +172,7 @@ func (r *releaser) sendAll(parent context.Context, requeue bool) bool {
 		if err = parent.Err(); err == nil {
 			_, err = call(parent, r.conn, &masterpb.ReleaseRequest{Header: r.header(), More: batch}, masterpb.MasterClient.Release)
 		}
-		if err != nil && requeue && (parent.Err() != nil || unreachable(err)) {
+		if err != nil && requeue && (parent.Err() != nil || Unanswered(err)) {
 			// Cut short by close (back in the queue for its last
 			// send), or no master answered: sent again later.
 			r.mu.Lock()
@@ -193,19 +189,6 @@ func (r *releaser) sendAll(parent context.Context, requeue bool) bool {
 			r.log.Warn("client: release handles", "handles", len(batch), "err", err)
 		}
 	}
-}
-
-// unreachable reports whether err means that no master answered (as
-// opposed to a master's answer): worth trying again later.
-func unreachable(err error) bool {
-	if _, notLeader := masterpb.LeaderAddressOf(err); notLeader {
-		return true
-	}
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return true
-	}
-	return errors.Is(err, context.DeadlineExceeded)
 }
 
 // close sends what is queued and stops the releaser. Later calls only

@@ -235,26 +235,15 @@ func (w *Writer) DisableInline() {
 // (tar, cp -p, rsync) then costs one commit instead of one per change,
 // and its mtime is not overwritten by the commit of bytes written before.
 func (w *Writer) DeferAttrs(ch AttrChange) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.usableLocked() != nil || len(w.mu.runs) == 0 || ch.Size != nil {
+	if ch.Size != nil {
 		return false
 	}
-	if w.mu.attrs == nil {
-		w.mu.attrs = &masterpb.AttrUpdate{}
-	}
-	// Later changes win, field by field.
-	proto.Merge(w.mu.attrs, ch.update())
-	return true
+	return w.deferUpdate(ch.update())
 }
 
-// DeferXattrs records extended attributes to be set (created or
-// replaced) with the bytes the Writer buffers, in the same commit, and
-// reports whether it did: as DeferAttrs, false when nothing is buffered.
-// At most 16 per commit (the master's MaxUpdateXattrs). An S3 object's
-// metadata, known only once its last byte is read, then costs no commit
-// of its own.
-func (w *Writer) DeferXattrs(xattrs map[string][]byte) bool {
+// deferUpdate is DeferAttrs for an update in wire form, which may also
+// set extended attributes (at most the master's MaxUpdateXattrs, 16).
+func (w *Writer) deferUpdate(u *masterpb.AttrUpdate) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.usableLocked() != nil || len(w.mu.runs) == 0 {
@@ -263,12 +252,8 @@ func (w *Writer) DeferXattrs(xattrs map[string][]byte) bool {
 	if w.mu.attrs == nil {
 		w.mu.attrs = &masterpb.AttrUpdate{}
 	}
-	if w.mu.attrs.Xattrs == nil {
-		w.mu.attrs.Xattrs = make(map[string][]byte, len(xattrs))
-	}
-	for k, v := range xattrs {
-		w.mu.attrs.Xattrs[k] = v
-	}
+	// Later changes win, field by field and xattr by xattr.
+	proto.Merge(w.mu.attrs, u)
 	return true
 }
 

@@ -250,7 +250,7 @@ func (m *masterService) NextCompaction(ctx context.Context, req *masterpb.NextCo
 		// Only handles that may write hold a file's chunks back (a
 		// reader does not add slices); a count that cannot be read
 		// counts as open: the chunk waits for the forcing rules.
-		open: func(ino uint64) bool { n, err := s.fsm.WritableHandles(ino); return err != nil || n > 0 },
+		open: func(ino uint64) bool { _, n, err := s.fsm.OpenHandles(ino); return err != nil || n > 0 },
 	}
 	f, ok, err := s.compact.find(list, probe, compactScan, compactPages, s.cfg.Compaction.withDefaults(), s.now())
 	if err != nil {

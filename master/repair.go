@@ -257,52 +257,42 @@ func (r *repairer) scan(ctx context.Context, lead leadership) error {
 	var degraded []repair.Slice
 	seenMissing := map[repair.Key]bool{}
 	stillCorrupt := map[repair.Key]bool{}
-	for after := uint64(0); ; {
-		page, err := s.fsm.ListSlices(after, 1024)
+	err := s.eachCommittedSlice(ctx, func(sl *fsmpb.Slice) {
+		rs, err := repairSlice(sl)
 		if err != nil {
-			return err
+			s.log.Error("repair: slice with a bad layout", "slice", sl.Id, "err", err)
+			return
 		}
-		if len(page) == 0 {
-			break
-		}
-		after = page[len(page)-1].Id
-		for _, sl := range page {
-			if !sl.Committed {
+		for _, loc := range rs.Shards {
+			k := repair.Key{Slice: rs.ID, Index: loc.Index}
+			st, known := states[loc.Server]
+			if !known {
+				states[loc.Server] = unknown
 				continue
 			}
-			rs, err := repairSlice(sl)
-			if err != nil {
-				s.log.Error("repair: slice with a bad layout", "slice", sl.Id, "err", err)
+			if st == repair.Draining {
+				res.holding[loc.Server]++
+			}
+			if corrupt[k] == loc.Server {
+				view.Bad[k] = true
+				stillCorrupt[k] = true
 				continue
 			}
-			for _, loc := range rs.Shards {
-				k := repair.Key{Slice: rs.ID, Index: loc.Index}
-				st, known := states[loc.Server]
-				if !known {
-					states[loc.Server] = unknown
-					continue
-				}
-				if st == repair.Draining {
-					res.holding[loc.Server]++
-				}
-				if corrupt[k] == loc.Server {
+			if (st == repair.Up || st == repair.Draining) && reported[loc.Server] && r.cfg.MissingGrace > 0 &&
+				!view.Busy[k] && !reg.Holds(loc.Server, registry.ShardID{Slice: k.Slice, Index: k.Index}) {
+				seenMissing[k] = true
+				if r.missingFor(k, now) >= r.cfg.MissingGrace {
 					view.Bad[k] = true
-					stillCorrupt[k] = true
-					continue
 				}
-				if (st == repair.Up || st == repair.Draining) && reported[loc.Server] && r.cfg.MissingGrace > 0 &&
-					!view.Busy[k] && !reg.Holds(loc.Server, registry.ShardID{Slice: k.Slice, Index: k.Index}) {
-					seenMissing[k] = true
-					if r.missingFor(k, now) >= r.cfg.MissingGrace {
-						view.Bad[k] = true
-					}
-				}
-			}
-			res.summary.Slices++
-			if h := repair.Assess(rs, view); len(h.Lost) > 0 || len(h.Moving) > 0 {
-				degraded = append(degraded, rs)
 			}
 		}
+		res.summary.Slices++
+		if h := repair.Assess(rs, view); len(h.Lost) > 0 || len(h.Moving) > 0 {
+			degraded = append(degraded, rs)
+		}
+	})
+	if err != nil {
+		return err
 	}
 	r.mu.Lock()
 	for k := range r.mu.missing {
@@ -371,6 +361,26 @@ func (r *repairer) missingFor(k repair.Key, now time.Time) time.Duration {
 		return 0
 	}
 	return now.Sub(first)
+}
+
+// eachCommittedSlice calls fn with every committed slice, in ID order, a
+// page at a time, until ctx ends.
+func (s *Server) eachCommittedSlice(ctx context.Context, fn func(*fsmpb.Slice)) error {
+	for after := uint64(0); ; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		page, err := s.fsm.ListSlices(after, 1024)
+		if err != nil || len(page) == 0 {
+			return err
+		}
+		after = page[len(page)-1].Id
+		for _, sl := range page {
+			if sl.Committed {
+				fn(sl)
+			}
+		}
+	}
 }
 
 func repairSlice(sl *fsmpb.Slice) (repair.Slice, error) {

@@ -256,24 +256,12 @@ func (a *adminService) RemoveChunkserver(ctx context.Context, req *masterpb.Remo
 // shardsOn counts the shards committed slices have on chunkserver id.
 func (s *Server) shardsOn(ctx context.Context, id string) (int, error) {
 	n := 0
-	for after := uint64(0); ; {
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		page, err := s.fsm.ListSlices(after, 1024)
-		if err != nil || len(page) == 0 {
-			return n, err
-		}
-		after = page[len(page)-1].Id
-		for _, sl := range page {
-			if !sl.Committed {
-				continue
-			}
-			for _, sh := range sl.Shards {
-				if sh.ChunkserverId == id {
-					n++
-				}
+	err := s.eachCommittedSlice(ctx, func(sl *fsmpb.Slice) {
+		for _, sh := range sl.Shards {
+			if sh.ChunkserverId == id {
+				n++
 			}
 		}
-	}
+	})
+	return n, err
 }

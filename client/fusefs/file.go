@@ -263,9 +263,15 @@ func (f *filesystem) dropLocks(ino, owner uint64, kind client.LockKind) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.OpTimeout)
 	defer cancel()
-	if err := f.unlock(ctx, key); err != nil {
+	switch err := f.unlock(ctx, key); {
+	case err == nil:
+	case client.Unanswered(err):
 		f.log.Warn("fusefs: release locks; will retry", "inode", ino, "owner", owner, "err", err)
 		f.retryUnlock(key)
+	default:
+		// A master's refusal, which a retry would not change; the
+		// lease releases them when it runs out.
+		f.log.Warn("fusefs: release locks", "inode", ino, "owner", owner, "err", err)
 	}
 }
 
@@ -281,7 +287,8 @@ func (f *filesystem) unlock(ctx context.Context, key lockKey) error {
 // An unlock that no master answered (an outage longer than the operation
 // timeout) cannot be left to the lease: the mount lives on and keeps its
 // lease, so the lock would stand, and block every other mount, until the
-// mount ends. It is retried in the background instead, with a pause
+// mount ends (a master's refusal is, as a retry would not change it). It
+// is retried in the background instead, with a pause
 // growing to unlockRetryMax, until it goes through or the mount is gone.
 // A new lock request of the same inode, owner and kind first completes
 // the pending unlock, so that the unlock cannot land after it and drop
@@ -353,7 +360,8 @@ func (f *filesystem) retryUnlocks() {
 }
 
 // unlockPending sends key's pending unlock, if there is one, and returns
-// its error; on success it is no longer pending. Lock requests of key
+// its error if no master answered; otherwise (done, or refused, which a
+// retry would not change) it is no longer pending. Lock requests of key
 // call it first.
 func (f *filesystem) unlockPending(ctx context.Context, key lockKey) error {
 	isPending := func() bool {
@@ -370,8 +378,10 @@ func (f *filesystem) unlockPending(ctx context.Context, key lockKey) error {
 	if !isPending() {
 		return nil // the retrier sent it meanwhile
 	}
-	if err := f.unlock(ctx, key); err != nil {
+	if err := f.unlock(ctx, key); client.Unanswered(err) {
 		return err
+	} else if err != nil {
+		f.log.Warn("fusefs: release locks", "inode", key.ino, "owner", key.owner, "err", err)
 	}
 	f.locks.Lock()
 	delete(f.locks.pending, key)

@@ -58,7 +58,7 @@ type Config struct {
 	MaxObjectSize int64
 	// StagingTTL is how long an object's staging file may go unmodified
 	// before Server.Run's sweeper removes it (DefaultStagingTTL; negative:
-	// never). Writing a body commits at least every few MiB, so only an
+	// never). Writing a body commits at least every 64 MiB, so only an
 	// upload cut short by a crash or a lost master is that old.
 	StagingTTL time.Duration
 	// Logger receives the gateway's logs; nil discards them.

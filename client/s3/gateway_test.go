@@ -590,23 +590,7 @@ func TestAuth(t *testing.T) {
 // TestServerRun runs the gateway as cmd/s3gateway does: a Server with its
 // own client, stopped by its context.
 func TestServerRun(t *testing.T) {
-	srv, err := s3.NewServer(s3.ServerConfig{
-		ListenAddr: "127.0.0.1:0",
-		Client:     client.ClientConfig{Masters: shared.masters},
-		Handler:    s3.Config{Credentials: []s3.Credential{{AccessKey: testAccessKey, SecretKey: testSecretKey}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	srv := runServer(t, s3.Config{Credentials: []s3.Credential{{AccessKey: testAccessKey, SecretKey: testSecretKey}}})
 	c := awss3.New(awss3.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + srv.Addr()), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(testAccessKey, testSecretKey, "")})
 	if _, err := c.CreateBucket(ctxT(t), &awss3.CreateBucketInput{Bucket: aws.String("server-test")}); err != nil {
@@ -670,6 +654,28 @@ func (h hostRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	return h.rt.RoundTrip(r)
 }
 
+// runServer runs a Server of the shared cluster with handler config h
+// until the test ends.
+func runServer(t *testing.T, h s3.Config) *s3.Server {
+	t.Helper()
+	srv, err := s3.NewServer(s3.ServerConfig{
+		ListenAddr: "127.0.0.1:0", Client: client.ClientConfig{Masters: shared.masters}, Handler: h,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return srv
+}
+
 // TestStagingSweep: a staging file left in a bucket's hidden directory
 // by a PutObject cut short (a gateway crash) is removed by the sweep of a
 // running Server once it is older than the TTL; a recent one, an upload
@@ -705,23 +711,7 @@ func TestStagingSweep(t *testing.T) {
 	abandoned := stage("put-abandoned", 48*time.Hour)
 	recent := stage("put-recent", time.Minute)
 
-	srv, err := s3.NewServer(s3.ServerConfig{
-		ListenAddr: "127.0.0.1:0",
-		Client:     client.ClientConfig{Masters: shared.masters},
-		Handler:    s3.Config{Credentials: []s3.Credential{{AccessKey: testAccessKey, SecretKey: testSecretKey}}, StagingTTL: time.Hour},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(rctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runServer(t, s3.Config{Credentials: []s3.Credential{{AccessKey: testAccessKey, SecretKey: testSecretKey}}, StagingTTL: time.Hour})
 	for {
 		_, err := shared.cl.Stat(ctx, abandoned)
 		if errors.Is(err, fs.ErrNotExist) {

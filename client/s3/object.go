@@ -182,13 +182,18 @@ func (h *Handler) putObject(ctx context.Context, w http.ResponseWriter, r *http.
 	if aerr != nil {
 		return aerr
 	}
-	// The metadata commits with the last bytes when it can (it needs
-	// the body's MD5, known only at its end), else on its own.
-	wr, err := h.writeHidden(ctx, rq.bucket, "", hiddenName("put"), b, func(size int64, mtime time.Time) map[string][]byte {
-		m.setETagAt(b.etag(), size, mtime.UnixNano())
+	// record completes the metadata once the body is read: its MD5 and
+	// checksums, for the file's size and mtime then.
+	record := func(size, mtimeNano int64) {
+		m.setETagAt(b.etag(), size, mtimeNano)
 		for k, v := range b.checksums() {
 			m.fields.Set(k, v)
 		}
+	}
+	// The metadata commits with the last bytes when it can, else on its
+	// own.
+	wr, err := h.writeHidden(ctx, rq.bucket, "", hiddenName("put"), b, func(size int64, mtime time.Time) map[string][]byte {
+		record(size, mtime.UnixNano())
 		return map[string][]byte{metaXattr: m.encode()}
 	})
 	if err != nil {
@@ -198,10 +203,7 @@ func (h *Handler) putObject(ctx context.Context, w http.ResponseWriter, r *http.
 		w.Header().Set(k, v)
 	}
 	if !wr.finished {
-		m.setETag(b.etag(), wr.fi)
-		for k, v := range b.checksums() {
-			m.fields.Set(k, v)
-		}
+		record(wr.fi.Size(), wr.fi.Attr().GetMtimeUnixNano())
 		if err := h.setMeta(ctx, wr.fi, m); err != nil {
 			h.discard(ctx, wr.path)
 			return err

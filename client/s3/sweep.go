@@ -25,8 +25,9 @@ const sweepEvery = time.Hour
 
 // SweepStaging removes the staging files of every bucket unmodified since
 // before cutoff and returns how many it removed. A file a request is still
-// writing is modified at least every few MiB, and a request that finds its
-// staging file gone fails rather than publish a partial object.
+// writing is modified at every commit, at least every 64 MiB (a client's
+// write buffer), so only a request slower than that per StagingTTL loses
+// its file, and it then fails rather than publish a partial object.
 func (h *Handler) SweepStaging(ctx context.Context, cutoff time.Time) (int, error) {
 	buckets, err := h.c.ReadDir(ctx, "/")
 	if err != nil {

@@ -336,11 +336,7 @@ func (s *scenario) query(name string, a args) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		n, err := f.OpenHandles(ino)
-		if err != nil {
-			return "", err
-		}
-		w, err := f.WritableHandles(ino)
+		n, w, err := f.OpenHandles(ino)
 		return fmt.Sprintf("%d open, %d writable", n, w), err
 	case "clients":
 		cs, err := f.ClientsWithState()

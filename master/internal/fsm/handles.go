@@ -227,22 +227,9 @@ func (f *FSM) ClientsWithState() ([]string, error) {
 	return out, nil
 }
 
-// OpenHandles counts inode ino's open handles.
-func (f *FSM) OpenHandles(ino uint64) (int, error) {
-	all, _, err := f.countHandles(ino)
-	return all, err
-}
-
-// WritableHandles counts inode ino's open handles that may write: all
-// but those opened read-only.
-func (f *FSM) WritableHandles(ino uint64) (int, error) {
-	_, writable, err := f.countHandles(ino)
-	return writable, err
-}
-
-// countHandles counts inode ino's open handles, and those of them not
-// opened read-only.
-func (f *FSM) countHandles(ino uint64) (all, writable int, err error) {
+// OpenHandles counts inode ino's open handles, and those of them that may
+// write (all but those opened read-only).
+func (f *FSM) OpenHandles(ino uint64) (all, writable int, err error) {
 	v, err := f.view(false)
 	if err != nil {
 		return 0, 0, err

@@ -456,6 +456,8 @@ func (r *Registry) Remove(id string) (registered bool) {
 	delete(r.mu.draining, id)
 	_, registered = r.mu.servers[id]
 	delete(r.mu.servers, id)
+	// Nor is it any longer a server Warm expected (see View).
+	r.mu.missing = slices.DeleteFunc(r.mu.missing, func(m string) bool { return m == id })
 	return registered
 }
 

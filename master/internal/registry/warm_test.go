@@ -108,4 +108,8 @@ func TestWarmMissing(t *testing.T) {
 	if got := view(); !strings.Contains(got, fmt.Sprintf("b:%v ", placement.Dead)) {
 		t.Fatalf("view %q: b not dead after DeadAfter", got)
 	}
+	// Removed (dfs admin remove), it is no longer expected at all (a and
+	// c have been silent for as long, and are dead too).
+	r.Remove("b")
+	want(fmt.Sprintf("a:%v c:%v ", placement.Dead, placement.Dead))
 }
