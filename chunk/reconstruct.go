@@ -350,7 +350,14 @@ func (r *rebuild) decodeShard() error {
 				}
 			}
 		}
-		// Missing cells are rebuilt into scratch buffers reused across rows.
+		// The target's cell is rebuilt into a pooled buffer handed on to
+		// the writer; other missing cells into scratch buffers reused
+		// across rows.
+		var out []byte
+		if n := r.l.CellLength(r.sliceLen, row, r.target); n > 0 {
+			out = r.s.codec.Get(n)
+			cells[r.target] = out[:0]
+		}
 		for j := range cells {
 			if cells[j] == nil && r.l.CellLength(r.sliceLen, row, j) > 0 {
 				if scratch[j] == nil {
@@ -360,11 +367,19 @@ func (r *rebuild) decodeShard() error {
 			}
 		}
 		err := coder.ReconstructRow(r.sliceLen, row, cells)
-		out := cells[r.target]
-		if err == nil && len(out) > 0 {
-			buf := r.s.codec.Get(len(out))
-			copy(buf, out)
-			err = r.store(buf)
+		if out != nil {
+			got := cells[r.target]
+			if err == nil && len(got) != len(out) {
+				err = fmt.Errorf("rebuilt cell of row %d has %d bytes, want %d", row, len(got), len(out))
+			}
+			if err == nil {
+				if &got[0] != &out[0] {
+					copy(out, got) // the coder wanted room of its own
+				}
+				err = r.store(out)
+			} else {
+				r.s.codec.Release(out)
+			}
 		}
 		for _, cs := range r.streams {
 			if b := cells[cs.index]; len(b) > 0 {
@@ -392,8 +407,7 @@ func (r *rebuild) release(cells [][]byte) {
 // the rebuild at the requested rate.
 func (r *rebuild) store(data []byte) error {
 	n := len(data)
-	sum := erasure.Checksum(data)
-	if err := r.w.WriteCellOwned(data, sum, func() { r.s.codec.Release(data) }); err != nil {
+	if err := r.w.WriteMadeCell(data, func() { r.s.codec.Release(data) }); err != nil {
 		r.s.codec.Release(data)
 		return err
 	}

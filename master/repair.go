@@ -1,9 +1,11 @@
 package master
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -32,6 +34,12 @@ const (
 	// minKickGap is the least time between scans that finished orders
 	// trigger ahead of the interval.
 	minKickGap = 200 * time.Millisecond
+	// backlogPerServer is how many rebuilds the master keeps planned per
+	// target beyond the PerServer it runs, as multiples of PerServer: a
+	// chunkserver that finishes one picks up the next with its immediate
+	// heartbeat instead of idling until a scan has planned more and its
+	// next periodic heartbeat has fetched it.
+	backlogPerServer = 2
 	// resendAfter is how long an order handed out without an answer waits
 	// before it goes out again with the next heartbeat: the response that
 	// carried it may have been lost. A chunkserver still running it
@@ -236,6 +244,7 @@ func (r *repairer) scan(ctx context.Context, lead leadership) error {
 			res.holding[sv.ID] = 0
 		}
 	}
+	r.dropDead(states)
 	// A server the new leader has not heard from is not dead until it
 	// has been silent for the grace period under this leader too.
 	unknown := repair.Unsure
@@ -317,7 +326,7 @@ func (r *repairer) scan(ctx context.Context, lead leadership) error {
 	r.mu.Unlock()
 
 	tasks, sum, err := repair.Plan(degraded, view, reg.View(), repair.Limits{
-		MaxTasks: max(budget, 0), PerTarget: r.cfg.PerServer, InFlight: inFlight, Reserve: s.cfg.Reserve,
+		MaxTasks: max(budget, 0), PerTarget: backlogPerServer * r.cfg.PerServer, InFlight: inFlight, Reserve: s.cfg.Reserve,
 	}, r.rng)
 	if err != nil {
 		return err
@@ -426,6 +435,20 @@ func (r *repairer) expire(now time.Time) {
 	}
 }
 
+// dropDead forgets the orders of servers declared dead, sent or not, so
+// that their shards are planned again at once rather than after
+// OrderTimeout. Should such a server return and finish a rebuild, its
+// report names an unknown order and the shard is found as surplus.
+func (r *repairer) dropDead(states map[string]repair.State) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, o := range r.mu.orders {
+		if states[o.server] == repair.Down {
+			r.dropLocked(id)
+		}
+	}
+}
+
 func (r *repairer) dropLocked(id uint64) {
 	if o, ok := r.mu.orders[id]; ok {
 		delete(r.mu.orders, id)
@@ -481,16 +504,36 @@ func (r *repairer) queue(server string, k repair.Key, t *repair.Task, pb *master
 // response: those not handed out yet, and those handed out resendAfter
 // ago without an answer. A chunkserver reports an order done before its
 // next heartbeat; one never answered is forgotten after OrderTimeout.
+//
+// Rebuilds go out at most PerServer at a time, oldest first (plans put
+// the least redundant stripes first); the rest wait here as the server's
+// backlog. Deletions are cheap and all go out at once.
 func (r *repairer) ordersFor(server string) []*masterpb.Order {
 	now := r.s.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*masterpb.Order
+	var waiting []*order
+	running := 0
 	for _, o := range r.mu.orders {
-		if o.server == server && (o.sent.IsZero() || now.Sub(o.sent) >= resendAfter) {
+		switch {
+		case o.server != server:
+		case o.task != nil && o.sent.IsZero():
+			waiting = append(waiting, o)
+		case o.sent.IsZero() || now.Sub(o.sent) >= resendAfter:
+			if o.task != nil {
+				running++
+			}
 			o.sent = now
 			out = append(out, o.pb)
+		case o.task != nil:
+			running++
 		}
+	}
+	slices.SortFunc(waiting, func(a, b *order) int { return cmp.Compare(a.id, b.id) })
+	for _, o := range waiting[:min(len(waiting), max(r.cfg.PerServer-running, 0))] {
+		o.sent = now
+		out = append(out, o.pb)
 	}
 	return out
 }

@@ -137,6 +137,7 @@ var modeCases = []testCase[*env]{
 	{"IdempotentRewrite", testIdempotent},
 	{"ExistsDifferent", testExists},
 	{"BadChecksum", testBadChecksum},
+	{"MadeCells", testMadeCells},
 	{"CellLengths", testCellLengths},
 	{"ReadRanges", testReadRanges},
 	{"StatListDelete", testStatListDelete},

@@ -89,7 +89,11 @@ type Config struct {
 	// recovery set it short.
 	ClientLease time.Duration
 	// Repair tunes the masters' rebuilding, garbage collection and
-	// draining.
+	// draining. PerServer left zero is 1 here, not the master's default:
+	// every chunkserver of a local cluster shares the one machine's
+	// cores, and more rebuilds at once than cores only thrash its caches
+	// (seven servers rebuilding four shards each rebuilt at a third of
+	// the rate of one each).
 	Repair master.RepairConfig
 	// Compaction tunes when the masters hand fragmented chunks to clients
 	// to compact.
@@ -130,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Repair.PerServer == 0 {
+		c.Repair.PerServer = 1
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ func benchRepairOnce(b *testing.B, total int, load bool) {
 	c, err := cluster.Start(ctx, cluster.Config{
 		Dir: dir, Chunkservers: 7, HeartbeatInterval: 200 * time.Millisecond, DeadAfter: time.Second,
 		FullReportInterval: -1,
-		Repair:             master.RepairConfig{Interval: 200 * time.Millisecond, PerServer: 4, MaxOrders: 64},
+		Repair:             master.RepairConfig{Interval: 200 * time.Millisecond, MaxOrders: 64},
 	})
 	if err != nil {
 		b.Fatal(err)

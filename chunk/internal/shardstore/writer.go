@@ -150,7 +150,7 @@ func (s *Store) Create(id ID, length uint64, cellSize uint32) (*Writer, error) {
 // caller, so such an error may surface at a later cell or at Commit. data
 // may be reused when WriteCell returns.
 func (w *Writer) WriteCell(data []byte, sum [32]byte) error {
-	return w.writeCell(data, sum, nil)
+	return w.writeCell(data, &sum, nil)
 }
 
 // WriteCellOwned is WriteCell for a caller that hands data over: when it
@@ -159,10 +159,20 @@ func (w *Writer) WriteCell(data []byte, sum [32]byte) error {
 // goroutine); this saves a large shard's cells a copy. When it returns an
 // error, data is still the caller's and release is not called.
 func (w *Writer) WriteCellOwned(data []byte, sum [32]byte, release func()) error {
-	return w.writeCell(data, sum, release)
+	return w.writeCell(data, &sum, release)
 }
 
-func (w *Writer) writeCell(data []byte, sum [32]byte, release func()) error {
+// WriteMadeCell is WriteCellOwned for a cell made here (a rebuilt one)
+// rather than received: there is no checksum from elsewhere to check it
+// against, so the Writer computes the one it stores, and the cell is
+// hashed once instead of twice.
+func (w *Writer) WriteMadeCell(data []byte, release func()) error {
+	return w.writeCell(data, nil, release)
+}
+
+// writeCell stores the next cell; a nil sum means data was made here and
+// its checksum is computed rather than checked.
+func (w *Writer) writeCell(data []byte, given *[32]byte, release func()) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
@@ -179,7 +189,8 @@ func (w *Writer) writeCell(data []byte, sum [32]byte, release func()) error {
 	if want := cellLen(w.length, w.cellSize, c); uint32(len(data)) != want || uint64(len(data)) != uint64(want) {
 		return opErr("write", w.id, fmt.Errorf("%w: cell %d has %d bytes, want %d", ErrInvalid, c, len(data), want))
 	}
-	if sha256.Sum256(data) != sum {
+	sum := sha256.Sum256(data)
+	if given != nil && *given != sum {
 		return opErr("write", w.id, fmt.Errorf("%w in cell %d", ErrChecksum, c))
 	}
 	if w.large {

@@ -1,0 +1,95 @@
+package master
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cairnfs/cairn/master/internal/repair"
+	"github.com/cairnfs/cairn/proto/masterpb"
+)
+
+// stepClock is a Clock whose time the test sets.
+type stepClock struct{ t time.Time }
+
+func (c *stepClock) Now() time.Time { return c.t }
+
+// TestOrdersForBacklog checks how queued orders go out with heartbeats:
+// rebuilds at most PerServer at a time per server and in the order they
+// were planned, deletions all at once, an order handed out and not
+// answered again only after resendAfter, and a server declared dead
+// losing its orders so their shards can be planned elsewhere.
+func TestOrdersForBacklog(t *testing.T) {
+	clock := &stepClock{t: time.Unix(1000, 0)}
+	r := &repairer{s: &Server{cfg: Config{Clock: clock}}, cfg: RepairConfig{PerServer: 2}}
+	r.resetLocked(1)
+	rebuild := func(server string, slice uint64) uint64 {
+		t.Helper()
+		k := repair.Key{Slice: slice, Index: 1}
+		if !r.queue(server, k, &repair.Task{Slice: slice, Index: 1, Target: server}, &masterpb.Order{}, clock.t) {
+			t.Fatalf("rebuild of slice %d not queued", slice)
+		}
+		return r.mu.busy[k]
+	}
+	del := func(server string, slice uint64) uint64 {
+		t.Helper()
+		k := repair.Key{Slice: slice, Index: 2}
+		if !r.queue(server, k, nil, &masterpb.Order{}, clock.t) {
+			t.Fatalf("deletion of slice %d not queued", slice)
+		}
+		return r.mu.busy[k]
+	}
+	ids := func(orders []*masterpb.Order) []uint64 {
+		var out []uint64
+		for _, o := range orders {
+			out = append(out, o.Id)
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	a1, a2, a3, a4 := rebuild("a", 1), rebuild("a", 2), rebuild("a", 3), rebuild("a", 4)
+	d1 := del("a", 5)
+	b1 := rebuild("b", 6)
+
+	steps := []struct {
+		name    string
+		advance time.Duration
+		done    []uint64
+		server  string
+		want    []uint64
+	}{
+		{name: "first heartbeat: two oldest rebuilds and the deletion", server: "a", want: []uint64{a1, a2, d1}},
+		{name: "other server unaffected", server: "b", want: []uint64{b1}},
+		{name: "nothing new while both run", server: "a", want: nil},
+		{name: "one done: the next in plan order", done: []uint64{a1}, server: "a", want: []uint64{a3}},
+		{name: "unanswered orders resent, no new one", advance: resendAfter, server: "a", want: []uint64{a2, a3, d1}},
+		{name: "both done: the last one", done: []uint64{a2, a3}, server: "a", want: []uint64{a4}},
+	}
+	for _, st := range steps {
+		clock.t = clock.t.Add(st.advance)
+		r.mu.Lock()
+		for _, id := range st.done {
+			r.dropLocked(id)
+		}
+		r.mu.Unlock()
+		if got := ids(r.ordersFor(st.server)); !slices.Equal(got, st.want) {
+			t.Errorf("%s: orders %v, want %v", st.name, got, st.want)
+		}
+	}
+
+	r.dropDead(map[string]repair.State{"a": repair.Down, "b": repair.Up})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, o := range r.mu.orders {
+		if o.server == "a" {
+			t.Errorf("order %d of dead server a kept", id)
+		}
+	}
+	if _, ok := r.mu.orders[b1]; !ok {
+		t.Errorf("order %d of live server b dropped", b1)
+	}
+	if _, busy := r.mu.busy[repair.Key{Slice: 4, Index: 1}]; busy {
+		t.Error("shard of a dropped order still busy")
+	}
+}
