@@ -494,6 +494,14 @@ func TestMetricsEndpoint(t *testing.T) {
 	if m := regexp.MustCompile(`op="[^"]*[0-9]+/[0-9]+"`).FindString(string(body)); m != "" {
 		t.Errorf("/metrics has a series per shard: %s", m)
 	}
+	prof, err := http.Get("http://" + h.srv.HTTPAddr() + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prof.Body.Close()
+	if body, _ := io.ReadAll(prof.Body); prof.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Errorf("/debug/pprof/goroutine: %s %.200q", prof.Status, body)
+	}
 }
 
 // TestShutdownAbortsStreams cancels Run while a write is open: Run must

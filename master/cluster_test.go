@@ -358,3 +358,48 @@ func TestMembership(t *testing.T) {
 	c.stop("m4")
 	createLoad(t, c, "c", 2, 10, nil, nil)
 }
+
+// TestSoleVoterReads checks when reads skip the leader's quorum round: on
+// a one-master group only, and not from the moment a second voter is being
+// added until it is removed again; reads are served throughout.
+func TestSoleVoterReads(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	m1 := c.nodes[c.leader()].srv
+	ctx := context.Background()
+	read := func(when string) {
+		t.Helper()
+		if _, err := c.masterClient("m1").GetAttr(ctx, &masterpb.GetAttrRequest{Inode: 1}); err != nil {
+			t.Fatalf("read %s: %v", when, err)
+		}
+	}
+	if !m1.reads.soleVoter() {
+		t.Fatal("the only master is not taken for the sole voter")
+	}
+	read("alone")
+
+	rl, gl := listenLocal(t, "127.0.0.1:0"), listenLocal(t, "127.0.0.1:0")
+	nd := &node{id: "m2", dir: t.TempDir(), raftAddr: rl.Addr().String(), grpcAddr: gl.Addr().String()}
+	c.nodes["m2"] = nd
+	c.order = append(c.order, "m2")
+	c.startWith(nd, rl, gl, func(cfg *Config) { cfg.Join = true })
+	admin := masterpb.NewAdminClient(c.conn(m1.Addr()))
+	if _, err := admin.AddMaster(ctx, &masterpb.AddMasterRequest{Id: "m2", Address: nd.raftAddr, GrpcAddress: nd.grpcAddr}); err != nil {
+		t.Fatal(err)
+	}
+	if m1.reads.soleVoter() {
+		t.Fatal("sole voter with a second voter in the group")
+	}
+	read("with two voters")
+
+	if _, err := admin.RemoveMaster(ctx, &masterpb.RemoveMasterRequest{Id: "m2"}); err != nil {
+		t.Fatal(err)
+	}
+	c.stop("m2")
+	waitFor(t, 10*time.Second, "m1 to be the sole voter again", m1.reads.soleVoter)
+	read("alone again")
+
+	three := newCluster(t, 3, nil)
+	if three.nodes[three.leader()].srv.reads.soleVoter() {
+		t.Error("the leader of three masters taken for the sole voter")
+	}
+}

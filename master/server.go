@@ -56,6 +56,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -469,12 +470,14 @@ func tcpAddr(s string) net.Addr {
 	return a
 }
 
-// httpHandler serves /metrics and /healthz. /healthz answers 200 while the
-// master runs and knows a leader (itself or another), 503 otherwise, with
-// the master's role in the body.
+// httpHandler serves /metrics, /healthz and Go's profiles under
+// /debug/pprof/. /healthz answers 200 while the master runs and knows a
+// leader (itself or another), 503 otherwise, with the master's role in the
+// body.
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	servePprof(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		r := s.raftNode()
 		if r == nil {
@@ -489,4 +492,15 @@ func (s *Server) httpHandler() http.Handler {
 		fmt.Fprintf(w, "ok %s term %d applied %d\n", r.State(), r.CurrentTerm(), s.AppliedIndex())
 	})
 	return mux
+}
+
+// servePprof adds Go's profiles under /debug/pprof/ to mux, as etcd and
+// Prometheus serve them: how an operator finds where a busy master's CPU
+// goes.
+func servePprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

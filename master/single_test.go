@@ -385,5 +385,8 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("metrics lack %s", m)
 		}
 	}
+	if body := get("/debug/pprof/"); !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/ lists no goroutine profile: %.200q", body)
+	}
 	http.DefaultClient.CloseIdleConnections()
 }
