@@ -473,7 +473,17 @@ func (in Inodes) Open(ctx context.Context, ino uint64, flag int) (*Handle, *mast
 	var attr *masterpb.Attr
 	var handle uint64
 	readOnly := flag&(syscall.O_WRONLY|syscall.O_RDWR) == 0
-	resp, err := call(ctx, in.c.conn, &masterpb.OpenRequest{Header: in.inoHeader(ctx), Inode: ino, ReadOnly: readOnly}, masterpb.MasterClient.Open)
+	req := &masterpb.OpenRequest{Header: in.inoHeader(ctx), Inode: ino, ReadOnly: readOnly}
+	resp, err := call(ctx, in.c.conn, req, masterpb.MasterClient.Open)
+	if Unanswered(err) || errors.Is(err, context.Canceled) {
+		// The open may have been applied and its reply lost, leaving a
+		// handle this client would never release. Sending it again
+		// later is safe either way: it only opens.
+		in.c.rel.settle(func(ctx context.Context) (uint64, uint64, error) {
+			resp, err := call(ctx, in.c.conn, req, masterpb.MasterClient.Open)
+			return ino, resp.GetHandle(), err
+		})
+	}
 	switch {
 	case err == nil:
 		attr, handle = resp.Attr, resp.Handle
@@ -525,9 +535,13 @@ func (in Inodes) newHandle(ino uint64, attr *masterpb.Attr, handle uint64) *Hand
 // opens it. When name exists but is not a regular file, it returns that
 // entry's attributes and a nil Handle, for the caller to deal with.
 func (in Inodes) CreateOpen(ctx context.Context, parent uint64, name string, mode uint32, exclusive, truncate bool) (h *Handle, attr *masterpb.Attr, created bool, err error) {
-	resp, err := call(ctx, in.c.conn, &masterpb.CreateRequest{
+	req := &masterpb.CreateRequest{
 		Header: in.inoHeader(ctx), Parent: parent, Name: name, Mode: mode, Exclusive: exclusive, Truncate: truncate, Open: true,
-	}, masterpb.MasterClient.Create)
+	}
+	// Unlike an unanswered Open, an unanswered create is not sent again
+	// later to learn its handle: if it was never applied, that would
+	// create the file after the caller was told it failed.
+	resp, err := call(ctx, in.c.conn, req, masterpb.MasterClient.Create)
 	if err != nil {
 		return nil, nil, false, inoErr("create", parent, name, err)
 	}

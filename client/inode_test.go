@@ -457,3 +457,60 @@ func TestReleaseRetried(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestUnansweredOpenSettled loses the replies to an open the master
+// applied: the client must find out the handle it made and release it, or
+// the open unlinked file would keep its bytes for as long as the client
+// lives.
+func TestUnansweredOpenSettled(t *testing.T) {
+	c := smallCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cut atomic.Bool
+	loseReply := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if _, ok := req.(*masterpb.OpenRequest); ok && cut.Load() {
+			return status.Error(codes.Unavailable, "test: reply lost")
+		}
+		return err
+	}
+	cl, err := client.Dial(ctx, client.ClientConfig{
+		Masters: c.MasterAddrs(), RetryTimeout: 300 * time.Millisecond, ReleaseDelay: time.Millisecond,
+		MasterDialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(loseReply)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	in := cl.Inodes()
+	h, a, _, err := in.CreateOpen(ctx, client.RootInode, "f", 0o644, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cut.Store(true)
+	if _, _, err := in.Open(ctx, a.Inode, syscall.O_RDONLY); err == nil {
+		t.Fatal("open succeeded with every reply lost")
+	}
+	if err := in.Unlink(ctx, client.RootInode, "f"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := in.GetAttr(ctx, a.Inode); err != nil {
+		t.Fatalf("the unlinked file went while the open the master applied was unsettled: %v", err)
+	}
+	cut.Store(false)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := in.GetAttr(ctx, a.Inode)
+		if errors.Is(err, syscall.ENOENT) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the handle of the unanswered open was never released: getattr %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

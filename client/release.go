@@ -30,6 +30,10 @@ const (
 // records then stay until the client's lease lapses).
 const maxReleaseQueue = 1 << 20
 
+// maxUnsettled bounds the opens whose outcome is unknown kept to be asked
+// again; past it the oldest are left to the lease.
+const maxUnsettled = 1 << 16
+
 // releaseAtCloseTimeout bounds what Client.Close spends sending the last
 // releases: with the masters gone it would otherwise wait out the retry
 // timeout, and the lease releases the handles anyway.
@@ -53,6 +57,13 @@ const releaseAtCloseTimeout = 5 * time.Second
 // handles, and the bytes of files unlinked while open, until the process
 // ends. Releasing a handle twice, or one a lapsed lease already took, is
 // harmless, and handle numbers are never reused.
+//
+// An open (or a create that opens) that no master answered may still have
+// been applied, its reply lost: the master then holds a handle the client
+// never learnt. Such a request is settled here: sent again, with the same
+// request ID, until a master answers; the master's request record returns
+// the handle the first attempt made, if any, and it is released like a
+// closed one.
 type releaser struct {
 	conn   *MasterConn
 	header func() *masterpb.RequestHeader
@@ -62,6 +73,8 @@ type releaser struct {
 	mu struct {
 		sync.Mutex
 		queue []*masterpb.HandleRef
+		// unsettled are opens no master answered, oldest first.
+		unsettled []unsettledOpen
 	}
 	kick     chan struct{} // a handle was queued
 	stop     chan struct{} // closed by close: send what is queued and return
@@ -98,6 +111,65 @@ func (r *releaser) release(ino, handle uint64) {
 	}
 }
 
+// unsettledOpen is an open whose reply never came. resend sends its
+// request again, unchanged, and returns the handle (0 if none) of the
+// inode ino.
+type unsettledOpen struct {
+	resend func(ctx context.Context) (ino, handle uint64, err error)
+}
+
+// settle queues an open that no master answered, to be sent again until
+// one does and its handle, if it made one, released.
+func (r *releaser) settle(resend func(ctx context.Context) (ino, handle uint64, err error)) {
+	r.mu.Lock()
+	r.mu.unsettled = append(r.mu.unsettled, unsettledOpen{resend: resend})
+	if over := len(r.mu.unsettled) - maxUnsettled; over > 0 {
+		r.mu.unsettled = slices.Delete(r.mu.unsettled, 0, over)
+		r.log.Warn("client: too many unanswered opens; the oldest are left to the lease", "dropped", over)
+	}
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// settleAll sends every unsettled open again and queues the handles they
+// return for release. It returns false if any is still unanswered (it
+// stays queued when requeue is set).
+func (r *releaser) settleAll(ctx context.Context, requeue bool) bool {
+	r.mu.Lock()
+	todo := r.mu.unsettled
+	r.mu.unsettled = nil
+	r.mu.Unlock()
+	for i, u := range todo {
+		var err error
+		var ino, handle uint64
+		if err = ctx.Err(); err == nil {
+			ino, handle, err = u.resend(ctx)
+		}
+		if err != nil && (ctx.Err() != nil || Unanswered(err)) {
+			if requeue {
+				r.mu.Lock()
+				r.mu.unsettled = slices.Concat(todo[i:], r.mu.unsettled)
+				r.mu.Unlock()
+			}
+			return false
+		}
+		if err != nil {
+			// The master answered with an error: the first attempt
+			// opened nothing that it still records.
+			continue
+		}
+		if handle != 0 {
+			r.mu.Lock()
+			r.mu.queue = append(r.mu.queue, &masterpb.HandleRef{Inode: ino, Handle: handle})
+			r.mu.Unlock()
+		}
+	}
+	return true
+}
+
 // run sends batches until close, then what is left.
 func (r *releaser) run(ctx context.Context) {
 	defer close(r.done)
@@ -131,7 +203,8 @@ func (r *releaser) run(ctx context.Context) {
 				return
 			}
 		}
-		if r.sendAll(ctx, true) {
+		settled := r.settleAll(ctx, true)
+		if r.sendAll(ctx, true) && settled {
 			pause = 0
 			continue
 		}
@@ -146,6 +219,7 @@ func (r *releaser) run(ctx context.Context) {
 func (r *releaser) sendLast() {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseAtCloseTimeout)
 	defer cancel()
+	r.settleAll(ctx, false)
 	r.sendAll(ctx, false)
 }
 
