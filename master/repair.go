@@ -34,6 +34,9 @@ const (
 	// minKickGap is the least time between scans that finished orders
 	// trigger ahead of the interval.
 	minKickGap = 200 * time.Millisecond
+	// maxCorruptMarks bounds the shards marked corrupt and not yet
+	// rebuilt (see reportBad).
+	maxCorruptMarks = 1 << 16
 	// backlogPerServer is how many rebuilds the master keeps planned per
 	// target beyond the PerServer it runs, as multiples of PerServer: a
 	// chunkserver that finishes one picks up the next with its immediate
@@ -552,11 +555,24 @@ func (r *repairer) forget(server string) {
 
 // reportBad marks shards unreadable on server (the scrubber's or a
 // reader's finding); the next scan rebuilds them elsewhere.
+//
+// At most maxCorruptMarks are kept: scans prune marks whose shards have
+// moved on, but with repair off no scan runs, and reports (clients send
+// them too) must not grow the leader's memory without bound. A shard not
+// marked for lack of room is reported again by the next scrub or read.
 func (r *repairer) reportBad(server string, keys []repair.Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	dropped := 0
 	for _, k := range keys {
+		if _, ok := r.mu.corrupt[k]; !ok && len(r.mu.corrupt) >= maxCorruptMarks {
+			dropped++
+			continue
+		}
 		r.mu.corrupt[k] = server
+	}
+	if dropped > 0 {
+		r.s.log.Warn("repair: too many shards marked corrupt; reports dropped", "chunkserver", server, "dropped", dropped, "marked", len(r.mu.corrupt))
 	}
 }
 

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -91,5 +92,30 @@ func TestOrdersForBacklog(t *testing.T) {
 	}
 	if _, busy := r.mu.busy[repair.Key{Slice: 4, Index: 1}]; busy {
 		t.Error("shard of a dropped order still busy")
+	}
+}
+
+// TestCorruptMarksBounded checks that reports of corrupt shards cannot
+// grow the leader's marks past maxCorruptMarks (with repair off nothing
+// prunes them), while a shard already marked may still be re-marked.
+func TestCorruptMarksBounded(t *testing.T) {
+	r := &repairer{s: &Server{log: slog.New(slog.DiscardHandler)}, cfg: RepairConfig{Disabled: true}}
+	r.resetLocked(1)
+	keys := make([]repair.Key, maxCorruptMarks+10)
+	for i := range keys {
+		keys[i] = repair.Key{Slice: uint64(i + 1), Index: 0}
+	}
+	r.reportBad("cs1", keys)
+	r.reportBad("cs2", keys[:1])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.mu.corrupt); n != maxCorruptMarks {
+		t.Fatalf("%d marks, want the bound %d", n, maxCorruptMarks)
+	}
+	if got := r.mu.corrupt[keys[0]]; got != "cs2" {
+		t.Errorf("marked shard reported on cs2 again is marked on %q", got)
+	}
+	if _, ok := r.mu.corrupt[keys[len(keys)-1]]; ok {
+		t.Error("a report past the bound was kept")
 	}
 }
