@@ -27,12 +27,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/cairnfs/cairn/client"
 )
@@ -165,7 +167,7 @@ func Mount(ctx context.Context, cl *client.Client, dir string, opts Options) (*S
 			// local file system does.
 			Options:      append([]string{"default_permissions"}, opts.MountOptions...),
 			Logger:       log.New(slogWriter{opts.Logger}, "", 0),
-			MaxReadAhead: 1 << 20,
+			MaxReadAhead: maxReadAhead,
 			// One read at a time, in file order: the client's Reader
 			// recognises sequential reading and fetches ahead itself,
 			// which the kernel's concurrent out-of-order read-ahead
@@ -192,6 +194,7 @@ func Mount(ctx context.Context, cl *client.Client, dir string, opts Options) (*S
 		<-s.served
 		return nil, fmt.Errorf("fusefs: mount %s: %w", dir, err)
 	}
+	s.raiseReadAhead()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -229,6 +232,31 @@ func (s *Server) Unmount() error {
 	}
 	<-s.served
 	return nil
+}
+
+// maxReadAhead is the kernel's read-ahead for the mount, and the largest
+// READ it sends (the kernel caps requests at 1 MiB anyway).
+const maxReadAhead = 1 << 20
+
+// raiseReadAhead sets the kernel's read-ahead for the mount to
+// maxReadAhead. The kernel starts a FUSE mount's read-ahead at its default
+// for any device, 128 KiB, and lets the file system only lower it, so a
+// sequential reader got 128 KiB per FUSE round trip, each costing more
+// than serving the bytes (the client's Reader has them fetched ahead).
+// The setting is the mount's backing device's read_ahead_kb in sysfs,
+// which only root may write; without it reads work as before, slower.
+// (Larger settings gained nothing: with SyncRead the kernel sends one
+// READ at a time.)
+func (s *Server) raiseReadAhead() {
+	var st syscall.Stat_t
+	if err := syscall.Stat(s.dir, &st); err != nil {
+		s.fsys.log.Debug("fusefs: read-ahead left at the kernel's default", "err", err)
+		return
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	if err := os.WriteFile(p, []byte(strconv.Itoa(maxReadAhead>>10)), 0); err != nil {
+		s.fsys.log.Debug("fusefs: read-ahead left at the kernel's default", "err", err)
+	}
 }
 
 // fusectlDir is where the kernel's fusectl file system lists FUSE
