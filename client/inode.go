@@ -475,15 +475,7 @@ func (in Inodes) Open(ctx context.Context, ino uint64, flag int) (*Handle, *mast
 	readOnly := flag&(syscall.O_WRONLY|syscall.O_RDWR) == 0
 	req := &masterpb.OpenRequest{Header: in.inoHeader(ctx), Inode: ino, ReadOnly: readOnly}
 	resp, err := call(ctx, in.c.conn, req, masterpb.MasterClient.Open)
-	if Unanswered(err) || errors.Is(err, context.Canceled) {
-		// The open may have been applied and its reply lost, leaving a
-		// handle this client would never release. Sending it again
-		// later is safe either way: it only opens.
-		in.c.rel.settle(func(ctx context.Context) (uint64, uint64, error) {
-			resp, err := call(ctx, in.c.conn, req, masterpb.MasterClient.Open)
-			return ino, resp.GetHandle(), err
-		})
-	}
+	in.abandonIfUnanswered(req.Header, err)
 	switch {
 	case err == nil:
 		attr, handle = resp.Attr, resp.Handle
@@ -538,10 +530,8 @@ func (in Inodes) CreateOpen(ctx context.Context, parent uint64, name string, mod
 	req := &masterpb.CreateRequest{
 		Header: in.inoHeader(ctx), Parent: parent, Name: name, Mode: mode, Exclusive: exclusive, Truncate: truncate, Open: true,
 	}
-	// Unlike an unanswered Open, an unanswered create is not sent again
-	// later to learn its handle: if it was never applied, that would
-	// create the file after the caller was told it failed.
 	resp, err := call(ctx, in.c.conn, req, masterpb.MasterClient.Create)
+	in.abandonIfUnanswered(req.Header, err)
 	if err != nil {
 		return nil, nil, false, inoErr("create", parent, name, err)
 	}
@@ -559,6 +549,15 @@ func (in Inodes) CreateOpen(ctx context.Context, parent uint64, name string, mod
 		return h, attr, resp.Created, err
 	}
 	return in.newHandle(attr.Inode, attr, resp.Handle), attr, resp.Created, nil
+}
+
+// abandonIfUnanswered gives up a request that opens (an open, or a create
+// that opens) when err says no reply came: it may have been applied and
+// left a handle this client would never release (see releaser).
+func (in Inodes) abandonIfUnanswered(h *masterpb.RequestHeader, err error) {
+	if err != nil && (Unanswered(err) || errors.Is(err, context.Canceled)) {
+		in.c.rel.abandon(h.GetRequestId())
+	}
 }
 
 // release tells the master a handle is closed, soon and in a batch with

@@ -458,19 +458,27 @@ func TestReleaseRetried(t *testing.T) {
 	}
 }
 
-// TestUnansweredOpenSettled loses the replies to an open the master
-// applied: the client must find out the handle it made and release it, or
-// the open unlinked file would keep its bytes for as long as the client
-// lives.
+// TestUnansweredOpenSettled loses the replies to an open and to a create
+// that opens, both applied by the master: the client must give the
+// requests up so that their handles are released, or the unlinked files
+// would keep their bytes for as long as the client lives.
 func TestUnansweredOpenSettled(t *testing.T) {
 	c := smallCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var cut atomic.Bool
+	// While cut, opens and creates are applied but their replies lost,
+	// and releases (which would settle them) do not get through.
 	loseReply := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := req.(*masterpb.ReleaseRequest); ok && cut.Load() {
+			return status.Error(codes.Unavailable, "test: release refused")
+		}
 		err := invoker(ctx, method, req, reply, cc, opts...)
-		if _, ok := req.(*masterpb.OpenRequest); ok && cut.Load() {
-			return status.Error(codes.Unavailable, "test: reply lost")
+		switch req.(type) {
+		case *masterpb.OpenRequest, *masterpb.CreateRequest:
+			if cut.Load() {
+				return status.Error(codes.Unavailable, "test: reply lost")
+			}
 		}
 		return err
 	}
@@ -483,7 +491,7 @@ func TestUnansweredOpenSettled(t *testing.T) {
 	}
 	defer cl.Close()
 	in := cl.Inodes()
-	h, a, _, err := in.CreateOpen(ctx, client.RootInode, "f", 0o644, true, false)
+	h, f, _, err := in.CreateOpen(ctx, client.RootInode, "f", 0o644, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,26 +499,39 @@ func TestUnansweredOpenSettled(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut.Store(true)
-	if _, _, err := in.Open(ctx, a.Inode, syscall.O_RDONLY); err == nil {
+	if _, _, err := in.Open(ctx, f.Inode, syscall.O_RDONLY); err == nil {
 		t.Fatal("open succeeded with every reply lost")
 	}
-	if err := in.Unlink(ctx, client.RootInode, "f"); err != nil {
-		t.Fatal(err)
+	if _, _, _, err := in.CreateOpen(ctx, client.RootInode, "g", 0o644, true, false); err == nil {
+		t.Fatal("create succeeded with every reply lost")
+	}
+	g, err := in.Lookup(ctx, client.RootInode, "g")
+	if err != nil {
+		t.Fatalf("the create the master applied: %v", err)
+	}
+	for _, name := range []string{"f", "g"} {
+		if err := in.Unlink(ctx, client.RootInode, name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	time.Sleep(500 * time.Millisecond)
-	if _, err := in.GetAttr(ctx, a.Inode); err != nil {
-		t.Fatalf("the unlinked file went while the open the master applied was unsettled: %v", err)
+	for _, ino := range []uint64{f.Inode, g.Inode} {
+		if _, err := in.GetAttr(ctx, ino); err != nil {
+			t.Fatalf("unlinked inode %d went while its unanswered open was unsettled: %v", ino, err)
+		}
 	}
 	cut.Store(false)
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		_, err := in.GetAttr(ctx, a.Inode)
-		if errors.Is(err, syscall.ENOENT) {
-			return
+	for _, ino := range []uint64{f.Inode, g.Inode} {
+		for {
+			_, err := in.GetAttr(ctx, ino)
+			if errors.Is(err, syscall.ENOENT) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the handle on inode %d of an unanswered request was never released: getattr %v", ino, err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the handle of the unanswered open was never released: getattr %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

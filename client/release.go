@@ -30,9 +30,9 @@ const (
 // records then stay until the client's lease lapses).
 const maxReleaseQueue = 1 << 20
 
-// maxUnsettled bounds the opens whose outcome is unknown kept to be asked
-// again; past it the oldest are left to the lease.
-const maxUnsettled = 1 << 16
+// maxAbandoned bounds the unanswered opens waiting to be given up; past
+// it the oldest are left to the lease.
+const maxAbandoned = 1 << 16
 
 // releaseAtCloseTimeout bounds what Client.Close spends sending the last
 // releases: with the masters gone it would otherwise wait out the retry
@@ -58,12 +58,13 @@ const releaseAtCloseTimeout = 5 * time.Second
 // ends. Releasing a handle twice, or one a lapsed lease already took, is
 // harmless, and handle numbers are never reused.
 //
-// An open (or a create that opens) that no master answered may still have
-// been applied, its reply lost: the master then holds a handle the client
-// never learnt. Such a request is settled here: sent again, with the same
-// request ID, until a master answers; the master's request record returns
-// the handle the first attempt made, if any, and it is released like a
-// closed one.
+// An open (or a create that opens) that no master answered may have been
+// applied, its reply lost: the master then holds a handle the client never
+// learnt. Its request ID goes with the next batch as abandoned: the master
+// releases the handle it made, or, if it was not applied, records it as
+// given up, so that a copy still on its way is refused. (Sending it again
+// to learn the handle would create the file after the caller was told the
+// create failed.)
 type releaser struct {
 	conn   *MasterConn
 	header func() *masterpb.RequestHeader
@@ -73,8 +74,8 @@ type releaser struct {
 	mu struct {
 		sync.Mutex
 		queue []*masterpb.HandleRef
-		// unsettled are opens no master answered, oldest first.
-		unsettled []unsettledOpen
+		// abandoned are request IDs of opens no master answered.
+		abandoned [][]byte
 	}
 	kick     chan struct{} // a handle was queued
 	stop     chan struct{} // closed by close: send what is queued and return
@@ -111,20 +112,16 @@ func (r *releaser) release(ino, handle uint64) {
 	}
 }
 
-// unsettledOpen is an open whose reply never came. resend sends its
-// request again, unchanged, and returns the handle (0 if none) of the
-// inode ino.
-type unsettledOpen struct {
-	resend func(ctx context.Context) (ino, handle uint64, err error)
-}
-
-// settle queues an open that no master answered, to be sent again until
-// one does and its handle, if it made one, released.
-func (r *releaser) settle(resend func(ctx context.Context) (ino, handle uint64, err error)) {
+// abandon queues the request ID of an open, or a create that opens, that
+// no master answered, to be given up with the next release batch.
+func (r *releaser) abandon(id []byte) {
+	if len(id) == 0 {
+		return
+	}
 	r.mu.Lock()
-	r.mu.unsettled = append(r.mu.unsettled, unsettledOpen{resend: resend})
-	if over := len(r.mu.unsettled) - maxUnsettled; over > 0 {
-		r.mu.unsettled = slices.Delete(r.mu.unsettled, 0, over)
+	r.mu.abandoned = append(r.mu.abandoned, id)
+	if over := len(r.mu.abandoned) - maxAbandoned; over > 0 {
+		r.mu.abandoned = slices.Delete(r.mu.abandoned, 0, over)
 		r.log.Warn("client: too many unanswered opens; the oldest are left to the lease", "dropped", over)
 	}
 	r.mu.Unlock()
@@ -132,42 +129,6 @@ func (r *releaser) settle(resend func(ctx context.Context) (ino, handle uint64, 
 	case r.kick <- struct{}{}:
 	default:
 	}
-}
-
-// settleAll sends every unsettled open again and queues the handles they
-// return for release. It returns false if any is still unanswered (it
-// stays queued when requeue is set).
-func (r *releaser) settleAll(ctx context.Context, requeue bool) bool {
-	r.mu.Lock()
-	todo := r.mu.unsettled
-	r.mu.unsettled = nil
-	r.mu.Unlock()
-	for i, u := range todo {
-		var err error
-		var ino, handle uint64
-		if err = ctx.Err(); err == nil {
-			ino, handle, err = u.resend(ctx)
-		}
-		if err != nil && (ctx.Err() != nil || Unanswered(err)) {
-			if requeue {
-				r.mu.Lock()
-				r.mu.unsettled = slices.Concat(todo[i:], r.mu.unsettled)
-				r.mu.Unlock()
-			}
-			return false
-		}
-		if err != nil {
-			// The master answered with an error: the first attempt
-			// opened nothing that it still records.
-			continue
-		}
-		if handle != 0 {
-			r.mu.Lock()
-			r.mu.queue = append(r.mu.queue, &masterpb.HandleRef{Inode: ino, Handle: handle})
-			r.mu.Unlock()
-		}
-	}
-	return true
 }
 
 // run sends batches until close, then what is left.
@@ -203,8 +164,7 @@ func (r *releaser) run(ctx context.Context) {
 				return
 			}
 		}
-		settled := r.settleAll(ctx, true)
-		if r.sendAll(ctx, true) && settled {
+		if r.sendAll(ctx, true) {
 			pause = 0
 			continue
 		}
@@ -219,7 +179,6 @@ func (r *releaser) run(ctx context.Context) {
 func (r *releaser) sendLast() {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseAtCloseTimeout)
 	defer cancel()
-	r.settleAll(ctx, false)
 	r.sendAll(ctx, false)
 }
 
@@ -230,37 +189,40 @@ func (r *releaser) sendLast() {
 func (r *releaser) sendAll(parent context.Context, requeue bool) bool {
 	for {
 		r.mu.Lock()
-		batch := r.mu.queue
-		if len(batch) > maxReleaseBatch {
-			batch = batch[:maxReleaseBatch]
-		}
+		batch := r.mu.queue[:min(len(r.mu.queue), maxReleaseBatch)]
 		r.mu.queue = r.mu.queue[len(batch):]
 		if len(r.mu.queue) == 0 {
 			r.mu.queue = nil
 		}
+		abandoned := r.mu.abandoned[:min(len(r.mu.abandoned), maxReleaseBatch)]
+		r.mu.abandoned = r.mu.abandoned[len(abandoned):]
+		if len(r.mu.abandoned) == 0 {
+			r.mu.abandoned = nil
+		}
 		r.mu.Unlock()
-		if len(batch) == 0 {
+		if len(batch) == 0 && len(abandoned) == 0 {
 			return true
 		}
 		var err error
 		if err = parent.Err(); err == nil {
-			_, err = call(parent, r.conn, &masterpb.ReleaseRequest{Header: r.header(), More: batch}, masterpb.MasterClient.Release)
+			_, err = call(parent, r.conn, &masterpb.ReleaseRequest{Header: r.header(), More: batch, Abandoned: abandoned}, masterpb.MasterClient.Release)
 		}
 		if err != nil && requeue && (parent.Err() != nil || Unanswered(err)) {
 			// Cut short by close (back in the queue for its last
 			// send), or no master answered: sent again later.
 			r.mu.Lock()
 			r.mu.queue = slices.Concat(batch, r.mu.queue)
+			r.mu.abandoned = slices.Concat(abandoned, r.mu.abandoned)
 			r.mu.Unlock()
 			if parent.Err() == nil {
-				r.log.Warn("client: release handles; will retry", "handles", len(batch), "err", err)
+				r.log.Warn("client: release handles; will retry", "handles", len(batch), "abandoned", len(abandoned), "err", err)
 			}
 			return false
 		}
 		if err != nil {
 			// A master's refusal, which a retry would not change; the
 			// lease releases them when it runs out.
-			r.log.Warn("client: release handles", "handles", len(batch), "err", err)
+			r.log.Warn("client: release handles", "handles", len(batch), "abandoned", len(abandoned), "err", err)
 		}
 	}
 }

@@ -172,11 +172,11 @@ func (m *masterService) Release(ctx context.Context, req *masterpb.ReleaseReques
 	if err := s.leaderOnly(ctx); err != nil {
 		return nil, err
 	}
-	if len(req.More) > maxReleaseBatch {
-		return nil, invalid("release", "%d handles in one request, at most %d", len(req.More), maxReleaseBatch)
+	if len(req.More) > maxReleaseBatch || len(req.Abandoned) > maxReleaseBatch {
+		return nil, invalid("release", "%d handles and %d abandoned requests in one request, at most %d of each", len(req.More), len(req.Abandoned), maxReleaseBatch)
 	}
 	if _, err := s.propose(ctx, req.Header, &fsmpb.Command{Op: &fsmpb.Command_ReleaseHandle{ReleaseHandle: &fsmpb.ReleaseHandle{
-		Inode: req.Inode, Handle: req.Handle, More: req.More,
+		Inode: req.Inode, Handle: req.Handle, More: req.More, ClientId: req.Header.GetClientId(), Abandoned: req.Abandoned,
 	}}}); err != nil {
 		return nil, err
 	}

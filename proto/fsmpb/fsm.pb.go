@@ -2530,11 +2530,14 @@ type RequestRecord struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	TimeUnixNano int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	// op is the Command.op field number, to catch a reused request ID.
-	Op            uint32         `protobuf:"varint,2,opt,name=op,proto3" json:"op,omitempty"`
-	Attr          *masterpb.Attr `protobuf:"bytes,3,opt,name=attr,proto3" json:"attr,omitempty"`
-	Created       bool           `protobuf:"varint,4,opt,name=created,proto3" json:"created,omitempty"`
-	SliceId       uint64         `protobuf:"varint,5,opt,name=slice_id,json=sliceId,proto3" json:"slice_id,omitempty"`
-	Handle        uint64         `protobuf:"varint,6,opt,name=handle,proto3" json:"handle,omitempty"`
+	Op      uint32         `protobuf:"varint,2,opt,name=op,proto3" json:"op,omitempty"`
+	Attr    *masterpb.Attr `protobuf:"bytes,3,opt,name=attr,proto3" json:"attr,omitempty"`
+	Created bool           `protobuf:"varint,4,opt,name=created,proto3" json:"created,omitempty"`
+	SliceId uint64         `protobuf:"varint,5,opt,name=slice_id,json=sliceId,proto3" json:"slice_id,omitempty"`
+	Handle  uint64         `protobuf:"varint,6,opt,name=handle,proto3" json:"handle,omitempty"`
+	// abandoned marks a request its client gave up on before it was
+	// applied (ReleaseHandle.abandoned): a late copy of it is refused.
+	Abandoned     bool `protobuf:"varint,7,opt,name=abandoned,proto3" json:"abandoned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2609,6 +2612,13 @@ func (x *RequestRecord) GetHandle() uint64 {
 		return x.Handle
 	}
 	return 0
+}
+
+func (x *RequestRecord) GetAbandoned() bool {
+	if x != nil {
+		return x.Abandoned
+	}
+	return false
 }
 
 // MasterRecord is one master's entry in the master directory.
@@ -2874,7 +2884,11 @@ type ReleaseHandle struct {
 	Inode  uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
 	Handle uint64                 `protobuf:"varint,2,opt,name=handle,proto3" json:"handle,omitempty"` // 0: none, only more
 	// more are released too, those already gone skipped.
-	More          []*masterpb.HandleRef `protobuf:"bytes,3,rep,name=more,proto3" json:"more,omitempty"`
+	More []*masterpb.HandleRef `protobuf:"bytes,3,rep,name=more,proto3" json:"more,omitempty"`
+	// abandoned are request IDs of client_id whose replies never came
+	// (masterpb.ReleaseRequest.abandoned).
+	ClientId      string   `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Abandoned     [][]byte `protobuf:"bytes,5,rep,name=abandoned,proto3" json:"abandoned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2926,6 +2940,20 @@ func (x *ReleaseHandle) GetHandle() uint64 {
 func (x *ReleaseHandle) GetMore() []*masterpb.HandleRef {
 	if x != nil {
 		return x.More
+	}
+	return nil
+}
+
+func (x *ReleaseHandle) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ReleaseHandle) GetAbandoned() [][]byte {
+	if x != nil {
+		return x.Abandoned
 	}
 	return nil
 }
@@ -3684,14 +3712,15 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06shards\x18\x05 \x03(\v2\x1e.cairn.master.v1.ShardLocationR\x06shards\x12\x1c\n" +
 	"\tcommitted\x18\x06 \x01(\bR\tcommitted\x12*\n" +
 	"\x11expires_unix_nano\x18\a \x01(\x03R\x0fexpiresUnixNano\x12\x12\n" +
-	"\x04refs\x18\b \x01(\rR\x04refs\"\xbd\x01\n" +
+	"\x04refs\x18\b \x01(\rR\x04refs\"\xdb\x01\n" +
 	"\rRequestRecord\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\rR\x02op\x12)\n" +
 	"\x04attr\x18\x03 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12\x18\n" +
 	"\acreated\x18\x04 \x01(\bR\acreated\x12\x19\n" +
 	"\bslice_id\x18\x05 \x01(\x04R\asliceId\x12\x16\n" +
-	"\x06handle\x18\x06 \x01(\x04R\x06handle\"d\n" +
+	"\x06handle\x18\x06 \x01(\x04R\x06handle\x12\x1c\n" +
+	"\tabandoned\x18\a \x01(\bR\tabandoned\"d\n" +
 	"\fMasterRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fgrpc_address\x18\x02 \x01(\tR\vgrpcAddress\x12!\n" +
@@ -3709,11 +3738,13 @@ const file_proto_fsmpb_fsm_proto_rawDesc = "" +
 	"OpenHandle\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1b\n" +
-	"\tread_only\x18\x03 \x01(\bR\breadOnly\"m\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\"\xa8\x01\n" +
 	"\rReleaseHandle\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x16\n" +
 	"\x06handle\x18\x02 \x01(\x04R\x06handle\x12.\n" +
-	"\x04more\x18\x03 \x03(\v2\x1a.cairn.master.v1.HandleRefR\x04more\"+\n" +
+	"\x04more\x18\x03 \x03(\v2\x1a.cairn.master.v1.HandleRefR\x04more\x12\x1b\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x1c\n" +
+	"\tabandoned\x18\x05 \x03(\fR\tabandoned\"+\n" +
 	"\fExpireClient\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"l\n" +
 	"\x06Handle\x12\x1b\n" +

@@ -3167,12 +3167,19 @@ func (x *OpenResponse) GetHandle() uint64 {
 // client sends the handles its files closed in batches, one Raft entry
 // each. A handle in more that is already gone (its lease lapsed, or a
 // retry) is skipped; a missing primary handle is ENOENT.
+//
+// abandoned are request IDs of this client (header.client_id) for opens,
+// or creates that open, whose replies never came: each may have been
+// applied, leaving a handle the client never learnt, or may still be on
+// its way. The handle an applied one made is released; one not applied
+// yet never will be (a late copy fails with ECANCELED).
 type ReleaseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	Inode         uint64                 `protobuf:"varint,2,opt,name=inode,proto3" json:"inode,omitempty"`
 	Handle        uint64                 `protobuf:"varint,3,opt,name=handle,proto3" json:"handle,omitempty"`
 	More          []*HandleRef           `protobuf:"bytes,4,rep,name=more,proto3" json:"more,omitempty"`
+	Abandoned     [][]byte               `protobuf:"bytes,5,rep,name=abandoned,proto3" json:"abandoned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3231,6 +3238,13 @@ func (x *ReleaseRequest) GetHandle() uint64 {
 func (x *ReleaseRequest) GetMore() []*HandleRef {
 	if x != nil {
 		return x.More
+	}
+	return nil
+}
+
+func (x *ReleaseRequest) GetAbandoned() [][]byte {
+	if x != nil {
+		return x.Abandoned
 	}
 	return nil
 }
@@ -6665,12 +6679,13 @@ const file_proto_masterpb_master_proto_rawDesc = "" +
 	"\tread_only\x18\x03 \x01(\bR\breadOnly\"Q\n" +
 	"\fOpenResponse\x12)\n" +
 	"\x04attr\x18\x01 \x01(\v2\x15.cairn.master.v1.AttrR\x04attr\x12\x16\n" +
-	"\x06handle\x18\x02 \x01(\x04R\x06handle\"\xa6\x01\n" +
+	"\x06handle\x18\x02 \x01(\x04R\x06handle\"\xc4\x01\n" +
 	"\x0eReleaseRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.cairn.master.v1.RequestHeaderR\x06header\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x16\n" +
 	"\x06handle\x18\x03 \x01(\x04R\x06handle\x12.\n" +
-	"\x04more\x18\x04 \x03(\v2\x1a.cairn.master.v1.HandleRefR\x04more\"9\n" +
+	"\x04more\x18\x04 \x03(\v2\x1a.cairn.master.v1.HandleRefR\x04more\x12\x1c\n" +
+	"\tabandoned\x18\x05 \x03(\fR\tabandoned\"9\n" +
 	"\tHandleRef\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x16\n" +
 	"\x06handle\x18\x02 \x01(\x04R\x06handle\"\x11\n" +

@@ -37,7 +37,8 @@ import (
 //
 //	batch  (input: one command per line, all in one entry)
 //
-// Any command takes req=ID [client=C] to carry a request ID. Sizes and
+// release also takes abandon=ID,... (requests of client=C, default c1,
+// given up). Any command takes req=ID [client=C] to carry a request ID. Sizes and
 // offsets accept suffixes K, M, G (binary) and C (a 64 MiB chunk).
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -758,6 +759,19 @@ func (s *scenario) build(name string, a args) (*fsmpb.Command, error) {
 					return nil, fmt.Errorf("more: bad handle %q", ref)
 				}
 				op.More = append(op.More, &masterpb.HandleRef{Inode: iv, Handle: hv})
+			}
+		}
+		// abandon=ID,ID gives up requests of client (default c1).
+		for _, x := range a {
+			if x.Key != "abandon" {
+				continue
+			}
+			op.ClientId, _ = a.str("client")
+			if op.ClientId == "" {
+				op.ClientId = "c1"
+			}
+			for _, id := range strings.Split(strings.Join(x.Vals, ","), ",") {
+				op.Abandoned = append(op.Abandoned, []byte(id))
 			}
 		}
 		c = cmd(op)

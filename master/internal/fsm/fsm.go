@@ -341,6 +341,9 @@ func (t *txn) command(c *fsmpb.Command) (Result, error) {
 			return Result{}, err
 		}
 		if ok {
+			if rec.Abandoned {
+				return Result{Err: newErr(opName, "request", errCanceled, "abandoned by its client")}, nil
+			}
 			if rec.Op != uint32(opNum) {
 				return Result{Err: newErr(opName, "request", errInval, "request ID reused for another operation")}, nil
 			}
@@ -373,16 +376,22 @@ func (t *txn) command(c *fsmpb.Command) (Result, error) {
 			SliceId:      res.SliceID,
 			Handle:       res.Handle,
 		}
-		if err := setProto(t.b, requestKey(suffix), rec); err != nil {
-			return Result{}, err
-		}
-		k := reqTimeKey(c.NowUnixNano, suffix)
-		t.floors.reqTime.lower(k)
-		if err := t.b.Set(k, nil, nil); err != nil {
+		if err := t.recordRequest(suffix, rec); err != nil {
 			return Result{}, err
 		}
 	}
 	return res, nil
+}
+
+// recordRequest stores rec under the request suffix, with its retention
+// entry. Write phase only.
+func (t *txn) recordRequest(suffix []byte, rec *fsmpb.RequestRecord) error {
+	if err := setProto(t.b, requestKey(suffix), rec); err != nil {
+		return err
+	}
+	k := reqTimeKey(rec.TimeUnixNano, suffix)
+	t.floors.reqTime.lower(k)
+	return t.b.Set(k, nil, nil)
 }
 
 // whichOp returns the field number and name of c's operation (0 if none).

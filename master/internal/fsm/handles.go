@@ -88,7 +88,15 @@ func (t *txn) openHandle(c *fsmpb.OpenHandle) (Result, error) {
 }
 
 func (t *txn) releaseHandle(c *fsmpb.ReleaseHandle) (Result, error) {
-	if c.Handle != 0 || len(c.More) == 0 {
+	if len(c.Abandoned) > 0 && (c.ClientId == "" || len(c.ClientId) > MaxClientIDLen) {
+		return Result{}, newErr("release", "abandoned requests", errInval, "no or too long a client ID")
+	}
+	for _, id := range c.Abandoned {
+		if len(id) == 0 || len(id) > MaxRequestIDLen {
+			return Result{}, newErr("release", "abandoned requests", errInval, "empty or too long a request ID")
+		}
+	}
+	if c.Handle != 0 || (len(c.More) == 0 && len(c.Abandoned) == 0) {
 		if gone, err := t.releaseOne(c.Inode, c.Handle); err != nil {
 			return Result{}, err
 		} else if gone {
@@ -101,7 +109,32 @@ func (t *txn) releaseHandle(c *fsmpb.ReleaseHandle) (Result, error) {
 			return Result{}, err
 		}
 	}
+	for _, id := range c.Abandoned {
+		if err := t.abandon(c.ClientId, id); err != nil {
+			return Result{}, err
+		}
+	}
 	return Result{}, nil
+}
+
+// abandon settles a request whose client never got its reply: if it was
+// applied, the handle it opened (if any) is released; if not, it is
+// recorded as abandoned, so that a copy still on its way is refused
+// rather than applied after its client gave up on it.
+func (t *txn) abandon(client string, id []byte) error {
+	suffix := requestSuffix(client, id)
+	var rec fsmpb.RequestRecord
+	ok, err := getProto(t.b, requestKey(suffix), &rec, "request record")
+	if err != nil {
+		return err
+	}
+	if ok {
+		if rec.Handle != 0 {
+			_, err = t.releaseOne(rec.Attr.GetInode(), rec.Handle)
+		}
+		return err
+	}
+	return t.recordRequest(suffix, &fsmpb.RequestRecord{TimeUnixNano: t.now, Abandoned: true})
 }
 
 // releaseOne drops handle h of ino, or reports it gone.

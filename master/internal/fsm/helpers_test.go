@@ -173,7 +173,7 @@ var errnoNames = map[syscall.Errno]string{
 	syscall.EISDIR: "EISDIR", syscall.ENOTEMPTY: "ENOTEMPTY", syscall.ENAMETOOLONG: "ENAMETOOLONG",
 	syscall.EINVAL: "EINVAL", syscall.EPERM: "EPERM", syscall.ENODATA: "ENODATA",
 	syscall.EFBIG: "EFBIG", syscall.E2BIG: "E2BIG", syscall.ERANGE: "ERANGE", syscall.EMLINK: "EMLINK",
-	syscall.ENOTSUP: "ENOTSUP", syscall.EAGAIN: "EAGAIN",
+	syscall.ENOTSUP: "ENOTSUP", syscall.EAGAIN: "EAGAIN", syscall.ECANCELED: "ECANCELED",
 }
 
 func errnoName(no syscall.Errno) string {

@@ -16,11 +16,12 @@ import (
 )
 
 const (
-	errInval  = syscall.EINVAL
-	errNoEnt  = syscall.ENOENT
-	errExist  = syscall.EEXIST
-	errNotDir = syscall.ENOTDIR
-	errIsDir  = syscall.EISDIR
+	errInval    = syscall.EINVAL
+	errNoEnt    = syscall.ENOENT
+	errExist    = syscall.EEXIST
+	errNotDir   = syscall.ENOTDIR
+	errIsDir    = syscall.EISDIR
+	errCanceled = syscall.ECANCELED
 )
 
 const (
