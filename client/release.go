@@ -106,10 +106,7 @@ func (r *releaser) release(ino, handle uint64) {
 		r.log.Warn("client: release queue full; the oldest handles are left to the lease", "dropped", over)
 	}
 	r.mu.Unlock()
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
+	r.wake()
 }
 
 // abandon queues the request ID of an open, or a create that opens, that
@@ -125,6 +122,11 @@ func (r *releaser) abandon(id []byte) {
 		r.log.Warn("client: too many unanswered opens; the oldest are left to the lease", "dropped", over)
 	}
 	r.mu.Unlock()
+	r.wake()
+}
+
+// wake tells run there is something to send.
+func (r *releaser) wake() {
 	select {
 	case r.kick <- struct{}{}:
 	default:

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/master/internal/fsm"
@@ -527,18 +528,32 @@ func (r *repairer) ordersFor(server string) []*masterpb.Order {
 			if o.task != nil {
 				running++
 			}
-			o.sent = now
-			out = append(out, o.pb)
+			out = append(out, r.sendLocked(o, now))
 		case o.task != nil:
 			running++
 		}
 	}
 	slices.SortFunc(waiting, func(a, b *order) int { return cmp.Compare(a.id, b.id) })
 	for _, o := range waiting[:min(len(waiting), max(r.cfg.PerServer-running, 0))] {
-		o.sent = now
-		out = append(out, o.pb)
+		out = append(out, r.sendLocked(o, now))
 	}
 	return out
+}
+
+// sendLocked marks o handed out now and returns it to send. A rebuild
+// goes with a write token minted now, on a copy (an earlier reply may
+// still be marshalling the order): it may have waited in the backlog for
+// a while, and a token minted when it was planned could run out before
+// it starts.
+func (r *repairer) sendLocked(o *order, now time.Time) *masterpb.Order {
+	o.sent = now
+	t, rc := o.task, o.pb.GetReconstruct()
+	if t == nil || rc == nil {
+		return o.pb
+	}
+	rc = proto.CloneOf(rc)
+	rc.Token = r.s.mintWrite(t.Slice, t.Layout, t.Length, t.Index, now)
+	return &masterpb.Order{Id: o.pb.Id, Work: &masterpb.Order_Reconstruct{Reconstruct: rc}}
 }
 
 // forget drops the orders of a chunkserver that registered again: a

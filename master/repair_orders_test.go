@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnfs/cairn/erasure"
+	"github.com/cairnfs/cairn/internal/token"
 	"github.com/cairnfs/cairn/master/internal/repair"
+	"github.com/cairnfs/cairn/proto/chunkpb"
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
 
@@ -117,5 +120,43 @@ func TestCorruptMarksBounded(t *testing.T) {
 	}
 	if _, ok := r.mu.corrupt[keys[len(keys)-1]]; ok {
 		t.Error("a report past the bound was kept")
+	}
+}
+
+// TestBacklogTokenFresh checks that a rebuild handed out long after it was
+// planned carries a write token minted when it is handed out, not one
+// that ran out while it waited in the backlog.
+func TestBacklogTokenFresh(t *testing.T) {
+	clock := &stepClock{t: time.Unix(1000, 0)}
+	signer, err := token.NewSigner([]byte("test-cluster-key-of-enough-bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: Config{Clock: clock, TokenTTL: time.Minute}, signer: signer}
+	r := &repairer{s: s, cfg: RepairConfig{PerServer: 1}}
+	r.resetLocked(1)
+	l := erasure.RS(4, 2)
+	for slice := uint64(1); slice <= 2; slice++ {
+		task := &repair.Task{Slice: slice, Layout: l, Length: 4 << 20, Index: 0, Target: "a"}
+		pb := &masterpb.Order{Work: &masterpb.Order_Reconstruct{Reconstruct: &chunkpb.ReconstructShardRequest{
+			Shard: &chunkpb.ShardID{SliceId: slice}, Token: s.mintWrite(slice, l, task.Length, 0, clock.t),
+		}}}
+		r.queue("a", repair.Key{Slice: slice}, task, pb, clock.t)
+	}
+	first := r.ordersFor("a")
+	if len(first) != 1 {
+		t.Fatalf("%d orders handed out, want 1", len(first))
+	}
+	r.mu.Lock()
+	r.dropLocked(first[0].Id)
+	r.mu.Unlock()
+	clock.t = clock.t.Add(10 * time.Minute) // the planned token is long expired
+	next := r.ordersFor("a")
+	if len(next) != 1 {
+		t.Fatalf("%d orders handed out after the first finished, want 1", len(next))
+	}
+	rc := next[0].GetReconstruct()
+	if err := signer.Verify(rc.Token, chunkpb.TokenOp_TOKEN_OP_WRITE, rc.Shard.SliceId, 0, 1<<20, clock.t); err != nil {
+		t.Errorf("token of the rebuild handed out from the backlog: %v", err)
 	}
 }
