@@ -92,7 +92,9 @@ func runRepair(ctx context.Context, e *env) ([]Result, error) {
 	out := []Result{{Workload: "repair", Op: "time to full redundancy", Status: statusOK, Value: wall.Seconds(), Unit: "s", Seconds: wall.Seconds(), CPUSeconds: end.cpu.Seconds(),
 		Note: fmt.Sprintf("chunkserver %d stopped, %s of files, %s grace included", victim, human(e.seqSize*int64(len(e.seq))), e.cfg.DeadAfter)}}
 	if maxLeft > 0 && !rebuildStart.wall.IsZero() {
-		r := bytesResult("repair", "rebuild", int64(maxLeft), rebuildStart.end(), baseDiskRead)
+		// Against the disk write: a rebuild ends in writing the shard, while
+		// its reads are spread over the other servers.
+		r := bytesResult("repair", "rebuild", int64(maxLeft), rebuildStart.end(), baseDiskWrite)
 		r.Note = "bytes the master reported to rebuild, from that report to full redundancy"
 		out = append(out, r)
 	}
