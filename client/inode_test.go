@@ -419,15 +419,7 @@ func TestReleaseRetried(t *testing.T) {
 		}
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	cl, err := client.Dial(ctx, client.ClientConfig{
-		Masters: c.MasterAddrs(), RetryTimeout: 300 * time.Millisecond, ReleaseDelay: time.Millisecond,
-		MasterDialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(refuse)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	in := cl.Inodes()
+	in := dialIntercepted(t, ctx, c, refuse).Inodes()
 	h, a, _, err := in.CreateOpen(ctx, client.RootInode, "tmp", 0o644, true, false)
 	if err != nil {
 		t.Fatal(err)
@@ -445,17 +437,7 @@ func TestReleaseRetried(t *testing.T) {
 		t.Fatalf("the open unlinked file went while its release was refused: %v", err)
 	}
 	cut.Store(false)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		_, err := in.GetAttr(ctx, a.Inode)
-		if errors.Is(err, syscall.ENOENT) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the handle was never released once the master answered again: getattr %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitGone(t, ctx, in, a.Inode, "the handle was never released once the master answered again")
 }
 
 // TestUnansweredOpenSettled loses the replies to an open and to a create
@@ -482,15 +464,7 @@ func TestUnansweredOpenSettled(t *testing.T) {
 		}
 		return err
 	}
-	cl, err := client.Dial(ctx, client.ClientConfig{
-		Masters: c.MasterAddrs(), RetryTimeout: 300 * time.Millisecond, ReleaseDelay: time.Millisecond,
-		MasterDialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(loseReply)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	in := cl.Inodes()
+	in := dialIntercepted(t, ctx, c, loseReply).Inodes()
 	h, f, _, err := in.CreateOpen(ctx, client.RootInode, "f", 0o644, true, false)
 	if err != nil {
 		t.Fatal(err)
@@ -521,17 +495,40 @@ func TestUnansweredOpenSettled(t *testing.T) {
 		}
 	}
 	cut.Store(false)
-	deadline := time.Now().Add(15 * time.Second)
 	for _, ino := range []uint64{f.Inode, g.Inode} {
-		for {
-			_, err := in.GetAttr(ctx, ino)
-			if errors.Is(err, syscall.ENOENT) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the handle on inode %d of an unanswered request was never released: getattr %v", ino, err)
-			}
-			time.Sleep(50 * time.Millisecond)
+		waitGone(t, ctx, in, ino, fmt.Sprintf("the handle on inode %d of an unanswered request was never released", ino))
+	}
+}
+
+// dialIntercepted dials c with a short retry timeout, releases sent at
+// once, and intercept on every unary call to the masters; the client is
+// closed when the test ends.
+func dialIntercepted(t *testing.T, ctx context.Context, c *cluster.Cluster, intercept grpc.UnaryClientInterceptor) *client.Client {
+	t.Helper()
+	cl, err := client.Dial(ctx, client.ClientConfig{
+		Masters: c.MasterAddrs(), RetryTimeout: 300 * time.Millisecond, ReleaseDelay: time.Millisecond,
+		MasterDialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(intercept)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// waitGone waits up to 15 s for inode ino to be gone (its last handle
+// released after its last name), failing with what otherwise.
+func waitGone(t *testing.T, ctx context.Context, in client.Inodes, ino uint64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := in.GetAttr(ctx, ino)
+		if errors.Is(err, syscall.ENOENT) {
+			return
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: getattr %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

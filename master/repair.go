@@ -469,7 +469,7 @@ func (r *repairer) queueRebuild(t *repair.Task, now time.Time) {
 		Shard:       &chunkpb.ShardID{SliceId: t.Slice, Index: t.Index},
 		Layout:      wirelayout.ToProto(t.Layout),
 		SliceLength: t.Length,
-		Token:       s.mintWrite(t.Slice, t.Layout, t.Length, t.Index, now),
+		// The token is minted when the order is handed out (sendLocked).
 	}
 	if r.cfg.BytesPerSecond > 0 {
 		req.BytesPerSecond = max(1, r.cfg.BytesPerSecond/uint64(r.cfg.PerServer))

@@ -277,8 +277,7 @@ func (s *Server) forceUnmount() error {
 	if statErr == nil {
 		// A FUSE mount's device minor number names its connection in
 		// the fusectl file system; mount that if nobody did.
-		minor := (st.Dev & 0xff) | ((st.Dev >> 12) & 0xfff00)
-		abort := fmt.Sprintf("%s/%d/abort", fusectlDir, minor)
+		abort := fmt.Sprintf("%s/%d/abort", fusectlDir, unix.Minor(st.Dev))
 		if _, err := os.Stat(abort); errors.Is(err, os.ErrNotExist) {
 			if err := syscall.Mount("fusectl", fusectlDir, "fusectl", 0, ""); err != nil {
 				s.fsys.log.Warn("fusefs: mount fusectl", "err", err)

@@ -236,25 +236,9 @@ func TestLockLeaseExpiry(t *testing.T) {
 	a, _ := mount(t, c, mountConfig{timeout: 3 * time.Second,
 		masterDialOpts: []grpc.DialOption{grpc.WithChainUnaryInterceptor(unary), grpc.WithChainStreamInterceptor(stream)}})
 	b, _ := mount(t, c, mountConfig{})
-	if err := os.WriteFile(filepath.Join(a, "leased"), []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	fa, err := os.OpenFile(filepath.Join(a, "leased"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fa, fb := lockOnFirst(t, a, b, "leased")
 	defer fa.Close()
-	fb, err := os.OpenFile(filepath.Join(b, "leased"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer fb.Close()
-	if err := unix.Flock(int(fa.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		t.Fatalf("flock on the first mount: %v", err)
-	}
-	if err := unix.FcntlFlock(fa.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
-		t.Fatalf("record lock on the first mount: %v", err)
-	}
 	if err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != unix.EWOULDBLOCK {
 		t.Fatalf("flock on the second mount while the first holds it: %v, want EWOULDBLOCK", err)
 	}
@@ -286,24 +270,8 @@ func TestUnlockRetried(t *testing.T) {
 	a, _ := mount(t, c, mountConfig{timeout: 2 * time.Second,
 		masterDialOpts: []grpc.DialOption{grpc.WithChainUnaryInterceptor(unary)}})
 	b, _ := mount(t, c, mountConfig{})
-	if err := os.WriteFile(filepath.Join(a, "locked"), []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	fa, err := os.OpenFile(filepath.Join(a, "locked"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fb, err := os.OpenFile(filepath.Join(b, "locked"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fa, fb := lockOnFirst(t, a, b, "locked")
 	defer fb.Close()
-	if err := unix.Flock(int(fa.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		t.Fatalf("flock on the first mount: %v", err)
-	}
-	if err := unix.FcntlFlock(fa.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
-		t.Fatalf("record lock on the first mount: %v", err)
-	}
 	cut.Store(true)
 	fa.Close() // both unlocks fail: FLUSH's and RELEASE's
 	// Longer than the first mount's timeout: the unlocks have failed.
@@ -335,4 +303,29 @@ func waitFlock(t *testing.T, f *os.File, limit time.Duration, when string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// lockOnFirst creates file name through mount a, opens it through mounts a
+// and b, and takes an flock and a record lock on bytes 0-9 through a.
+func lockOnFirst(t *testing.T, a, b, name string) (fa, fb *os.File) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(a, name), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fa, err := os.OpenFile(filepath.Join(a, name), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err = os.OpenFile(filepath.Join(b, name), os.O_RDWR, 0)
+	if err != nil {
+		fa.Close()
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("flock on the first mount: %v", err)
+	}
+	if err := unix.FcntlFlock(fa.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 10}); err != nil {
+		t.Fatalf("record lock on the first mount: %v", err)
+	}
+	return fa, fb
 }

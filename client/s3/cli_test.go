@@ -58,26 +58,13 @@ func startGateway(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := s3.NewServer(s3.ServerConfig{
+	srv := runGateway(t, s3.ServerConfig{
 		Listener: ln,
 		Client:   client.ClientConfig{Masters: shared.masters, IOTimeout: time.Minute},
 		Handler: s3.Config{
 			Credentials: []s3.Credential{{AccessKey: testAccessKey, SecretKey: testSecretKey}},
 			Logger:      slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		},
-	})
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
 	})
 	// Run dials the cluster before it serves: wait for an answer (an
 	// AccessDenied does), so that a test ending early does not stop

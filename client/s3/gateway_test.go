@@ -658,10 +658,20 @@ func (h hostRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 // until the test ends.
 func runServer(t *testing.T, h s3.Config) *s3.Server {
 	t.Helper()
-	srv, err := s3.NewServer(s3.ServerConfig{
+	return runGateway(t, s3.ServerConfig{
 		ListenAddr: "127.0.0.1:0", Client: client.ClientConfig{Masters: shared.masters}, Handler: h,
 	})
+}
+
+// runGateway runs a Server of cfg until the test ends; a listener in cfg
+// is closed if the Server cannot be made.
+func runGateway(t *testing.T, cfg s3.ServerConfig) *s3.Server {
+	t.Helper()
+	srv, err := s3.NewServer(cfg)
 	if err != nil {
+		if cfg.Listener != nil {
+			cfg.Listener.Close()
+		}
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -19,8 +19,8 @@
 //
 // Each rebuilt shard goes to a server chosen by placement.Replace: live,
 // with room, holding no other shard of the slice, on the least used rack.
-// At most Limits.PerTarget rebuilds run on one target at a time, so one
-// empty server does not take a whole repair storm.
+// At most Limits.PerTarget rebuilds are planned for one target at a time,
+// so one empty server does not take a whole repair storm.
 package repair
 
 import (
@@ -165,10 +165,11 @@ type Summary struct {
 type Limits struct {
 	// MaxTasks bounds the tasks returned (0: no bound).
 	MaxTasks int
-	// PerTarget bounds the rebuilds running on one target, counting
+	// PerTarget bounds the rebuilds planned for one target, counting
 	// InFlight (0: no bound).
 	PerTarget int
-	// InFlight counts the rebuilds already running per target.
+	// InFlight counts the rebuilds already planned per target, running
+	// or waiting to be handed out.
 	InFlight map[string]int
 	// Reserve is the free space placement keeps on every server.
 	Reserve placement.Reserve
