@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 )
@@ -55,6 +56,7 @@ func realMain() int {
 	fl.StringVar(&cfg.OutDir, "out", DefaultOutDir, "directory for the JSON and HTML reports")
 	fl.StringVar(&cfg.OutName, "name", DefaultOutName, "base name of the reports (NAME.json, NAME.html)")
 	fl.StringVar(&cfg.Compare, "compare", "", "an earlier JSON report to compare with")
+	cpuProfile := fl.String("cpuprofile", "", "write a CPU profile of the whole run (clients and a --local cluster) to this file")
 	if err := fl.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -77,6 +79,19 @@ func realMain() int {
 	cfg.Progress = isTerminal(os.Stdout)
 	cfg.Command = "go run ./bench " + strings.Join(os.Args[1:], " ")
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: --cpuprofile:", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: --cpuprofile:", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if _, err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {

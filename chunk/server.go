@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"google.golang.org/grpc/experimental"
 
 	"github.com/cairnfs/cairn/chunk/internal/shardstore"
+	"github.com/cairnfs/cairn/internal/profiling"
 	"github.com/cairnfs/cairn/internal/shardcodec"
 	"github.com/cairnfs/cairn/internal/token"
 	"github.com/cairnfs/cairn/proto/chunkpb"
@@ -187,13 +187,7 @@ func (s *Server) run(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-		// Go's profiles, as etcd and Prometheus serve them: how an
-		// operator finds where a busy server's CPU goes.
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		profiling.Register(mux)
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {

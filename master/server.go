@@ -56,7 +56,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -66,6 +65,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
+	"github.com/cairnfs/cairn/internal/profiling"
 	"github.com/cairnfs/cairn/internal/token"
 	"github.com/cairnfs/cairn/master/internal/fsm"
 	"github.com/cairnfs/cairn/master/internal/registry"
@@ -477,7 +477,7 @@ func tcpAddr(s string) net.Addr {
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
-	servePprof(mux)
+	profiling.Register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		r := s.raftNode()
 		if r == nil {
@@ -492,15 +492,4 @@ func (s *Server) httpHandler() http.Handler {
 		fmt.Fprintf(w, "ok %s term %d applied %d\n", r.State(), r.CurrentTerm(), s.AppliedIndex())
 	})
 	return mux
-}
-
-// servePprof adds Go's profiles under /debug/pprof/ to mux, as etcd and
-// Prometheus serve them: how an operator finds where a busy master's CPU
-// goes.
-func servePprof(mux *http.ServeMux) {
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

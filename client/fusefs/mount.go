@@ -173,6 +173,12 @@ func Mount(ctx context.Context, cl *client.Client, dir string, opts Options) (*S
 			// which the kernel's concurrent out-of-order read-ahead
 			// requests would defeat.
 			SyncRead: true,
+			// Reads answer from the client's memory, never from a file
+			// descriptor, so there is nothing to splice. Left on, go-fuse
+			// tries a pipe for every reply first; for a 1 MiB read the
+			// pipe cannot grow to hold the reply, so each one cost a
+			// failed fcntl and a line in the log before the plain writev.
+			DisableSplice: true,
 		},
 	}
 	if opts.ReadOnly {

@@ -7,7 +7,7 @@
 // -o takes the usual comma-separated mount options: allow_other, ro,
 // root_squash, entry_timeout=SECONDS, attr_timeout=SECONDS,
 // negative_timeout=SECONDS, fsname=NAME; anything else goes to the kernel
-// as is.
+// as is. --http ADDR serves Go's profiles under /debug/pprof/.
 package main
 
 import (
@@ -16,6 +16,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/cairnfs/cairn/client"
 	"github.com/cairnfs/cairn/client/fusefs"
+	"github.com/cairnfs/cairn/internal/profiling"
 )
 
 func main() {
@@ -49,6 +52,7 @@ func run(ctx context.Context, args []string) error {
 	debug := fl.Bool("debug", false, "log every FUSE request")
 	logLevel := fl.String("log-level", "info", "debug, info, warn or error")
 	noCompact := fl.Bool("no-compaction", false, "do not compact fragmented files in the background (another client does)")
+	httpAddr := fl.String("http", "", "serve Go's profiles under /debug/pprof/ on this address (off when empty)")
 	// Flags may come before or after the mount point.
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -90,6 +94,26 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cl.Close()
+	var profSrv *http.Server
+	if *httpAddr != "" {
+		lis, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			return fmt.Errorf("--http: %w", err)
+		}
+		mux := http.NewServeMux()
+		profiling.Register(mux)
+		profSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			_ = profSrv.Serve(lis)
+		}()
+		defer func() {
+			_ = profSrv.Close()
+			<-served
+		}()
+		logger.Info("serving profiles", "addr", lis.Addr().String())
+	}
 	srv, err := fusefs.Mount(ctx, cl, dir, opts)
 	if err != nil {
 		return err
