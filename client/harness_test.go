@@ -14,6 +14,7 @@ import (
 	"github.com/cairnfs/cairn/chunk"
 	"github.com/cairnfs/cairn/client"
 	"github.com/cairnfs/cairn/erasure"
+	"github.com/cairnfs/cairn/internal/shardcodec"
 	"github.com/cairnfs/cairn/internal/token"
 	"github.com/cairnfs/cairn/internal/wirelayout"
 	"github.com/cairnfs/cairn/proto/chunkpb"
@@ -346,7 +347,12 @@ func (s *hookStream) SendMsg(m any) error {
 
 func (s *hookStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if resp, ok := m.(*chunkpb.ReadShardResponse); ok && err == nil && len(resp.Data) > 0 {
+	resp, ok := m.(*chunkpb.ReadShardResponse)
+	if in, into := m.(*shardcodec.Into); into {
+		// Received into the reader's own buffer (in place).
+		resp, ok = in.Msg, true
+	}
+	if ok && err == nil && len(resp.Data) > 0 {
 		s.h.mu.Lock()
 		flip := s.addr == s.h.flipAddr
 		s.h.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cairnfs/cairn/erasure"
+	"github.com/cairnfs/cairn/internal/shardcodec"
 	"github.com/cairnfs/cairn/proto/chunkpb"
 	"github.com/cairnfs/cairn/proto/masterpb"
 )
@@ -35,6 +36,11 @@ type sliceRead struct {
 	s    *sliceInfo
 	r0   int64
 	grid [][][]byte // [shard][row-r0] verified cell, or nil
+	// direct holds, for cells an extent covers whole, the part of the
+	// caller's buffer the cell belongs in, [shard][row-r0]: such a cell
+	// is received straight into it (shardcodec.Into) instead of into a
+	// pooled buffer that is copied afterwards.
+	direct [][][]byte
 	// pooled lists the cells that came from the codec's pool.
 	pooled [][]byte
 	bad    []bool
@@ -64,11 +70,25 @@ func (d *DataPath) readSlice(ctx context.Context, s *sliceInfo, off int64, dst [
 	rd := &sliceRead{d: d, s: s, r0: r0, bad: make([]bool, l.Shards()), errs: make([]error, l.Shards()), retries: make([]int, l.Shards())}
 	defer rd.release()
 	rd.grid = make([][][]byte, l.Shards())
+	rd.direct = make([][][]byte, l.Shards())
 	for i := range rd.grid {
 		rd.grid[i] = make([][]byte, r1-r0+1)
+		rd.direct[i] = make([][]byte, r1-r0+1)
 		if i >= len(s.shards) || s.shards[i] == nil || s.shards[i].Address == "" {
 			rd.bad[i] = true
 			rd.errs[i] = fmt.Errorf("client: shard %d/%d: no known location", s.id, i)
+		}
+	}
+
+	if !l.IsReplicated() {
+		// (A replicated slice's extents name copy 0 whichever copy is
+		// read, so its cells are copied as before.)
+		cs := int64(l.CellSize())
+		for _, e := range exts {
+			if e.Offset == e.Row*cs && e.Length == int64(l.CellLength(s.length, e.Row, e.Shard)) {
+				end := e.BufOffset + e.Length
+				rd.direct[e.Shard][e.Row-r0] = dst[e.BufOffset:end:end]
+			}
 		}
 	}
 
@@ -135,6 +155,9 @@ func (d *DataPath) readSlice(ctx context.Context, s *sliceInfo, off int64, dst [
 		in := e.Offset - e.Row*cs
 		if cell == nil || in+e.Length > int64(len(cell)) {
 			return fmt.Errorf("client: read slice %d: internal error: cell %d of row %d not in hand", s.id, e.Shard, e.Row)
+		}
+		if e.Length > 0 && &cell[in] == &dst[e.BufOffset] {
+			continue // received in place
 		}
 		copy(dst[e.BufOffset:e.BufOffset+e.Length], cell[in:in+e.Length])
 	}
@@ -333,7 +356,21 @@ func (rd *sliceRead) fetchShard(ctx context.Context, sh int, lo, hi int64, keep 
 	next := from
 	first := true
 	for {
-		m, err := st.Recv()
+		row := next / cs
+		m := &chunkpb.ReadShardResponse{}
+		in := &shardcodec.Into{Msg: m}
+		if row <= hi && rd.grid[sh][row-rd.r0] == nil {
+			// (A cell already in hand may sit in that very place: a
+			// bad copy of it must not overwrite it.)
+			in.Dst = rd.direct[sh][row-rd.r0]
+		}
+		// Data received into the caller's buffer is not the pool's.
+		drop := func() {
+			if !in.Filled {
+				rd.d.conns.release(m.Data)
+			}
+		}
+		err := st.RecvMsg(in)
 		if err == io.EOF {
 			break
 		}
@@ -347,7 +384,7 @@ func (rd *sliceRead) fetchShard(ctx context.Context, sh int, lo, hi int64, keep 
 		if first {
 			first = false
 			if m.ShardLength != uint64(shardLen) || m.CellSize != uint32(cs) {
-				rd.d.conns.release(m.Data)
+				drop()
 				return fail(fmt.Errorf("%w: chunkserver has a %d-byte shard of %d-byte cells, want %d of %d",
 					erasure.ErrChecksum, m.ShardLength, m.CellSize, shardLen, cs))
 			}
@@ -355,18 +392,21 @@ func (rd *sliceRead) fetchShard(ctx context.Context, sh int, lo, hi int64, keep 
 		if len(m.Data) == 0 {
 			continue
 		}
-		row := next / cs
 		want := int64(l.CellLength(s.length, row, sh))
 		if m.Offset != uint64(next) || int64(len(m.Data)) != want || row > hi {
-			rd.d.conns.release(m.Data)
+			drop()
 			return fail(fmt.Errorf("%w: unexpected cell of %d bytes at %d, want %d bytes at %d",
 				erasure.ErrChecksum, len(m.Data), m.Offset, want, next))
 		}
 		if err := erasure.Verify(m.Data, m.Sha256); err != nil {
-			rd.d.conns.release(m.Data)
+			// A cell received in place leaves wrong bytes in the
+			// caller's buffer until the rebuilt cell is copied over them.
+			drop()
 			return fail(fmt.Errorf("cell at row %d: %w", row, err))
 		}
-		keep(m.Data)
+		if !in.Filled {
+			keep(m.Data)
+		}
 		rd.grid[sh][row-rd.r0] = m.Data
 		next += want
 	}

@@ -9,7 +9,9 @@
 //
 // Ownership: a WriteShardRequest or ReadShardResponse decoded by a Codec has
 // Data in a pooled buffer; the receiver calls Codec.Release(msg.Data) once it
-// is done with the bytes (or never, which only costs the pooling).
+// is done with the bytes (or never, which only costs the pooling). A reader
+// that knows where the next cell belongs receives it through Into, straight
+// into its own buffer.
 //
 // Sending copies Data once into a pooled buffer, so the caller may reuse it
 // when Send returns. A sender that can do without that copy wraps the
@@ -142,6 +144,18 @@ type Pooled struct{ Msg any }
 // cancelled). The caller keeps Data unchanged until then.
 type Borrowed struct{ Msg any }
 
+// Into is a receiving buffer for a stream's RecvMsg of a
+// *chunkpb.ReadShardResponse: when the message's data is exactly len(Dst)
+// bytes, the codec copies it into Dst rather than into a pooled buffer and
+// sets Filled, so a reader that knows where the next cell belongs saves a
+// copy. Msg.Data is then Dst (the caller's, not to be released);
+// otherwise it is pooled as usual.
+type Into struct {
+	Msg    *chunkpb.ReadShardResponse
+	Dst    []byte
+	Filled bool
+}
+
 // Marshal implements encoding.CodecV2.
 func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
 	var own mem.BufferPool
@@ -262,35 +276,57 @@ func (c *Codec) Unmarshal(data mem.BufferSlice, v any) error {
 			return r.skip(typ)
 		})
 	case *chunkpb.ReadShardResponse:
-		m.Reset()
-		return c.decode(data, func(num protowire.Number, typ protowire.Type, r *fieldReader) error {
-			switch {
-			case num == 1 && typ == protowire.VarintType:
-				x, err := r.varint()
-				m.ShardLength = x
-				return err
-			case num == 2 && typ == protowire.VarintType:
-				x, err := r.varint()
-				m.CellSize = uint32(x)
-				return err
-			case num == 3 && typ == protowire.VarintType:
-				x, err := r.varint()
-				m.Offset = x
-				return err
-			case num == 4 && typ == protowire.BytesType:
-				c.Release(m.Data)
-				b, err := r.pooled(c.pool)
-				m.Data = b
-				return err
-			case num == 5 && typ == protowire.BytesType:
-				b, err := r.small()
-				m.Sha256 = b
-				return err
-			}
-			return r.skip(typ)
-		})
+		return c.decodeRead(data, m, nil)
+	case *Into:
+		m.Filled = false
+		return c.decodeRead(data, m.Msg, m)
 	}
 	return c.proto.Unmarshal(data, v)
+}
+
+// decodeRead decodes a ReadShardResponse into m, its data into into.Dst
+// when into is not nil and the data fits it exactly.
+func (c *Codec) decodeRead(data mem.BufferSlice, m *chunkpb.ReadShardResponse, into *Into) error {
+	m.Reset()
+	return c.decode(data, func(num protowire.Number, typ protowire.Type, r *fieldReader) error {
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			x, err := r.varint()
+			m.ShardLength = x
+			return err
+		case num == 2 && typ == protowire.VarintType:
+			x, err := r.varint()
+			m.CellSize = uint32(x)
+			return err
+		case num == 3 && typ == protowire.VarintType:
+			x, err := r.varint()
+			m.Offset = x
+			return err
+		case num == 4 && typ == protowire.BytesType:
+			// A repeated field replaces the earlier occurrence, whose
+			// buffer goes back to the pool unless it is the caller's.
+			if into != nil && into.Filled {
+				into.Filled = false
+			} else {
+				c.Release(m.Data)
+			}
+			var dst []byte
+			if into != nil {
+				dst = into.Dst
+			}
+			b, filled, err := r.bulk(c.pool, dst)
+			m.Data = b
+			if into != nil {
+				into.Filled = filled
+			}
+			return err
+		case num == 5 && typ == protowire.BytesType:
+			b, err := r.small()
+			m.Sha256 = b
+			return err
+		}
+		return r.skip(typ)
+	})
 }
 
 func (c *Codec) decode(data mem.BufferSlice, field func(protowire.Number, protowire.Type, *fieldReader) error) error {
@@ -360,20 +396,33 @@ func (f *fieldReader) small() ([]byte, error) {
 }
 
 func (f *fieldReader) pooled(pool mem.BufferPool) ([]byte, error) {
+	b, _, err := f.bulk(pool, nil)
+	return b, err
+}
+
+// bulk reads a length-delimited field into dst when it is exactly
+// len(dst) bytes long (reporting true), else into a buffer from pool.
+func (f *fieldReader) bulk(pool mem.BufferPool, dst []byte) ([]byte, bool, error) {
 	n, err := f.length()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if n == 0 {
-		return nil, nil
+		return nil, false, nil
+	}
+	if n == len(dst) {
+		if _, err := io.ReadFull(f.r, dst); err != nil {
+			return nil, false, errMalformed("truncated field")
+		}
+		return dst, true, nil
 	}
 	p := pool.Get(n)
 	b := (*p)[:n]
 	if _, err := io.ReadFull(f.r, b); err != nil {
 		pool.Put(p)
-		return nil, errMalformed("truncated field")
+		return nil, false, errMalformed("truncated field")
 	}
-	return b, nil
+	return b, false, nil
 }
 
 func (f *fieldReader) skip(typ protowire.Type) error {

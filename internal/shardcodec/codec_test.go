@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairnfs/cairn/proto/chunkpb"
@@ -166,5 +167,49 @@ func TestDirtyPool(t *testing.T) {
 			t.Fatalf("Get(%d) has capacity %d, want a power of two", n, cap(*b))
 		}
 		p.Put(b)
+	}
+}
+
+func TestInto(t *testing.T) {
+	c := New()
+	data := bytes.Repeat([]byte("shard"), 1000)
+	msg := &chunkpb.ReadShardResponse{Offset: 4096, Data: data, Sha256: bytes.Repeat([]byte{1}, 32)}
+	wire, err := proto.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The data twice in one message: the second occurrence wins.
+	twice := append(append([]byte(nil), wire...), protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), bytes.Repeat([]byte("x"), len(data)))...)
+	for _, tc := range []struct {
+		name       string
+		wire       []byte
+		dst        int
+		wantFilled bool
+		wantData   []byte
+	}{
+		{"fits", wire, len(data), true, data},
+		{"too large", wire, len(data) + 1, false, data},
+		{"too small", wire, len(data) - 1, false, data},
+		{"no buffer", wire, 0, false, data},
+		{"repeated field", twice, len(data), true, bytes.Repeat([]byte("x"), len(data))},
+		{"no data", []byte{0x18, 0x01}, len(data), false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := make([]byte, tc.dst)
+			in := &Into{Msg: &chunkpb.ReadShardResponse{Data: []byte("stale")}, Dst: dst, Filled: true}
+			if err := c.Unmarshal(split(tc.wire, 1000), in); err != nil {
+				t.Fatal(err)
+			}
+			if in.Filled != tc.wantFilled {
+				t.Errorf("Filled = %v, want %v", in.Filled, tc.wantFilled)
+			}
+			if !bytes.Equal(in.Msg.Data, tc.wantData) {
+				t.Errorf("data differs")
+			}
+			aliased := len(in.Msg.Data) > 0 && len(dst) > 0 && &in.Msg.Data[0] == &dst[0]
+			if aliased != tc.wantFilled {
+				t.Errorf("data in the caller's buffer: %v, want %v", aliased, tc.wantFilled)
+			}
+		})
 	}
 }
