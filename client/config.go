@@ -20,7 +20,7 @@ const (
 	// per shard stream while the next rows are encoded and hashed.
 	DefaultPipelineRows = 4
 	// DefaultReadAhead is the size of one read-ahead window; a Reader keeps
-	// at most two.
+	// two, three while it moves from one to the next.
 	DefaultReadAhead = 16 << 20
 	// DefaultShardReadTimeout bounds one ReadShard call; a shard that takes
 	// longer is treated as failed and the read turns degraded.

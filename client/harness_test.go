@@ -294,6 +294,8 @@ type hooks struct {
 	mu       sync.Mutex
 	flipAddr string
 	kills    map[string]*killHook
+	// received counts the cell bytes read from chunkservers.
+	received int64
 }
 
 type killHook struct {
@@ -355,6 +357,7 @@ func (s *hookStream) RecvMsg(m any) error {
 	if ok && err == nil && len(resp.Data) > 0 {
 		s.h.mu.Lock()
 		flip := s.addr == s.h.flipAddr
+		s.h.received += int64(len(resp.Data))
 		s.h.mu.Unlock()
 		if flip {
 			resp.Data[len(resp.Data)/2] ^= 0x5a

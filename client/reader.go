@@ -21,9 +21,11 @@ import (
 // file is then, so a large file's layout is never fetched whole (a chunk
 // rewritten in small pieces lists thousands of refs until compacted).
 // Bytes no slice covers read as zeros; where slices overlap the newest
-// wins. A Reader is safe for concurrent use. Sequential reads are served from up to two read-ahead
-// windows of Config.ReadAhead bytes, fetched in the background by
-// goroutines the Reader owns; Close stops them.
+// wins. A Reader is safe for concurrent use. Sequential reads, also when
+// they arrive a little out of order as a FUSE mount's do, are served from
+// read-ahead windows of Config.ReadAhead bytes: the one being read and the
+// next (and, for the last few MiB read, the one before), fetched in the
+// background by goroutines the Reader owns; Close stops them.
 type Reader struct {
 	d      *DataPath
 	inode  uint64
@@ -174,8 +176,14 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		r.mu.Unlock()
 		return 0, ErrClosed
 	}
-	sequential := off == r.mu.next && r.d.cfg.ReadAhead > 0 && len(lay.refs) > 0
-	r.mu.next = off + int64(len(p))
+	// A read continues a sequential stream when it starts where the last
+	// ended or falls in a window already fetched or under way: the kernel
+	// sends a mount's read-ahead requests concurrently, and they reach
+	// the Reader in any order.
+	sequential := r.d.cfg.ReadAhead > 0 && len(lay.refs) > 0 && (off == r.mu.next || r.coveredLocked(off))
+	if end := off + int64(len(p)); !sequential || end > r.mu.next {
+		r.mu.next = end
+	}
 	if !sequential {
 		r.dropAllLocked()
 		r.mu.Unlock()
@@ -288,18 +296,37 @@ func (r *Reader) Close() error {
 	return nil
 }
 
+// reorderSlack is how far past a window's end reads may have moved
+// (at most one window) before it is dropped, for reads that arrive late:
+// the kernel has at most a few of a mount's 1 MiB read-ahead requests out
+// at once.
+const reorderSlack = 4 << 20
+
+// covers reports whether file byte pos is in the window.
+func (w *window) covers(pos int64) bool { return pos >= w.off && pos < w.off+int64(w.want) }
+
+// coveredLocked reports whether a window holds file byte pos.
+func (r *Reader) coveredLocked(pos int64) bool {
+	for _, w := range r.mu.wins {
+		if w.covers(pos) {
+			return true
+		}
+	}
+	return false
+}
+
 // window returns a referenced window holding pos, starting one there if
-// none does, and keeps one more window in flight beyond the last.
+// none does, and keeps one more window in flight beyond the one read.
 func (r *Reader) window(pos int64) (*window, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {
 		return nil, ErrClosed
 	}
-	r.dropWindowsLocked(pos)
+	r.dropWindowsLocked(pos - min(reorderSlack, r.d.cfg.ReadAhead))
 	var w *window
 	for _, x := range r.mu.wins {
-		if pos >= x.off && pos < x.off+int64(x.want) {
+		if x.covers(pos) {
 			w = x
 			break
 		}
@@ -308,7 +335,7 @@ func (r *Reader) window(pos int64) (*window, error) {
 		r.dropAllLocked()
 		w = r.startLocked(pos)
 	}
-	if last := r.mu.wins[len(r.mu.wins)-1]; len(r.mu.wins) < 2 && last.off+int64(last.want) < r.mu.lay.size {
+	if last := r.mu.wins[len(r.mu.wins)-1]; w == last && last.off+int64(last.want) < r.mu.lay.size {
 		r.startLocked(last.off + int64(last.want))
 	}
 	w.refs++
