@@ -40,8 +40,13 @@ type Reader struct {
 		// runs into the next window while reads still need this one.
 		prev   *fileLayout
 		closed bool
-		next   int64     // where a sequential read would continue
-		wins   []*window // read-ahead windows in file order
+		next   int64 // where a sequential read would continue
+		// streak counts the reads of the current sequential run.
+		streak int
+		// ramp is the size of the next read-ahead window, 0 for the
+		// first of a run (see nextWindowLocked).
+		ramp int64
+		wins []*window // read-ahead windows in file order
 	}
 }
 
@@ -64,6 +69,17 @@ const layoutWindow = 4
 // refs, or pos is at or past the end of the file.
 func (lay *fileLayout) covers(pos int64) bool {
 	return pos >= lay.lo && (pos < lay.hi || pos >= lay.size)
+}
+
+// cellSizeAt returns the cell size of the newest slice holding file byte
+// pos, or 0 if none does.
+func (lay *fileLayout) cellSizeAt(pos int64) int64 {
+	for i := len(lay.refs) - 1; i >= 0; i-- {
+		if ref := lay.refs[i]; pos >= ref.fileOff && pos < ref.fileOff+ref.length {
+			return int64(ref.s.layout.CellSize())
+		}
+	}
+	return 0
 }
 
 // sliceRef places bytes [sliceOff, sliceOff+length) of a slice at file
@@ -176,19 +192,25 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		r.mu.Unlock()
 		return 0, ErrClosed
 	}
-	// A read continues a sequential stream when it starts where the last
+	// A read continues a sequential run when it starts where the last
 	// ended or falls in a window already fetched or under way: the kernel
 	// sends a mount's read-ahead requests concurrently, and they reach
-	// the Reader in any order.
-	sequential := r.d.cfg.ReadAhead > 0 && len(lay.refs) > 0 && (off == r.mu.next || r.coveredLocked(off))
+	// the Reader in any order. The first read of a run is served
+	// directly, so that reading a file's first bytes (a header, a magic
+	// number) costs the cells they are in, not a window.
+	sequential := r.d.cfg.ReadAhead > 0 && len(lay.refs) > 0 &&
+		((off == r.mu.next && r.mu.streak > 0) || r.coveredLocked(off))
 	if end := off + int64(len(p)); !sequential || end > r.mu.next {
 		r.mu.next = end
 	}
 	if !sequential {
+		r.mu.streak = 1
+		r.mu.ramp = 0
 		r.dropAllLocked()
 		r.mu.Unlock()
 		return r.readDirect(ctx, p, off, true)
 	}
+	r.mu.streak++
 	r.mu.Unlock()
 
 	total := 0
@@ -345,7 +367,15 @@ func (r *Reader) window(pos int64) (*window, error) {
 // startLocked starts fetching a window at off.
 func (r *Reader) startLocked(off int64) *window {
 	lay := r.mu.lay
-	w := &window{off: off, want: int(min(r.d.cfg.ReadAhead, lay.size-off)), done: make(chan struct{})}
+	cell := lay.cellSizeAt(off)
+	end := off + r.nextWindowLocked(cell)
+	if cell > 0 && end/cell*cell > off {
+		// Ending on a cell boundary, the next window starts on one:
+		// cells are fetched whole, and one that two windows share
+		// would be fetched twice.
+		end = end / cell * cell
+	}
+	w := &window{off: off, want: int(min(end, lay.size) - off), done: make(chan struct{})}
 	w.buf = r.d.bufs.get(w.want)
 	r.mu.wins = append(r.mu.wins, w)
 	r.wg.Add(1)
@@ -363,6 +393,20 @@ func (r *Reader) startLocked(off int64) *window {
 		r.mu.Unlock()
 	}()
 	return w
+}
+
+// nextWindowLocked returns the size of the next window to start. A run's
+// first window is a quarter of Config.ReadAhead (4 MiB by default, a
+// stripe row of RS(4,2) with 1 MiB cells), the later ones the whole, so a
+// short sequential read fetches little more than it reads. The first is
+// at least cell bytes: cells are fetched whole.
+func (r *Reader) nextWindowLocked(cell int64) int64 {
+	size := r.mu.ramp
+	if size <= 0 {
+		size = min(max(r.d.cfg.ReadAhead/4, cell, 1), r.d.cfg.ReadAhead)
+	}
+	r.mu.ramp = min(4*size, r.d.cfg.ReadAhead)
+	return size
 }
 
 // dropWindowsLocked drops the windows that end at or before keepFrom.

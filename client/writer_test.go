@@ -149,8 +149,11 @@ func TestReaderOutOfOrder(t *testing.T) {
 			t.Fatalf("read at %d differs", off)
 		}
 	}
+	// Two reads in order start the run, as the kernel's first reads of a
+	// file come one at a time.
 	read(0)
-	for off := piece; off < size; off += 2 * piece {
+	read(piece)
+	for off := 2 * piece; off < size; off += 2 * piece {
 		if off+piece < size {
 			read(off + piece)
 		}
@@ -161,6 +164,53 @@ func TestReaderOutOfOrder(t *testing.T) {
 	e.hooks.mu.Unlock()
 	if got != size {
 		t.Errorf("fetched %d bytes from chunkservers for a %d-byte file", got, size)
+	}
+}
+
+// TestReaderRamp: the first read of a file fetches the cell it needs and
+// no read-ahead; reads that follow it sequentially are served from
+// read-ahead windows, so each byte is fetched about once (read one by one,
+// the 64 KiB reads at unaligned offsets would fetch two cells each).
+func TestReaderRamp(t *testing.T) {
+	e := newEnv(t, erasure.RS(4, 2), 6, nil)
+	r := rand.New(rand.NewPCG(25, 26))
+	ctx := ctxT(t)
+	const inode, size = 7, 3 * testChunk
+	data := randBytes(r, size)
+	writeSeq(t, e.dp, inode, data, r)
+	rd, err := e.dp.OpenReader(ctx, inode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	received := func() int64 {
+		e.hooks.mu.Lock()
+		defer e.hooks.mu.Unlock()
+		return e.hooks.received
+	}
+	before := received()
+	head := make([]byte, 4096)
+	if _, err := rd.ReadAt(ctx, head, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(head, data[:len(head)]) {
+		t.Fatal("first read differs")
+	}
+	if got := received() - before; got != testCell {
+		t.Errorf("reading the first 4 KiB fetched %d bytes, want one %d-byte cell", got, testCell)
+	}
+	p := make([]byte, 64<<10)
+	for off := len(head); off < size; off += len(p) {
+		n, err := rd.ReadAt(ctx, p, int64(off))
+		if err != nil && err != io.EOF {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		if !bytes.Equal(p[:n], data[off:off+n]) {
+			t.Fatalf("read at %d differs", off)
+		}
+	}
+	if got := received() - before; got > size+2*testCell {
+		t.Errorf("reading the %d-byte file sequentially fetched %d bytes", size, got)
 	}
 }
 
