@@ -313,6 +313,13 @@ func (h *hooks) killAt(addr string, n int, fn func()) {
 	h.kills[addr] = &killHook{after: n, fn: fn}
 }
 
+// receivedBytes returns the cell bytes read from chunkservers so far.
+func (h *hooks) receivedBytes() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.received
+}
+
 func (h *hooks) dialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		cs, err := streamer(ctx, desc, cc, method, opts...)

@@ -118,6 +118,23 @@ func TestWriterExtentLimit(t *testing.T) {
 	}
 }
 
+// readerOnFile writes size random bytes (from seed) to a file of a fresh
+// RS(4,2) environment and opens a Reader on it, closed when t ends.
+func readerOnFile(t *testing.T, size int, seed uint64) (*env, *client.Reader, []byte) {
+	t.Helper()
+	e := newEnv(t, erasure.RS(4, 2), 6, nil)
+	r := rand.New(rand.NewPCG(seed, seed))
+	const inode = 6
+	data := randBytes(r, size)
+	writeSeq(t, e.dp, inode, data, r)
+	rd, err := e.dp.OpenReader(ctxT(t), inode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	return e, rd, data
+}
+
 // TestReaderOutOfOrder reads a file sequentially with each pair of reads
 // swapped, as a FUSE mount's concurrent read-ahead requests arrive: the
 // reads are still served from the read-ahead windows, so every byte is
@@ -125,21 +142,10 @@ func TestWriterExtentLimit(t *testing.T) {
 // ones dropped the windows under way and fetched their cells again: 15%
 // more bytes).
 func TestReaderOutOfOrder(t *testing.T) {
-	e := newEnv(t, erasure.RS(4, 2), 6, nil)
-	r := rand.New(rand.NewPCG(23, 24))
+	const size, piece = 3 * testChunk, 64 << 10
+	e, rd, data := readerOnFile(t, size, 23)
 	ctx := ctxT(t)
-	const inode, size, piece = 6, 3 * testChunk, 64 << 10
-	data := randBytes(r, size)
-	writeSeq(t, e.dp, inode, data, r)
-
-	rd, err := e.dp.OpenReader(ctx, inode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	e.hooks.mu.Lock()
-	e.hooks.received = 0
-	e.hooks.mu.Unlock()
+	before := e.hooks.receivedBytes()
 	read := func(off int) {
 		p := make([]byte, piece)
 		if _, err := rd.ReadAt(ctx, p, int64(off)); err != nil && err != io.EOF {
@@ -159,10 +165,7 @@ func TestReaderOutOfOrder(t *testing.T) {
 		}
 		read(off)
 	}
-	e.hooks.mu.Lock()
-	got := e.hooks.received
-	e.hooks.mu.Unlock()
-	if got != size {
+	if got := e.hooks.receivedBytes() - before; got != size {
 		t.Errorf("fetched %d bytes from chunkservers for a %d-byte file", got, size)
 	}
 }
@@ -172,22 +175,10 @@ func TestReaderOutOfOrder(t *testing.T) {
 // read-ahead windows, so each byte is fetched about once (read one by one,
 // the 64 KiB reads at unaligned offsets would fetch two cells each).
 func TestReaderRamp(t *testing.T) {
-	e := newEnv(t, erasure.RS(4, 2), 6, nil)
-	r := rand.New(rand.NewPCG(25, 26))
+	const size = 3 * testChunk
+	e, rd, data := readerOnFile(t, size, 25)
 	ctx := ctxT(t)
-	const inode, size = 7, 3 * testChunk
-	data := randBytes(r, size)
-	writeSeq(t, e.dp, inode, data, r)
-	rd, err := e.dp.OpenReader(ctx, inode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	received := func() int64 {
-		e.hooks.mu.Lock()
-		defer e.hooks.mu.Unlock()
-		return e.hooks.received
-	}
+	received := e.hooks.receivedBytes
 	before := received()
 	head := make([]byte, 4096)
 	if _, err := rd.ReadAt(ctx, head, 0); err != nil {
