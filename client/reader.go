@@ -41,8 +41,9 @@ type Reader struct {
 		prev   *fileLayout
 		closed bool
 		next   int64 // where a sequential read would continue
-		// streak counts the reads of the current sequential run.
-		streak int
+		// reading is set once a read has been served: next is then
+		// where it ended.
+		reading bool
 		// ramp is the size of the next read-ahead window, 0 for the
 		// first of a run (see nextWindowLocked).
 		ramp int64
@@ -199,18 +200,17 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	// directly, so that reading a file's first bytes (a header, a magic
 	// number) costs the cells they are in, not a window.
 	sequential := r.d.cfg.ReadAhead > 0 && len(lay.refs) > 0 &&
-		((off == r.mu.next && r.mu.streak > 0) || r.coveredLocked(off))
+		((off == r.mu.next && r.mu.reading) || r.coveredLocked(off))
 	if end := off + int64(len(p)); !sequential || end > r.mu.next {
 		r.mu.next = end
 	}
+	r.mu.reading = true
 	if !sequential {
-		r.mu.streak = 1
 		r.mu.ramp = 0
 		r.dropAllLocked()
 		r.mu.Unlock()
 		return r.readDirect(ctx, p, off, true)
 	}
-	r.mu.streak++
 	r.mu.Unlock()
 
 	total := 0
@@ -372,7 +372,8 @@ func (r *Reader) startLocked(off int64) *window {
 	if cell > 0 && end/cell*cell > off {
 		// Ending on a cell boundary, the next window starts on one:
 		// cells are fetched whole, and one that two windows share
-		// would be fetched twice.
+		// would be fetched twice. (Boundaries in file offsets: a
+		// slice placed off them fetches its boundary cells twice.)
 		end = end / cell * cell
 	}
 	w := &window{off: off, want: int(min(end, lay.size) - off), done: make(chan struct{})}
