@@ -2,10 +2,12 @@ package client_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cairnfs/cairn/client"
@@ -202,6 +204,62 @@ func TestReaderRamp(t *testing.T) {
 	}
 	if got := received() - before; got > size+2*testCell {
 		t.Errorf("reading the %d-byte file sequentially fetched %d bytes", size, got)
+	}
+}
+
+// TestReaderMixedReads reads a file with a random mix of sequential
+// runs, swapped pairs, concurrent readers, re-reads and jumps of every
+// size, and checks every byte: whatever the Reader makes of the pattern
+// (direct reads, windows of any size, windows kept for late reads), the
+// bytes must be the file's.
+func TestReaderMixedReads(t *testing.T) {
+	const size = 5*testChunk + 4321
+	_, rd, data := readerOnFile(t, size, 27)
+	ctx := ctxT(t)
+	r := rand.New(rand.NewPCG(28, 29))
+	check := func(off, n int) error {
+		p := make([]byte, n)
+		got, err := rd.ReadAt(ctx, p, int64(off))
+		want := min(n, size-off)
+		if got != want || (err != nil && !(err == io.EOF && want < n)) {
+			return fmt.Errorf("read %d at %d: %d, %v", n, off, got, err)
+		}
+		if !bytes.Equal(p[:got], data[off:off+got]) {
+			return fmt.Errorf("read %d at %d: wrong bytes", n, off)
+		}
+		return nil
+	}
+	off := 0
+	for range 400 {
+		n := 1 + r.IntN(3*testCell)
+		switch k := r.IntN(10); {
+		case k < 5: // continue the run
+		case k < 7: // the next two, swapped
+			if err := check(min(off+n, size-1), n); err != nil {
+				t.Fatal(err)
+			}
+		case k < 8: // two readers at once
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i := range errs {
+				at := min(off+i*n, size-1)
+				wg.Go(func() { errs[i] = check(at, n) })
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				t.Fatal(err)
+			}
+		case k < 9: // back a little
+			off = max(0, off-r.IntN(2*testCell))
+		default: // anywhere
+			off = r.IntN(size)
+		}
+		if err := check(off, n); err != nil {
+			t.Fatal(err)
+		}
+		if off += n; off >= size {
+			off = r.IntN(size)
+		}
 	}
 }
 
