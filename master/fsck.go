@@ -16,8 +16,9 @@ import (
 // against what the leader knows of the chunkservers, and streams one
 // answer per regular file: healthy (every shard readable where recorded),
 // degraded (with how many more shard losses its most fragile slice can
-// bear) or lost (some slice has fewer readable shards than a read needs),
-// with the problems found: shards on dead or silent servers, shards
+// bear) or lost (some slice has fewer shards than a read needs even if
+// every server not heard from lately answers again), with the problems
+// found: shards on dead or silent servers, shards
 // reported corrupt (checksum errors found by scrubbers and readers), and
 // shards with no location. It runs on the leader only, since only the
 // leader's registry knows the chunkservers.
@@ -142,16 +143,25 @@ func (s *Server) fsckFile(ino uint64, p string, view fsckView) (*masterpb.FsckRe
 				resp.Problems = append(resp.Problems, fmt.Sprintf("slice %d shard %d: chunkserver %s not heard from lately", rs.ID, loc.Index, loc.Server))
 			}
 		}
-		switch {
-		case h.Tolerable() < 0:
-			resp.Health = masterpb.FsckResponse_HEALTH_LOST
-		case !h.Healthy() && resp.Health == masterpb.FsckResponse_HEALTH_HEALTHY:
-			resp.Health = masterpb.FsckResponse_HEALTH_DEGRADED
-		}
+		resp.Health = max(resp.Health, sliceHealth(h))
 	}
 	if tolerable > 0 {
 		resp.TolerableLosses = uint32(tolerable)
 	}
 	resp.NoShards = len(refs) == 0
 	return resp, nil
+}
+
+// sliceHealth is fsck's verdict on one slice. Shards on servers that are
+// only late (suspect, not yet dead) are not lost: a slice that needs them
+// to be read is degraded until they report again or are declared dead,
+// so a network blip does not make fsck cry "lost".
+func sliceHealth(h repair.Health) masterpb.FsckResponse_Health {
+	switch {
+	case h.Readable+h.Waiting < h.Needed:
+		return masterpb.FsckResponse_HEALTH_LOST
+	case !h.Healthy():
+		return masterpb.FsckResponse_HEALTH_DEGRADED
+	}
+	return masterpb.FsckResponse_HEALTH_HEALTHY
 }

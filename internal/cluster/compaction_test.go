@@ -156,9 +156,7 @@ func TestCompaction(t *testing.T) {
 	if !bytes.Equal(got, model) {
 		t.Fatal("reader opened before compaction reads other bytes")
 	}
-	if rs := fsck(t, writer, "/"); unhealthy(rs) != "" {
-		t.Fatalf("fsck: %s", unhealthy(rs))
-	}
+	waitHealthy(t, writer, "/")
 }
 
 // TestCompactNow: Client.Compact (dfs compact) rewrites a chunk with a
@@ -271,9 +269,7 @@ func TestCompactionPacked(t *testing.T) {
 		}
 		return others == 0, fmt.Sprintf("%d shards of replaced slices left", others)
 	})
-	if rs := fsck(t, cl, "/"); unhealthy(rs) != "" {
-		t.Fatalf("fsck: %s", unhealthy(rs))
-	}
+	waitHealthy(t, cl, "/")
 }
 
 // TestCompactionReadOnlyHandle: a chunk of a file open only for reading

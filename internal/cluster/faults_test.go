@@ -392,8 +392,6 @@ func TestPartitionChunkserverFromMasters(t *testing.T) {
 		n := len(storedShards(t, cs.Addr))
 		return s == "live" && n == 0, fmt.Sprintf("%s, %d shards left", s, n)
 	})
-	if bad := unhealthy(fsck(t, cl, "/")); bad != "" {
-		t.Fatalf("after the heal: %s", bad)
-	}
+	waitHealthy(t, cl, "/")
 	checkFiles(t, cl, files)
 }

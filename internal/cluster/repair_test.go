@@ -157,6 +157,18 @@ func unhealthy(rs []*masterpb.FsckResponse) string {
 	return fmt.Sprint(bad)[1 : len(fmt.Sprint(bad))-1]
 }
 
+// waitHealthy waits until fsck finds every file under p healthy. Under
+// load a heartbeat can be late enough for its server to be suspect, which
+// makes its files degraded for a moment; lost data does not come back, and
+// waitFor then fails with fsck's last answer.
+func waitHealthy(t *testing.T, cl *client.Client, p string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "fsck to find "+p+" healthy", func() (bool, string) {
+		bad := unhealthy(fsck(t, cl, p))
+		return bad == "", bad
+	})
+}
+
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
