@@ -40,10 +40,9 @@ type Reader struct {
 		// runs into the next window while reads still need this one.
 		prev   *fileLayout
 		closed bool
-		next   int64 // where a sequential read would continue
-		// reading is set once a read has been served: next is then
-		// where it ended.
-		reading bool
+		// next is where a sequential read would continue; -1 before
+		// the first read.
+		next int64
 		// ramp is the size of the next read-ahead window, 0 for the
 		// first of a run (see nextWindowLocked).
 		ramp int64
@@ -118,6 +117,7 @@ func (d *DataPath) newReader(inode uint64, lay *fileLayout) *Reader {
 	r := &Reader{d: d, inode: inode}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.lay = lay
+	r.mu.next = -1
 	return r
 }
 
@@ -132,7 +132,7 @@ func (r *Reader) Size() int64 {
 // the Reader was opened become visible, and drops read-ahead.
 func (r *Reader) Refresh(ctx context.Context) error {
 	r.mu.Lock()
-	pos := r.mu.next
+	pos := max(r.mu.next, 0)
 	r.mu.Unlock()
 	lay, err := r.d.fetchLayout(ctx, r.inode, pos)
 	if err != nil {
@@ -200,11 +200,10 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	// directly, so that reading a file's first bytes (a header, a magic
 	// number) costs the cells they are in, not a window.
 	sequential := r.d.cfg.ReadAhead > 0 && len(lay.refs) > 0 &&
-		((off == r.mu.next && r.mu.reading) || r.coveredLocked(off))
+		(off == r.mu.next || r.coveredLocked(off))
 	if end := off + int64(len(p)); !sequential || end > r.mu.next {
 		r.mu.next = end
 	}
-	r.mu.reading = true
 	if !sequential {
 		r.mu.ramp = 0
 		r.dropAllLocked()

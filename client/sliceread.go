@@ -36,8 +36,9 @@ type sliceRead struct {
 	s    *sliceInfo
 	r0   int64
 	grid [][][]byte // [shard][row-r0] verified cell, or nil
-	// direct holds, for cells an extent covers whole, the part of the
-	// caller's buffer the cell belongs in, [shard][row-r0]: such a cell
+	// direct holds, for data cells an extent covers whole, the part of
+	// the caller's buffer the cell belongs in, [shard][row-r0] (nil
+	// where none; nil for replicated slices): such a cell
 	// is received straight into it (shardcodec.Into) instead of into a
 	// pooled buffer that is copied afterwards.
 	direct [][][]byte
@@ -70,10 +71,8 @@ func (d *DataPath) readSlice(ctx context.Context, s *sliceInfo, off int64, dst [
 	rd := &sliceRead{d: d, s: s, r0: r0, bad: make([]bool, l.Shards()), errs: make([]error, l.Shards()), retries: make([]int, l.Shards())}
 	defer rd.release()
 	rd.grid = make([][][]byte, l.Shards())
-	rd.direct = make([][][]byte, l.Shards())
 	for i := range rd.grid {
 		rd.grid[i] = make([][]byte, r1-r0+1)
-		rd.direct[i] = make([][]byte, r1-r0+1)
 		if i >= len(s.shards) || s.shards[i] == nil || s.shards[i].Address == "" {
 			rd.bad[i] = true
 			rd.errs[i] = fmt.Errorf("client: shard %d/%d: no known location", s.id, i)
@@ -84,8 +83,12 @@ func (d *DataPath) readSlice(ctx context.Context, s *sliceInfo, off int64, dst [
 		// (A replicated slice's extents name copy 0 whichever copy is
 		// read, so its cells are copied as before.)
 		cs := int64(l.CellSize())
+		rd.direct = make([][][]byte, l.DataShards())
 		for _, e := range exts {
 			if e.Offset == e.Row*cs && e.Length == int64(l.CellLength(s.length, e.Row, e.Shard)) {
+				if rd.direct[e.Shard] == nil {
+					rd.direct[e.Shard] = make([][]byte, r1-r0+1)
+				}
 				end := e.BufOffset + e.Length
 				rd.direct[e.Shard][e.Row-r0] = dst[e.BufOffset:end:end]
 			}
@@ -359,7 +362,7 @@ func (rd *sliceRead) fetchShard(ctx context.Context, sh int, lo, hi int64, keep 
 		row := next / cs
 		m := &chunkpb.ReadShardResponse{}
 		in := &shardcodec.Into{Msg: m}
-		if row <= hi && rd.grid[sh][row-rd.r0] == nil {
+		if sh < len(rd.direct) && rd.direct[sh] != nil && row <= hi && rd.grid[sh][row-rd.r0] == nil {
 			// (A cell already in hand may sit in that very place: a
 			// bad copy of it must not overwrite it.)
 			in.Dst = rd.direct[sh][row-rd.r0]

@@ -153,12 +153,13 @@ func (s *Server) fsckFile(ino uint64, p string, view fsckView) (*masterpb.FsckRe
 }
 
 // sliceHealth is fsck's verdict on one slice. Shards on servers that are
-// only late (suspect, not yet dead) are not lost: a slice that needs them
-// to be read is degraded until they report again or are declared dead,
-// so a network blip does not make fsck cry "lost".
+// only late (suspect, not yet dead) are not lost (repair.Health.Unreadable):
+// a slice that needs them to be read is degraded until they report again
+// or are declared dead, so a network blip does not make fsck cry "lost",
+// and fsck agrees with the lost slices `dfs status` counts.
 func sliceHealth(h repair.Health) masterpb.FsckResponse_Health {
 	switch {
-	case h.Readable+h.Waiting < h.Needed:
+	case h.Unreadable():
 		return masterpb.FsckResponse_HEALTH_LOST
 	case !h.Healthy():
 		return masterpb.FsckResponse_HEALTH_DEGRADED

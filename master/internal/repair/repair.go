@@ -99,6 +99,11 @@ type Health struct {
 // when it cannot be read.
 func (h Health) Tolerable() int { return h.Readable - h.Needed }
 
+// Unreadable reports whether the slice has fewer shards than a read needs
+// even if every Unsure server answers again: lost for good, not merely
+// waiting on late servers.
+func (h Health) Unreadable() bool { return h.Readable+h.Waiting < h.Needed }
+
 // Healthy reports whether every shard is readable where it is recorded.
 func (h Health) Healthy() bool { return h.Readable == h.Total }
 
@@ -197,7 +202,15 @@ func Plan(all []Slice, v View, cands []placement.Candidate, lim Limits, rng *ran
 		sum.Slices++
 		h := Assess(s, v)
 		if h.Tolerable() < 0 {
-			sum.Lost++
+			// Too few shards to rebuild from. Shards on late servers
+			// may still come back: lost only if they could not make up
+			// for the rest.
+			switch {
+			case h.Unreadable():
+				sum.Lost++
+			case len(h.Lost) > 0:
+				sum.Degraded++
+			}
 			continue
 		}
 		if len(h.Lost) > 0 {

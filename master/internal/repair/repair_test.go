@@ -142,6 +142,20 @@ func TestPlan(t *testing.T) {
 			sum:  Summary{Slices: 1, Lost: 1},
 		},
 		{
+			name: "unreadable while servers are late: waited for, not lost",
+			sl:   []Slice{slice(1, rs42, "s0", "s1", "s2", "s3", "s4", "s5")},
+			mod:  map[string]State{"s0": Unsure, "s1": Unsure, "s2": Unsure},
+			n:    9,
+			sum:  Summary{Slices: 1},
+		},
+		{
+			name: "two lost and one late: degraded, nothing to rebuild from yet",
+			sl:   []Slice{slice(1, rs42, "s0", "s1", "s2", "s3", "s4", "s5")},
+			mod:  map[string]State{"s0": Down, "s1": Down, "s2": Unsure},
+			n:    9,
+			sum:  Summary{Slices: 1, Degraded: 1},
+		},
+		{
 			name:  "drain moves come after rebuilds",
 			sl:    []Slice{slice(1, rs42, "s0", "s1", "s2", "s3", "s4", "s5"), slice(2, rs42, "s0", "s1", "s2", "s3", "s4", "s6")},
 			mod:   map[string]State{"s0": Draining, "s6": Down},
